@@ -1,0 +1,57 @@
+# voicecall-pipeline — the two commands that matter: `make run` and `make test`.
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint venv clean kafka bench bench-ingress bench-dedup bench-billing bench-recordings image
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then \
+	  $(BIN)/pip install -q -r deploy/dev/noida-requirements.txt; fi
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## run: the embedded default — a local broker, the topics, every service, fed by the platform simulator
+run: $(STAMP)
+	$(BIN)/voicecall dev --simulate
+
+## test: the whole suite against a real Apache Kafka broker the suite starts itself
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check services tests bench
+	$(BIN)/mypy
+	if [ -f Dockerfile ]; then $(BIN)/hadolint Dockerfile; fi
+
+## kafka: download the Apache Kafka jars once (the test suite does this on demand as well)
+kafka:
+	mvn -q -f deploy/dev/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=lib
+
+bench: bench-ingress bench-dedup bench-billing bench-recordings
+
+bench-ingress: $(STAMP)
+	$(BIN)/python bench/ingress.py
+
+bench-dedup: $(STAMP)
+	$(BIN)/python bench/dedup.py
+
+bench-billing: $(STAMP)
+	$(BIN)/python bench/billing.py
+
+bench-recordings: $(STAMP)
+	$(BIN)/python bench/recordings.py
+
+image:
+	if command -v docker >/dev/null && docker info >/dev/null 2>&1; then docker build -t voicecall-pipeline .; \
+	elif command -v podman >/dev/null; then podman build -t voicecall-pipeline .; \
+	else echo "make image needs docker or podman" >&2; exit 1; fi
+
+clean:
+	rm -rf .state $(VENV) build *.egg-info

@@ -1,0 +1,5 @@
+import sys
+
+from voicecall.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The shared runtime: configuration, logging, metrics, Kafka clients, CloudEvents and shutdown."""

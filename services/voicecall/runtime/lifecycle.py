@@ -1,0 +1,66 @@
+"""Process lifecycle: the event loop, SIGTERM/SIGINT handling and a clean exit 0.
+
+A service is ``async def main(stop: asyncio.Event) -> None``: it runs until ``stop`` is set, then drains what is
+in flight, flushes its producer, commits, and returns. A second signal while draining exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Awaitable, Callable
+
+from voicecall.runtime import logging as vlog
+
+Service = Callable[[asyncio.Event], Awaitable[None]]
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop()  # type: ignore[no-any-return]
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.new_event_loop()
+
+
+def install_stop_handlers(stop: asyncio.Event) -> None:
+    """First SIGTERM/SIGINT sets ``stop`` (graceful); a second one exits immediately."""
+    loop = asyncio.get_running_loop()
+    log = vlog.get("lifecycle")
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second signal, exiting now", signal=signal.Signals(signum).name)
+            os._exit(1)
+        log.info("stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, on_signal, signum)
+
+
+def run(service: Service) -> int:
+    """Run ``service`` until it returns after a stop signal; 0 on a clean stop, 1 on a crash."""
+    log = vlog.get("lifecycle")
+
+    async def wrapper() -> None:
+        stop = asyncio.Event()
+        install_stop_handlers(stop)
+        await service(stop)
+
+    loop = new_event_loop()
+    try:
+        loop.run_until_complete(wrapper())
+    except Exception:
+        log.exception("service failed")
+        return 1
+    finally:
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+    log.info("stopped cleanly")
+    return 0
