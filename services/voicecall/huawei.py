@@ -1,0 +1,83 @@
+"""Platform facts shared by every stage: Huawei's time format and the X-AKSK signature.
+
+Times in pushes are UTC ``yyyy-MM-dd HH:mm:ss``; old platform versions put two spaces between date and time
+(reference §3, examples S4 and F2), and unanswered legs may carry ``""`` instead of omitting the field.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import UTC, datetime
+
+_TIME = re.compile(r"^\s*(\d{4})-(\d{2})-(\d{2})\s+(\d{2}):(\d{2}):(\d{2})\s*$")
+
+AUTHORIZATION = 'AKSK realm="SDP",profile="UsernameToken",type="Appkey"'
+
+
+class BadTime(ValueError):
+    """A time field that is present and not empty but cannot be read."""
+
+
+def parse_time(value: object) -> datetime | None:
+    """A Huawei UTC time → aware datetime; ``None`` when absent or ``""``; :class:`BadTime` when unreadable."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise BadTime(f"not a time string: {value!r}")
+    match = _TIME.match(value)
+    if not match:
+        raise BadTime(f"not yyyy-MM-dd HH:mm:ss: {value!r}")
+    try:
+        return datetime(*(int(part) for part in match.groups()), tzinfo=UTC)  # type: ignore[misc]
+    except ValueError as error:
+        raise BadTime(f"impossible time {value!r}: {error}") from None
+
+
+def normalise_time(value: str) -> str:
+    """Collapse runs of whitespace inside a time string (``"2016-12-26  01:19:46"`` → one space)."""
+    return " ".join(value.split())
+
+
+def iso_z(moment: datetime) -> str:
+    """ISO 8601 UTC with ``Z``, second resolution (Huawei times have no fractions)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def created_now() -> str:
+    """``Created`` for X-AKSK: UTC ``YYYY-MM-DDTHH:MM:SSZ`` (the official sample's local-time bug avoided)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def password_digest(app_secret: str, nonce: str, created: str) -> str:
+    """Request-side PasswordDigest = Base64(HMAC-SHA256(APP_Secret, Nonce + Created)) (reference §5.2)."""
+    mac = hmac.new(app_secret.encode(), (nonce + created).encode(), hashlib.sha256).digest()
+    return base64.b64encode(mac).decode()
+
+
+def x_aksk(app_key: str, app_secret: str, nonce: str | None = None, created: str | None = None) -> str:
+    """The ``X-AKSK`` header value, with a fresh secure random Nonce and UTC Created unless given."""
+    nonce = nonce or secrets.token_hex(16).upper()
+    created = created or created_now()
+    digest = password_digest(app_secret, nonce, created)
+    return f'UsernameToken Username="{app_key}",PasswordDigest="{digest}",Nonce="{nonce}",Created="{created}"'
+
+
+def auth_headers(app_key: str, app_secret: str) -> dict[str, str]:
+    """The two documented headers for calls to the platform's REST API."""
+    return {"Authorization": AUTHORIZATION, "X-AKSK": x_aksk(app_key, app_secret)}
+
+
+_FIELD = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
+
+
+def parse_x_aksk(header: str) -> dict[str, str]:
+    """``UsernameToken Username="…", PasswordDigest="…", …`` → its fields (spaces after commas tolerated)."""
+    head, _, rest = header.strip().partition(" ")
+    fields = dict(_FIELD.findall(rest))
+    if head == "UsernameToken":
+        fields["UsernameToken"] = ""
+    return fields
