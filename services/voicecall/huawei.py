@@ -32,7 +32,8 @@ def parse_time(value: object) -> datetime | None:
     if not match:
         raise BadTime(f"not yyyy-MM-dd HH:mm:ss: {value!r}")
     try:
-        return datetime(*(int(part) for part in match.groups()), tzinfo=UTC)  # type: ignore[misc]
+        year, month, day, hour, minute, second = (int(part) for part in match.groups())
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     except ValueError as error:
         raise BadTime(f"impossible time {value!r}: {error}") from None
 
