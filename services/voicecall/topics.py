@@ -13,8 +13,7 @@ from typing import Any
 
 from pydantic import Field
 
-from voicecall.runtime import config
-from voicecall.runtime import logging as vlog
+from voicecall.runtime import config, logging as vlog
 from voicecall.runtime.kafka import make_admin
 
 DAY_MS = 86_400_000
