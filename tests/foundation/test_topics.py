@@ -1,0 +1,51 @@
+"""`voicecall topics create`: every topic of the interface, idempotent, configs as planned."""
+
+from __future__ import annotations
+
+import uuid
+
+from aiokafka.admin import ConfigResource, ConfigResourceType
+
+from voicecall import topics
+from voicecall.runtime import config
+from voicecall.runtime.kafka import make_admin
+
+
+def test_plan_caps_replication_at_broker_count() -> None:
+    settings = config.load(topics.TopicSettings, topic_replication=3, topic_min_insync=2)
+    assert {t.replication for t in topics.plan(settings, brokers=1)} == {1}
+    assert {t.configs["min.insync.replicas"] for t in topics.plan(settings, brokers=1)} == {"1"}
+    assert {t.replication for t in topics.plan(settings, brokers=5)} == {3}
+    assert {t.configs["min.insync.replicas"] for t in topics.plan(settings, brokers=5)} == {"2"}
+
+
+async def test_create_is_idempotent_and_configs_read_back(kafka_bootstrap: str) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    settings = config.load(topics.TopicSettings, kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix,
+                           topic_partitions=2, topic_retention="3d")
+    first = await topics.create(settings)
+    assert set(first.values()) == {"created"}
+    second = await topics.create(settings)
+    assert set(second.values()) == {"exists (configs applied)"}
+    assert set(first) == set(second) == {prefix + spec.suffix for spec in topics.TOPICS}
+
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        planned = {t.name: t for t in topics.plan(settings, brokers=1)}
+        described = await admin.describe_topics(list(planned))
+        for topic in described:
+            assert len(topic["partitions"]) == 2, topic["topic"]
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in planned])
+        seen: dict[str, dict[str, str]] = {}
+        for response in responses:
+            for resource in response.resources:
+                _, _, _, name, entries = resource[:5]
+                seen[name] = {entry[0]: entry[1] for entry in entries}
+        for name, t in planned.items():
+            for key, value in t.configs.items():
+                assert seen[name][key] == value, (name, key)
+        assert seen[prefix + "fee.raw"]["retention.ms"] == str(3 * 86_400_000)
+    finally:
+        await admin.close()
