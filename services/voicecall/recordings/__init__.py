@@ -1,0 +1,1 @@
+"""The recording downloader: which calls have a recording, fetching it safely, storing it once."""

@@ -1,0 +1,315 @@
+"""Where recordings go: one small interface, a filesystem store and an S3-compatible store.
+
+A recording becomes visible under its key only once complete (rename / single put / completed multipart upload).
+Next to it a small sidecar ``<key>.json`` records ``bytes`` and ``sha256``; it is written after the recording, so
+its presence means "this key holds a complete file with this hash" and lets a re-delivered record skip the
+download (the hash cannot be known before fetching).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlparse
+
+import orjson
+
+TMP_DIR = ".tmp"
+SIDECAR = ".json"
+
+
+@dataclass(frozen=True)
+class Stored:
+    key: str
+    uri: str
+    bytes: int
+    sha256: str
+
+
+class Writer(Protocol):
+    async def write(self, chunk: bytes) -> None: ...
+
+    async def commit(self) -> Stored:
+        """Make the object visible under its key, then write the sidecar."""
+
+    async def abort(self) -> None: ...
+
+
+class Store(Protocol):
+    def uri(self, key: str) -> str: ...
+
+    async def existing(self, key: str) -> Stored | None:
+        """The complete object already stored under ``key`` (per its sidecar and its real size), or None."""
+
+    async def writer(self, key: str, metadata: dict[str, str]) -> Writer: ...
+
+    async def close(self) -> None: ...
+
+
+def _sidecar(stored: Stored, metadata: dict[str, str]) -> bytes:
+    return orjson.dumps({"bytes": stored.bytes, "sha256": stored.sha256, **metadata})
+
+
+def _check_key(key: str) -> str:
+    # Keys come from keys.object_key; refuse anything that could still climb out of the store.
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
+        raise ValueError(f"unsafe object key {key!r}")
+    return key
+
+
+# --- filesystem -----------------------------------------------------------------------------------------------
+
+
+class FileWriter:
+    def __init__(self, store: FileStore, key: str, metadata: dict[str, str]) -> None:
+        self._store, self._key, self._metadata = store, key, metadata
+        self._tmp = store.tmp_path()
+        self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in commit/abort
+        self._hash = hashlib.sha256()
+        self._size = 0
+
+    async def write(self, chunk: bytes) -> None:
+        self._hash.update(chunk)
+        self._size += len(chunk)
+        # Local disk writes of ≤ 256 KiB chunks land in the page cache; a thread hop would cost more than it saves.
+        self._file.write(chunk)
+
+    def _finish(self) -> Stored:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        final = self._store.path(self._key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._tmp, final)
+        _fsync_dir(final.parent)
+        stored = Stored(self._key, self._store.uri(self._key), self._size, self._hash.hexdigest())
+        _atomic_write(self._store, final.with_name(final.name + SIDECAR), _sidecar(stored, self._metadata))
+        return stored
+
+    async def commit(self) -> Stored:
+        return await asyncio.to_thread(self._finish)
+
+    async def abort(self) -> None:
+        self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(store: FileStore, final: Path, data: bytes) -> None:
+    tmp = store.tmp_path()
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+
+
+class FileStore:
+    """Files under ``root``; unfinished downloads live in ``root/.tmp`` (same filesystem, so rename is atomic)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.tmp = self.root / TMP_DIR
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self._tag = f"{socket.gethostname()}-{os.getpid()}"
+        self.clean_stale()
+
+    def path(self, key: str) -> Path:
+        path = (self.root / _check_key(key)).resolve()
+        if not path.is_relative_to(self.root) or path.is_relative_to(self.tmp):
+            raise ValueError(f"object key {key!r} leaves the store")
+        return path
+
+    def tmp_path(self) -> Path:
+        return self.tmp / f"{self._tag}-{uuid.uuid4().hex}.part"
+
+    def uri(self, key: str) -> str:
+        return self.path(key).as_uri()
+
+    def clean_stale(self, max_age: float = 86400.0) -> int:
+        """Drop temp files of dead processes of this host (a killed download) and any older than ``max_age``."""
+        host = socket.gethostname()
+        removed = 0
+        for entry in self.tmp.iterdir():
+            name_host, _, rest = entry.name.rpartition("-")[0].rpartition("-")
+            pid = rest if rest.isdigit() else ""
+            dead = name_host == host and pid and not _alive(int(pid))
+            with contextlib.suppress(FileNotFoundError):
+                if dead or time.time() - entry.stat().st_mtime > max_age:
+                    entry.unlink()
+                    removed += 1
+        return removed
+
+    async def existing(self, key: str) -> Stored | None:
+        return await asyncio.to_thread(self._existing, key)
+
+    def _existing(self, key: str) -> Stored | None:
+        path = self.path(key)
+        try:
+            meta = orjson.loads(path.with_name(path.name + SIDECAR).read_bytes())
+            size = path.stat().st_size
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return None
+        if not isinstance(meta, dict) or meta.get("bytes") != size or not isinstance(meta.get("sha256"), str):
+            return None
+        return Stored(key, self.uri(key), size, meta["sha256"])
+
+    async def writer(self, key: str, metadata: dict[str, str]) -> Writer:
+        self.path(key)  # validate before any byte is fetched
+        return FileWriter(self, key, metadata)
+
+    async def close(self) -> None:
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --- S3 -------------------------------------------------------------------------------------------------------
+
+
+class S3Writer:
+    """Buffers one part at a time: a single PUT when the file fits in one part, else a multipart upload that is
+    invisible until completed (an aborted or crashed upload leaves nothing under the key)."""
+
+    def __init__(self, store: S3Store, key: str, metadata: dict[str, str]) -> None:
+        self._store, self._key, self._metadata = store, key, metadata
+        self._object = store.object_name(key)
+        self._buffer = bytearray()
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+
+    async def write(self, chunk: bytes) -> None:
+        self._hash.update(chunk)
+        self._size += len(chunk)
+        self._buffer += chunk
+        if len(self._buffer) >= self._store.part_size:
+            await self._upload_part()
+
+    async def _upload_part(self) -> None:
+        client = self._store.client
+        if self._upload_id is None:
+            created = await client.create_multipart_upload(Bucket=self._store.bucket, Key=self._object,
+                                                           ContentType="audio/wav")
+            self._upload_id = created["UploadId"]
+        number = len(self._parts) + 1
+        body = bytes(self._buffer)
+        self._buffer.clear()
+        response = await client.upload_part(Bucket=self._store.bucket, Key=self._object, PartNumber=number,
+                                            UploadId=self._upload_id, Body=body)
+        self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
+
+    async def commit(self) -> Stored:
+        client, bucket = self._store.client, self._store.bucket
+        stored = Stored(self._key, self._store.uri(self._key), self._size, self._hash.hexdigest())
+        if self._upload_id is None:
+            await client.put_object(Bucket=bucket, Key=self._object, Body=bytes(self._buffer),
+                                    ContentType="audio/wav")
+        else:
+            if self._buffer:
+                await self._upload_part()
+            await client.complete_multipart_upload(Bucket=bucket, Key=self._object, UploadId=self._upload_id,
+                                                   MultipartUpload={"Parts": self._parts})
+        self._buffer = bytearray()
+        await client.put_object(Bucket=bucket, Key=self._object + SIDECAR, Body=_sidecar(stored, self._metadata),
+                                ContentType="application/json")
+        return stored
+
+    async def abort(self) -> None:
+        self._buffer = bytearray()
+        if self._upload_id is not None:
+            with contextlib.suppress(Exception):
+                await self._store.client.abort_multipart_upload(Bucket=self._store.bucket, Key=self._object,
+                                                                UploadId=self._upload_id)
+
+
+class S3Store:
+    """``s3://bucket/prefix`` via aiobotocore; credentials from the usual AWS variables / profile chain."""
+
+    def __init__(self, bucket: str, prefix: str, client: Any, exit_stack: contextlib.AsyncExitStack,
+                 part_size: int) -> None:
+        self.bucket, self.prefix, self.client = bucket, prefix.strip("/"), client
+        self.part_size = part_size
+        self._exit_stack = exit_stack
+
+    @classmethod
+    async def open(cls, uri: str, endpoint_url: str | None, region: str, part_size: int) -> S3Store:
+        from aiobotocore.config import AioConfig
+        from aiobotocore.session import get_session
+
+        parsed = urlparse(uri)
+        stack = contextlib.AsyncExitStack()
+        client = await stack.enter_async_context(get_session().create_client(
+            "s3", endpoint_url=endpoint_url, region_name=region,
+            config=AioConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"})))
+        return cls(parsed.netloc, unquote(parsed.path), client, stack, part_size)
+
+    def object_name(self, key: str) -> str:
+        key = _check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self.object_name(key)}"
+
+    async def existing(self, key: str) -> Stored | None:
+        from botocore.exceptions import ClientError
+
+        name = self.object_name(key)
+        try:
+            sidecar = await self.client.get_object(Bucket=self.bucket, Key=name + SIDECAR)
+            async with sidecar["Body"] as body:
+                meta = orjson.loads(await body.read())
+            head = await self.client.head_object(Bucket=self.bucket, Key=name)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+        except orjson.JSONDecodeError:
+            return None
+        size = int(head["ContentLength"])
+        if not isinstance(meta, dict) or meta.get("bytes") != size or not isinstance(meta.get("sha256"), str):
+            return None
+        return Stored(key, self.uri(key), size, meta["sha256"])
+
+    async def writer(self, key: str, metadata: dict[str, str]) -> Writer:
+        self.object_name(key)
+        return S3Writer(self, key, metadata)
+
+    async def close(self) -> None:
+        await self._exit_stack.aclose()
+
+
+async def open_store(uri: str, *, s3_endpoint_url: str | None = None, s3_region: str = "us-east-1",
+                     s3_part_size: int = 8 * 1024 * 1024) -> Store:
+    """``file:///path``, a plain path, or ``s3://bucket/prefix``."""
+    if uri.startswith("s3://"):
+        return await S3Store.open(uri, s3_endpoint_url, s3_region, s3_part_size)
+    path = unquote(urlparse(uri).path) if uri.startswith("file://") else uri
+    return FileStore(Path(path))

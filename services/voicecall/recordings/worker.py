@@ -1,0 +1,356 @@
+"""The Kafka shell: ``fee.unique`` → downloads → ``recording.stored`` / ``recording.failed``.
+
+Each fee record that needs a download becomes a task; at most ``recordings_concurrency`` of them transfer at a
+time, and a task waiting for its next retry holds no transfer slot, so one slow or failing recording never stops
+its partition. Offsets are committed per partition only up to the lowest unfinished record, and a record's event
+is produced before its offset can be committed: events are at-least-once (a crash between producing and
+committing re-emits them; consumers dedupe by sessionId), recordings are stored once (the store skips a key that
+already holds a complete file with its sidecar).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from botocore.exceptions import BotoCoreError, ClientError
+from prometheus_client import Counter, Gauge, Histogram
+
+from voicecall import huawei, topics
+from voicecall.recordings import fetch, safety, select
+from voicecall.recordings.config import RecordingsSettings
+from voicecall.recordings.store import Store, Stored
+from voicecall.recordings.tracker import OffsetTracker, backoff
+from voicecall.runtime import cloudevents, deadletter, kafka, logging as vlog
+
+SOURCE = "/voicecall/recordings"
+RECORDING_LIFETIME = 7 * 86400.0  # the platform deletes recordings after 7 days: no point retrying past that
+
+DOWNLOADS = Counter("voicecall_recordings_downloads_total", "Recordings by outcome",
+                    ["outcome"])  # stored, already-stored, failed, retry
+BYTES = Counter("voicecall_recordings_bytes_total", "Bytes of recordings stored")
+LATENCY = Histogram("voicecall_recordings_download_seconds", "Duration of one successful download attempt",
+                    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900))
+IN_FLIGHT = Gauge("voicecall_recordings_in_flight", "Downloads transferring now")
+RETRY_BACKLOG = Gauge("voicecall_recordings_retry_backlog", "Recordings waiting for their next attempt")
+SKIPPED = Counter("voicecall_recordings_skipped_total", "Fee records without a recording to fetch, by reason",
+                  ["reason"])
+FAILED = Counter("voicecall_recordings_failed_total", "Recordings given up on, by reason", ["reason"])
+
+
+@dataclass
+class PartitionState:
+    tracker: OffsetTracker = field(default_factory=OffsetTracker)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    committed: int | None = None
+
+
+def stored_value(job: select.Fetch, stored: Stored, attempts: int) -> dict[str, Any]:
+    return {"sessionId": job.session_id, "recordObjectName": job.record_object_name, "uri": stored.uri,
+            "key": stored.key, "bytes": stored.bytes, "sha256": stored.sha256,
+            "contentType": "audio/wav" if stored.key.endswith(".wav") else "application/octet-stream",
+            "callEndTime": huawei.iso_z(job.call_end), "attempts": attempts, "storedAt": cloudevents.now_iso()}
+
+
+def failed_value(session_id: str, record_object_name: str | None, reason: str, detail: str, attempts: int
+                 ) -> dict[str, Any]:
+    return {"sessionId": session_id, "recordObjectName": record_object_name, "reason": reason, "detail": detail,
+            "attempts": attempts, "failedAt": cloudevents.now_iso()}
+
+
+class Worker:
+    def __init__(self, settings: RecordingsSettings, store: Store, session: aiohttp.ClientSession,
+                 producer: Any, consumer: Any) -> None:
+        self.settings = settings
+        self.store = store
+        self.session = session
+        self.producer = producer
+        self.consumer = consumer
+        self.creds = fetch.Credentials(settings.huawei_base_url, settings.huawei_app_key, settings.app_secret())
+        self.patterns = settings.allowed_hosts()
+        self.slots = asyncio.Semaphore(settings.recordings_concurrency)
+        self.partitions: dict[TopicPartition, PartitionState] = {}
+        self.pending = 0
+        self.capacity = asyncio.Event()
+        self.log = vlog.get("recordings")
+        self.topic_stored = topics.name(settings, "recording.stored")
+        self.topic_failed = topics.name(settings, "recording.failed")
+        self.topic_deadletter = topics.name(settings, "deadletter")
+
+    # --- consuming ------------------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        committer = asyncio.create_task(self._commit_loop(stop))
+        try:
+            while not stop.is_set():
+                room = self.settings.recordings_max_pending - self.pending
+                if room <= 0:
+                    self.capacity.clear()
+                    await _wait_any(self.capacity, stop, timeout=1.0)
+                    continue
+                batch = await self.consumer.getmany(timeout_ms=300, max_records=min(room, 500))
+                for tp, records in batch.items():
+                    state = self.partitions.get(tp)
+                    if state is None:
+                        if tp not in self.consumer.assignment():
+                            continue  # revoked while these were in the fetch buffer
+                        state = self.partitions.setdefault(tp, PartitionState())
+                    for record in records:
+                        self._handle(tp, state, record)
+        finally:
+            committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await committer
+            # Hand back what is in flight: its offsets stay uncommitted, the next owner fetches it again.
+            await self._cancel(list(self.partitions))
+            await self.commit()
+
+    def _handle(self, tp: TopicPartition, state: PartitionState, record: Any) -> None:
+        state.tracker.add(record.offset)
+        try:
+            value = orjson.loads(record.value) if record.value is not None else None
+        except orjson.JSONDecodeError:
+            value = None
+        decision = select.decide(value)
+        if isinstance(decision, select.Skip):
+            SKIPPED.labels(decision.reason).inc()
+            if decision.reason != select.INVALID:
+                state.tracker.done(record.offset)
+                return
+            self._spawn(tp, state, record.offset, self._deadletter(record, decision, value))
+        elif isinstance(decision, select.GiveUp):
+            self._spawn(tp, state, record.offset, self._emit_failed(
+                decision.session_id, decision.record_object_name, decision.reason, "", 0))
+        else:
+            self._spawn(tp, state, record.offset, self._fetch(decision))
+
+    def _spawn(self, tp: TopicPartition, state: PartitionState, offset: int, work: Any) -> None:
+        self.pending += 1
+
+        async def run() -> None:
+            await work
+            state.tracker.done(offset)  # only reached when the work finished: cancelled work stays unfinished
+
+        task = asyncio.create_task(run())
+        state.tasks.add(task)
+
+        def finished(t: asyncio.Task[None]) -> None:
+            state.tasks.discard(t)
+            self.pending -= 1
+            self.capacity.set()
+            if not t.cancelled() and t.exception() is not None:
+                self.log.error("recording task crashed", partition=tp.partition, offset=offset,
+                               error=repr(t.exception()))
+
+        task.add_done_callback(finished)
+
+    # --- one recording --------------------------------------------------------------------------------------
+
+    async def _fetch(self, job: select.Fetch) -> None:
+        started = time.time()
+        deadline = min(started + self.settings.recordings_retry_deadline,
+                       max(job.call_end.timestamp() + RECORDING_LIFETIME, started))
+        attempts = 0
+        while True:
+            try:
+                existing = await self.store.existing(job.key)
+                if existing is not None:
+                    DOWNLOADS.labels("already-stored").inc()
+                    await self._emit(self.topic_stored, job.session_id, cloudevents.TYPE_RECORDING_STORED,
+                                     stored_value(job, existing, attempts))
+                    return
+                attempts += 1
+                stored = await self._attempt(job)
+            except fetch.Permanent as error:
+                self.log.warning("recording failed", sessionId=job.session_id, reason=error.reason,
+                                 detail=error.detail, attempts=attempts)
+                await self._emit_failed(job.session_id, job.record_object_name, error.reason, error.detail,
+                                        attempts)
+                return
+            except (fetch.Transient, OSError, BotoCoreError, ClientError) as error:
+                reason = error.reason if isinstance(error, fetch.FetchError) else "store"
+                delay = backoff(max(attempts, 1), self.settings.recordings_retry_initial,
+                                self.settings.recordings_retry_max)
+                if time.time() + delay > deadline:
+                    await self._emit_failed(job.session_id, job.record_object_name, "retries-exhausted",
+                                            f"{reason}: {error}", attempts)
+                    return
+                DOWNLOADS.labels("retry").inc()
+                self.log.info("recording retry", sessionId=job.session_id, reason=reason, detail=str(error),
+                              attempts=attempts, delay=round(delay, 2))
+                RETRY_BACKLOG.inc()
+                try:
+                    await asyncio.sleep(delay)
+                finally:
+                    RETRY_BACKLOG.dec()
+                continue
+            DOWNLOADS.labels("stored").inc()
+            BYTES.inc(stored.bytes)
+            await self._emit(self.topic_stored, job.session_id, cloudevents.TYPE_RECORDING_STORED,
+                             stored_value(job, stored, attempts))
+            return
+
+    async def _attempt(self, job: select.Fetch) -> Stored:
+        async with self.slots:
+            IN_FLIGHT.inc()
+            begun = time.perf_counter()
+            try:
+                if job.record_domain and job.record_object_name:
+                    url = await fetch.download_url(self.session, self.creds, job.record_object_name,
+                                                   job.record_domain)
+                else:
+                    assert job.download_url is not None
+                    url = job.download_url
+                refusal = safety.url_refusal(url, self.patterns)
+                if refusal:
+                    raise fetch.Permanent("forbidden-host", refusal)
+                writer = await self.store.writer(job.key, {"sessionId": job.session_id})
+                try:
+                    stored = await fetch.download(self.session, url, writer, patterns=self.patterns,
+                                                  max_bytes=self.settings.recordings_max_bytes)
+                except BaseException:
+                    await asyncio.shield(writer.abort())
+                    raise
+                LATENCY.observe(time.perf_counter() - begun)
+                return stored
+            finally:
+                IN_FLIGHT.dec()
+
+    # --- producing ------------------------------------------------------------------------------------------
+
+    async def _emit_failed(self, session_id: str, record_object_name: str | None, reason: str, detail: str,
+                           attempts: int) -> None:
+        DOWNLOADS.labels("failed").inc()
+        FAILED.labels(reason).inc()
+        await self._emit(self.topic_failed, session_id, cloudevents.TYPE_RECORDING_FAILED,
+                         failed_value(session_id, record_object_name, reason, detail, attempts))
+
+    async def _emit(self, topic: str, key: str, ce_type: str, value: dict[str, Any]) -> None:
+        await self._send(topic, key.encode(), orjson.dumps(value), cloudevents.headers(ce_type, SOURCE))
+
+    async def _send(self, topic: str, key: bytes | None, value: bytes, headers: cloudevents.Headers) -> None:
+        # The record's offset is committed only after this returns, so keep trying through a broker outage.
+        delay = 0.5
+        while True:
+            try:
+                await self.producer.send_and_wait(topic, value, key=key, headers=headers)
+                return
+            except KafkaError as error:
+                self.log.warning("produce failed, retrying", topic=topic, error=repr(error))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _deadletter(self, record: Any, decision: select.Skip, parsed: Any) -> None:
+        origin = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+        kwargs: dict[str, Any] = {} if parsed is None else {"parsed": parsed}
+        dl = deadletter.value(f"invalid-fee-record: {decision.detail}", "recordings", origin, raw=record.value,
+                              max_bytes=self.settings.deadletter_max_payload, **kwargs)
+        key, value, headers = deadletter.encode(dl, SOURCE, record.key)
+        await self._send(self.topic_deadletter, key, value, headers)
+
+    # --- offsets and rebalances -----------------------------------------------------------------------------
+
+    async def commit(self, only: list[TopicPartition] | None = None) -> None:
+        offsets = {}
+        for tp in only if only is not None else list(self.partitions):
+            state = self.partitions.get(tp)
+            if state is None:
+                continue
+            offset = state.tracker.committable()
+            if offset is not None and offset != state.committed:
+                offsets[tp] = offset
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as error:
+            self.log.warning("commit failed", error=repr(error))
+            return
+        for tp, offset in offsets.items():
+            if tp in self.partitions:
+                self.partitions[tp].committed = offset
+
+    async def _commit_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await _wait_any(stop, timeout=self.settings.recordings_commit_interval)
+            await self.commit()
+
+    async def _cancel(self, tps: list[TopicPartition]) -> None:
+        tasks = [task for tp in tps if tp in self.partitions for task in self.partitions[tp].tasks]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def revoke(self, revoked: list[TopicPartition]) -> None:
+        """Stop the revoked partitions' work, commit what finished, and forget them."""
+        mine = [tp for tp in revoked if tp in self.partitions]
+        await self._cancel(mine)
+        await self.commit(mine)
+        for tp in mine:
+            self.partitions.pop(tp, None)
+
+
+class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.worker: Worker | None = None
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        if self.worker is not None:
+            await self.worker.revoke(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        if self.worker is not None:
+            for tp in assigned:
+                self.worker.partitions.setdefault(tp, PartitionState())
+
+
+async def _wait_any(*events_and_timeout: Any, timeout: float) -> None:
+    waiters = [asyncio.create_task(event.wait()) for event in events_and_timeout]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def serve(settings: RecordingsSettings, stop: asyncio.Event, store: Store | None = None) -> None:
+    """Run the downloader until ``stop`` is set; the store is opened from the settings unless given."""
+    from voicecall.recordings.store import open_store
+
+    owns_store = store is None
+    if store is None:
+        store = await open_store(settings.recordings_store, s3_endpoint_url=settings.recordings_s3_endpoint_url,
+                                 s3_region=settings.recordings_s3_region,
+                                 s3_part_size=settings.recordings_s3_part_size)
+    listener = Rebalance()
+    consumer = kafka.make_consumer(settings, group_id=kafka.group_id(settings, "recordings"))
+    consumer.subscribe([topics.name(settings, "fee.unique")], listener=listener)
+    producer = kafka.make_producer(settings, client_suffix="-recordings")
+    connector = aiohttp.TCPConnector(resolver=safety.SafeResolver(settings.allowed_hosts()),
+                                     limit=settings.recordings_concurrency * 2, ttl_dns_cache=60)
+    timeout = aiohttp.ClientTimeout(total=None, connect=settings.recordings_connect_timeout,
+                                    sock_read=settings.recordings_read_timeout)
+    session = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
+                                    trust_env=False)
+    try:
+        await producer.start()
+        await consumer.start()
+        worker = Worker(settings, store, session, producer, consumer)
+        listener.worker = worker
+        await worker.run(stop)
+    finally:
+        with contextlib.suppress(Exception):
+            await producer.stop()  # flushes what is still buffered
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+        await session.close()
+        if owns_store:
+            await store.close()
