@@ -133,12 +133,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     create_p.add_argument("--partitions", type=int, help="partitions per topic (VOICECALL_TOPIC_PARTITIONS)")
     create_p.add_argument("--replication", type=int, help="replication factor (VOICECALL_TOPIC_REPLICATION)")
     create_p.add_argument("--bootstrap", help="Kafka bootstrap servers (VOICECALL_KAFKA_BOOTSTRAP)")
+    manifest_p = sub.add_parser("manifest", help="print Strimzi KafkaTopic (or KafkaUser) resources as YAML")
+    manifest_p.add_argument("--what", choices=("topics", "users"), default="topics",
+                            help="KafkaTopic per topic, or KafkaUser with ACLs per service")
+    manifest_p.add_argument("--cluster", help="Strimzi Kafka cluster name (label strimzi.io/cluster)")
+    manifest_p.add_argument("--partitions", type=int, help="partitions per topic (VOICECALL_TOPIC_PARTITIONS)")
+    manifest_p.add_argument("--replication", type=int, help="replication factor (VOICECALL_TOPIC_REPLICATION)")
 
 
 def main(args: argparse.Namespace) -> int:
     settings = config.load(TopicSettings, topic_partitions=args.partitions, topic_replication=args.replication,
-                           kafka_bootstrap=args.bootstrap)
+                           kafka_bootstrap=getattr(args, "bootstrap", None))
     vlog.setup(settings.log_level, settings.log_format)
+    if args.action == "manifest":
+        from voicecall import manifests
+
+        print(manifests.render(settings, args.what, args.cluster or manifests.DEFAULT_CLUSTER), end="")
+        return 0
     if args.action == "create" and args.dry_run:
         print(format_plan(plan(settings)))
         return 0
