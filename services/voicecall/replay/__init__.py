@@ -1,0 +1,1 @@
+"""Replay and inspection tools: ``voicecall replay reset|copy`` and ``voicecall tail``."""

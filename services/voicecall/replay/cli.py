@@ -1,0 +1,83 @@
+"""``voicecall replay reset|copy``: re-processing of a time window.
+
+``reset`` rewinds a stopped service's consumer group so it reprocesses everything from a time on; ``copy``
+re-publishes a bounded window of one topic into another. See docs/downstream.md for the semantics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from voicecall.replay import copy as replay_copy, names, reset as replay_reset, window
+from voicecall.runtime import config, lifecycle, logging as vlog
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (VOICECALL_KAFKA_BOOTSTRAP)")
+    sub = parser.add_subparsers(dest="action", required=True)
+
+    reset_p = sub.add_parser(
+        "reset", help="rewind a stopped service's consumer group to the first offset at/after a time",
+        description="Rewind the consumer group of a service on its input topic (dedup ← fee.raw, billing and "
+                    "recordings ← fee.unique) to the first offset at or after --from, per partition, so it "
+                    "reprocesses everything from then on when it next starts. Refuses while the group has "
+                    "active members.")
+    reset_p.add_argument("--service", required=True, choices=sorted(replay_reset.INPUTS))
+    reset_p.add_argument("--from", dest="since", required=True, metavar="T", help=window.FORMS)
+    reset_p.add_argument("--dry-run", action="store_true",
+                         help="print per partition the current and new offsets and how many records would be "
+                              "reprocessed; commit nothing")
+    reset_p.add_argument("--bootstrap", dest="bootstrap_sub", help=argparse.SUPPRESS)
+
+    copy_p = sub.add_parser(
+        "copy", help="re-publish the records of a time window into a topic",
+        description="Copy the records whose timestamp t has FROM <= t < TO from one topic to another, in order "
+                    "per partition, with their keys and headers plus voicecall-replay-id.")
+    copy_p.add_argument("--from-topic", required=True, help="source topic (suffix such as fee.unique, or full name)")
+    copy_p.add_argument("--to-topic", required=True, help="target topic (suffix such as fee.raw, or full name)")
+    copy_p.add_argument("--from", dest="since", required=True, metavar="T1", help="inclusive; " + window.FORMS)
+    copy_p.add_argument("--to", dest="until", metavar="T2", help="exclusive (default: now)")
+    copy_p.add_argument("--key", metavar="SID", help="only the records of this key (a call's sessionId)")
+    copy_p.add_argument("--replay-id", help="the voicecall-replay-id header value (default: a new random id)")
+    copy_p.add_argument("--batch", type=int, default=1000, help="records per acknowledged batch (default 1000)")
+    copy_p.add_argument("--dry-run", action="store_true", help="count what would be copied; produce nothing")
+    copy_p.add_argument("--bootstrap", dest="bootstrap_sub", help=argparse.SUPPRESS)
+
+
+def main(args: argparse.Namespace) -> int:
+    settings = config.load(config.CommonSettings,
+                           kafka_bootstrap=getattr(args, "bootstrap_sub", None) or args.bootstrap)
+    vlog.setup(settings.log_level, settings.log_format)
+    try:
+        since = window.parse(args.since)
+        until = window.parse(args.until) if getattr(args, "until", None) else None
+        win = window.Window(since, until if until is not None else window.parse("now")) \
+            if args.action == "copy" else window.Window(since)
+    except window.BadTime as error:
+        print(f"voicecall replay {args.action}: {error}", file=sys.stderr)
+        return 2
+    if args.action == "reset":
+        return asyncio.run(replay_reset.reset(settings, args.service, since, args.dry_run))
+    if args.batch < 1:
+        print("voicecall replay copy: --batch must be at least 1", file=sys.stderr)
+        return 2
+    outcome: list[replay_copy.Summary] = []
+    problems: list[str] = []
+
+    async def service(stop: asyncio.Event) -> None:
+        try:
+            outcome.append(await replay_copy.copy(
+                settings, args.from_topic, args.to_topic, win, only_key=args.key, replay_id=args.replay_id,
+                dry_run=args.dry_run, batch=args.batch, stop=stop))
+        except names.UnknownTopic as error:
+            problems.append(str(error))
+
+    code = lifecycle.run(service)
+    if problems:
+        print(f"voicecall replay copy: {problems[0]}", file=sys.stderr)
+        return 2
+    if outcome:
+        print(outcome[0].render())
+    return code
