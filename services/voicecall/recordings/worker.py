@@ -78,6 +78,7 @@ class Worker:
         self.slots = asyncio.Semaphore(settings.recordings_concurrency)
         self.partitions: dict[TopicPartition, PartitionState] = {}
         self.pending = 0
+        self.key_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # key → (lock, [users])
         self.capacity = asyncio.Event()
         self.log = vlog.get("recordings")
         self.topic_stored = topics.name(settings, "recording.stored")
@@ -154,6 +155,18 @@ class Worker:
     # --- one recording --------------------------------------------------------------------------------------
 
     async def _fetch(self, job: select.Fetch) -> None:
+        # Two records of one call (a re-push, a re-read after a crash) in flight together must not both download.
+        lock, users = self.key_locks.setdefault(job.key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                await self._fetch_one(job)
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self.key_locks[job.key]
+
+    async def _fetch_one(self, job: select.Fetch) -> None:
         started = time.time()
         deadline = min(started + self.settings.recordings_retry_deadline,
                        max(job.call_end.timestamp() + RECORDING_LIFETIME, started))
