@@ -1,0 +1,172 @@
+"""The broker launcher: Apache Kafka from Maven Central, noida-db, external clusters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from voicecall.runtime.broker import BrokerError, BrokerHandle, start_broker, wait_for_kafka
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _ports(handle: BrokerHandle) -> list[int]:
+    assert handle.state_dir is not None
+    return sorted(int(v) for v in json.loads((handle.state_dir / "broker.json").read_text()).values())
+
+
+async def _produce(bootstrap: str, topic: str, values: list[bytes], *, create: bool = True) -> None:
+    if create:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, 1, 1)])
+            deadline = time.monotonic() + 30
+            while topic not in await admin.list_topics():
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.1)
+        finally:
+            await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for v in values:
+            await producer.send_and_wait(topic, v, key=b"k")
+    finally:
+        await producer.stop()
+
+
+async def _consume(bootstrap: str, topic: str, want: int, **kwargs: Any) -> list[bytes]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, **kwargs)
+    await consumer.start()
+    got: list[bytes] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(got) < want and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                got.extend(r.value for r in records)
+        if kwargs.get("group_id"):
+            await consumer.commit()
+    finally:
+        await consumer.stop()
+    return got
+
+
+async def test_apache_starts_and_stops_without_leftovers(tmp_path: Path) -> None:
+    started = time.monotonic()
+    handle = await asyncio.to_thread(start_broker, "apache", state_dir=tmp_path / "kafka")
+    startup = time.monotonic() - started
+    try:
+        assert handle.kind == "apache"
+        assert handle.bootstrap.startswith("127.0.0.1:")
+        assert handle.pid is not None and not _pid_gone(handle.pid)
+        assert handle.log_path is not None and handle.log_path.parent.is_relative_to(tmp_path)
+        ports = _ports(handle)
+        assert handle.port in ports and len(ports) == 2  # client and controller listeners
+        assert not any(_port_free(p) for p in ports)
+        await asyncio.to_thread(wait_for_kafka, handle.bootstrap, timeout=5)
+        assert startup < 90
+    finally:
+        pid = handle.pid
+        await asyncio.to_thread(handle.stop)
+    assert pid is not None and _pid_gone(pid)
+    assert all(_port_free(p) for p in ports)
+    handle.stop()  # idempotent
+    with pytest.raises(BrokerError):
+        await asyncio.to_thread(wait_for_kafka, handle.bootstrap, timeout=1)
+
+
+async def test_apache_restart_on_same_state_keeps_data(tmp_path: Path) -> None:
+    state = tmp_path / "kafka"
+    topic = f"restart.{uuid.uuid4().hex[:8]}"
+    handle = await asyncio.to_thread(start_broker, "apache", state_dir=state)
+    try:
+        bootstrap = handle.bootstrap
+        await _produce(bootstrap, topic, [b"before-1", b"before-2"])
+        first_pid = handle.pid
+        await asyncio.to_thread(handle.restart)  # stop + start: same port, same data
+        assert handle.bootstrap == bootstrap and handle.pid != first_pid
+        assert first_pid is not None and _pid_gone(first_pid)
+        assert await _consume(bootstrap, topic, 2) == [b"before-1", b"before-2"]
+        await _produce(bootstrap, topic, [b"after"], create=False)
+
+        # an outage: the broker is killed; a fresh start_broker on the same state_dir picks up port and data
+        handle.kill()
+        again = await asyncio.to_thread(start_broker, "apache", state_dir=state)
+        try:
+            assert again.bootstrap == bootstrap
+            assert await _consume(bootstrap, topic, 3) == [b"before-1", b"before-2", b"after"]
+        finally:
+            await asyncio.to_thread(again.stop)
+        assert again.pid is not None and _pid_gone(again.pid)
+    finally:
+        await asyncio.to_thread(handle.stop)
+    assert all(_port_free(p) for p in _ports(handle))
+
+
+async def test_session_broker_is_independent(kafka_bootstrap: str, broker_handle: BrokerHandle | None) -> None:
+    # the session broker kept running while the tests above started and stopped their own
+    await asyncio.to_thread(wait_for_kafka, kafka_bootstrap, timeout=10)
+    external = await asyncio.to_thread(start_broker, "external", bootstrap=kafka_bootstrap, state_dir=Path("."))
+    assert (external.kind, external.pid, external.bootstrap) == ("external", None, kafka_bootstrap)
+    external.stop()  # a no-op for a cluster we did not start
+    await asyncio.to_thread(wait_for_kafka, kafka_bootstrap, timeout=10)
+    if broker_handle is not None:
+        assert broker_handle.running and broker_handle.bootstrap == kafka_bootstrap
+
+
+async def test_noida_broker(tmp_path: Path) -> None:
+    # noida-db is the fallback broker for machines without java/mvn, installed from deploy/dev/noida-requirements.txt
+    pytest.importorskip("noida_db", reason="noida-db not installed: pip install -r deploy/dev/noida-requirements.txt")
+    topic = f"noida.{uuid.uuid4().hex[:8]}"
+    handle = await asyncio.to_thread(start_broker, "noida", state_dir=tmp_path / "noida")
+    try:
+        assert handle.kind == "noida" and handle.pid is not None
+        await _produce(handle.bootstrap, topic, [b"n1", b"n2", b"n3"])
+        # noida rejects consumer session timeouts below 6000 ms
+        got = await _consume(handle.bootstrap, topic, 3, group_id=f"g-{topic}", session_timeout_ms=10_000)
+        assert got == [b"n1", b"n2", b"n3"]
+    finally:
+        pid = handle.pid
+        await asyncio.to_thread(handle.stop)
+    assert pid is not None and _pid_gone(pid)
+    assert _port_free(handle.port)
+
+
+def test_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(BrokerError, match="unknown broker kind"):
+        start_broker("kafka9", state_dir=tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(BrokerError, match=f"127.0.0.1:{port}"):
+        start_broker("external", bootstrap=f"127.0.0.1:{port}", state_dir=tmp_path, wait_timeout=1)
