@@ -1,0 +1,1 @@
+"""``voicecall billing``: fee.unique → billing, durations and billed minutes per leg, exactly once."""

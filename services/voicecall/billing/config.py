@@ -1,0 +1,28 @@
+"""Settings of ``voicecall billing`` (``VOICECALL_*`` variables)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field
+from pydantic_settings import NoDecode
+
+from voicecall.billing import tariff
+from voicecall.runtime import config
+
+
+def _rates(value: Any) -> dict[str, int]:
+    return tariff.parse_rates(value)
+
+
+# NoDecode: pydantic-settings would otherwise insist on JSON and refuse the ``002=18`` form.
+Rates = Annotated[dict[str, int], NoDecode, BeforeValidator(_rates)]
+
+
+class BillingSettings(config.CommonSettings):
+    # ``002=18,001=18`` or ``{"002": 18, "001": 18}``: minor units (fen) per billed minute and leg, per serviceType.
+    billing_tariff: Rates = Field(default_factory=lambda: dict(tariff.DEFAULT_RATES))
+    billing_currency: str = Field(tariff.DEFAULT_CURRENCY, pattern=r"^[A-Z]{3}$")
+
+    def make_tariff(self) -> tariff.Tariff:
+        return tariff.Tariff(self.billing_currency, dict(self.billing_tariff))

@@ -1,0 +1,149 @@
+"""The billing rules (reference §4), pure: a fee record (the parsed FeeInfo object) in, billed legs out.
+
+- seconds of a leg = ``callEndTime`` − its answer time; billed minutes = ceil(seconds / 60) ("不足一分钟按一分钟");
+- leg A is answered at ``callOutAnswerTime`` in every scenario; leg B at ``fwdAnswerTime`` for voice callback;
+- a leg with no answer time (absent or ``""``) was not answered: 0 seconds, 0 minutes;
+- a leg answered and hung up in the same second is answered with 0 seconds and therefore 0 minutes (the reference
+  leaves 0-second legs UNCONFIRMED; the ceil rule gives 0, and we do not invent a minimum charge).
+
+Anything that would make a number wrong rather than merely zero raises :class:`BadRecord` with a short reason
+code (bounded, used as a metric label) and a detail for the deadletter record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from voicecall import huawei
+
+# Bump when a rule below changes: billing records carry it, so a reprocessed record is recognisable.
+RULES_VERSION = "1"
+
+CALLBACK = "002"  # 语音回呼
+NOTIFY = "001"  # 语音通知 and 语音验证码 ("语音播放")
+
+# maxDuration is at most 1440 minutes, counted from the answer; one extra minute absorbs the platform's tear-down.
+MAX_LEG_SECONDS = 24 * 3600 + 60
+
+# Fields only a callback CDR carries ("仅语音回呼场景携带"): they identify a callback when serviceType is missing,
+# as in the old demo CDR F2.
+_CALLBACK_ONLY = ("fwdAnswerTime", "fwdStartTime", "fwdAlertingTime", "fwdDstNum", "fwdDisplayNum")
+
+# Reason codes (deadletter ``reason`` and metric label values).
+NOT_AN_OBJECT = "not-an-object"
+MISSING_SESSION_ID = "missing-session-id"
+BAD_SERVICE_TYPE = "bad-service-type"
+BAD_TIME = "bad-time"
+MISSING_END_TIME = "missing-end-time"
+END_BEFORE_ANSWER = "end-before-answer"
+DURATION_TOO_LONG = "duration-too-long"
+REASONS = (NOT_AN_OBJECT, MISSING_SESSION_ID, BAD_SERVICE_TYPE, BAD_TIME, MISSING_END_TIME, END_BEFORE_ANSWER,
+           DURATION_TOO_LONG)
+
+
+class BadRecord(ValueError):
+    """A fee record that cannot be billed correctly; ``reason`` is one of :data:`REASONS`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    leg: str  # "A" or "B"
+    answer_time: datetime | None
+    end_time: datetime | None
+    seconds: int
+    billed_minutes: int
+
+    @property
+    def answered(self) -> bool:
+        return self.answer_time is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Billed:
+    session_id: str
+    service_type: str | None  # as the record says it, normalised; None when absent
+    callback: bool  # billed as a voice callback (two legs)
+    inferred: bool  # callback-ness came from the fwd* fields, not from serviceType
+    end_time: datetime | None
+    legs: tuple[Leg, ...]
+
+    @property
+    def answered(self) -> bool:
+        return any(leg.answered for leg in self.legs)
+
+    @property
+    def total_seconds(self) -> int:
+        return sum(leg.seconds for leg in self.legs)
+
+    @property
+    def total_billed_minutes(self) -> int:
+        return sum(leg.billed_minutes for leg in self.legs)
+
+    @property
+    def effective_service_type(self) -> str | None:
+        """The serviceType the tariff is looked up with: the record's, or ``002`` when inferred."""
+        return CALLBACK if self.inferred else self.service_type
+
+
+def billed_minutes(seconds: int) -> int:
+    """Whole minutes, every started minute counted; integer arithmetic, so no float rounding at the edges."""
+    return -(-seconds // 60)
+
+
+def service_type(fee: Mapping[str, Any]) -> str | None:
+    """``serviceType`` as a string; a number (a JSON encoder that dropped the quotes) becomes ``"002"``."""
+    value = fee.get("serviceType")
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise BadRecord(BAD_SERVICE_TYPE, f"serviceType is not a string: {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise BadRecord(BAD_SERVICE_TYPE, f"serviceType is negative: {value!r}")
+        return f"{value:03d}"
+    return value.strip()
+
+
+def _time(fee: Mapping[str, Any], field: str) -> datetime | None:
+    try:
+        return huawei.parse_time(fee.get(field))
+    except huawei.BadTime as error:
+        raise BadRecord(BAD_TIME, f"{field}: {error}") from None
+
+
+def _leg(name: str, answer_field: str, answer: datetime | None, end: datetime | None) -> Leg:
+    if answer is None:
+        return Leg(name, None, end, 0, 0)
+    if end is None:
+        raise BadRecord(MISSING_END_TIME, f"leg {name} answered ({answer_field}) but callEndTime is missing")
+    seconds = int((end - answer).total_seconds())
+    if seconds < 0:
+        raise BadRecord(END_BEFORE_ANSWER, f"leg {name}: callEndTime is {-seconds} s before {answer_field}")
+    if seconds > MAX_LEG_SECONDS:
+        raise BadRecord(DURATION_TOO_LONG, f"leg {name}: {seconds} s exceeds {MAX_LEG_SECONDS} s (24 h + 1 min)")
+    return Leg(name, answer, end, seconds, billed_minutes(seconds))
+
+
+def bill(fee: Any) -> Billed:
+    """The billed legs of one fee record, or :class:`BadRecord`."""
+    if not isinstance(fee, Mapping):
+        raise BadRecord(NOT_AN_OBJECT, f"a fee record is a JSON object, got {type(fee).__name__}")
+    session_id = fee.get("sessionId")
+    if not isinstance(session_id, str) or not session_id.strip():
+        raise BadRecord(MISSING_SESSION_ID, f"sessionId is missing or empty: {session_id!r}")
+    declared = service_type(fee)
+    inferred = declared is None and any(fee.get(field) not in (None, "") for field in _CALLBACK_ONLY)
+    callback = declared == CALLBACK or inferred
+    end = _time(fee, "callEndTime")
+    legs = [_leg("A", "callOutAnswerTime", _time(fee, "callOutAnswerTime"), end)]
+    if callback:
+        legs.append(_leg("B", "fwdAnswerTime", _time(fee, "fwdAnswerTime"), end))
+    return Billed(session_id, declared, callback, inferred, end, tuple(legs))
