@@ -1,0 +1,135 @@
+"""The signed record-API call and the streaming download, against a real local HTTP server (no Kafka)."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from recordings_support import APP_KEY, APP_SECRET, RecordingApi
+
+from voicecall.recordings import fetch, safety
+from voicecall.recordings.store import FileStore
+
+
+def session_with(patterns: list[str]) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=safety.SafeResolver(patterns)))
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with session_with(["localhost"]) as session:
+        yield session
+
+
+def creds(api: RecordingApi, secret: str = APP_SECRET) -> fetch.Credentials:
+    return fetch.Credentials(api.base_url, APP_KEY, secret)
+
+
+async def test_record_api_is_signed_and_answers_a_location(recording_api: RecordingApi,
+                                                           http: aiohttp.ClientSession) -> None:
+    name = f"{uuid.uuid4().hex}.wav"
+    recording_api.add(name)
+    first = await fetch.download_url(http, creds(recording_api), name, "rec.test")
+    second = await fetch.download_url(http, creds(recording_api), name, "rec.test")
+    assert first == second == recording_api.file_url(name)
+    assert recording_api.api_calls[name] == 2 and recording_api.completed[name] == 0  # redirect not followed
+
+
+async def test_record_api_errors_are_sorted(recording_api: RecordingApi, http: aiohttp.ClientSession) -> None:
+    missing = f"{uuid.uuid4().hex}.wav"
+    with pytest.raises(fetch.Permanent) as not_found:
+        await fetch.download_url(http, creds(recording_api), missing, "rec.test")
+    assert not_found.value.reason == "not-found" and "1012007" in not_found.value.detail
+    with pytest.raises(fetch.Permanent) as bad_key:
+        await fetch.download_url(http, creds(recording_api, "wrong-secret"), missing, "rec.test")
+    assert bad_key.value.reason == "auth"
+    flaky = f"{uuid.uuid4().hex}.wav"
+    recording_api.add(flaky, fail_first=1)
+    with pytest.raises(fetch.Transient):
+        await fetch.download_url(http, creds(recording_api), flaky, "rec.test")
+    assert await fetch.download_url(http, creds(recording_api), flaky, "rec.test")
+
+
+def test_secret_not_in_credentials_repr() -> None:
+    assert APP_SECRET not in repr(fetch.Credentials("http://x", APP_KEY, APP_SECRET))
+
+
+async def test_download_streams_into_the_store_with_sha256(recording_api: RecordingApi,
+                                                           http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    name = f"{uuid.uuid4().hex}.wav"
+    sha = recording_api.add(name, size=3 * 1024 * 1024 + 17)
+    store = FileStore(tmp_path)
+    writer = await store.writer("2026/01/01/a.wav", {"sessionId": "a"})
+    stored = await fetch.download(http, recording_api.file_url(name), writer, patterns=["localhost"],
+                                  max_bytes=10 * 1024 * 1024)
+    assert (stored.bytes, stored.sha256) == (3 * 1024 * 1024 + 17, sha)
+    assert hashlib.sha256((tmp_path / "2026/01/01/a.wav").read_bytes()).hexdigest() == sha
+    assert await store.existing("2026/01/01/a.wav") == stored
+    assert list((tmp_path / ".tmp").iterdir()) == []
+
+
+async def test_too_large_is_refused_and_leaves_nothing(recording_api: RecordingApi,
+                                                       http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    name = f"{uuid.uuid4().hex}.wav"
+    recording_api.add(name, size=300_000)
+    store = FileStore(tmp_path)
+    writer = await store.writer("2026/01/01/b.wav", {})
+    with pytest.raises(fetch.Permanent) as error:
+        await fetch.download(http, recording_api.file_url(name), writer, patterns=["localhost"], max_bytes=100_000)
+    await writer.abort()
+    assert error.value.reason == "too-large"
+    assert not (tmp_path / "2026").exists() and list((tmp_path / ".tmp").iterdir()) == []
+
+
+async def test_redirect_to_another_host_is_not_followed(recording_api: RecordingApi,
+                                                        tmp_path: Path) -> None:
+    name = f"{uuid.uuid4().hex}.wav"
+    recording_api.add(name)
+    # Both hosts are allowed: the redirect alone must be refused.
+    async with session_with(["localhost", "127.0.0.1"]) as session:
+        writer = await FileStore(tmp_path).writer("2026/01/01/c.wav", {})
+        with pytest.raises(fetch.Permanent) as error:
+            await fetch.download(session, recording_api.bounce_url(name), writer,
+                                 patterns=["localhost", "127.0.0.1"], max_bytes=10**9)
+        await writer.abort()
+    assert error.value.reason == "forbidden-redirect"
+    assert recording_api.started[name] == 0
+
+
+async def test_wildcard_host_resolving_to_loopback_is_refused_by_the_resolver(recording_api: RecordingApi,
+                                                                              tmp_path: Path) -> None:
+    name = f"{uuid.uuid4().hex}.wav"
+    recording_api.add(name)
+    async with session_with(["*"]) as session:
+        writer = await FileStore(tmp_path).writer("2026/01/01/d.wav", {})
+        with pytest.raises(fetch.Permanent) as error:
+            await fetch.download(session, recording_api.file_url(name), writer, patterns=["*"], max_bytes=10**9)
+        await writer.abort()
+    assert error.value.reason == "forbidden-address" and "loopback" in error.value.detail
+    assert recording_api.started[name] == 0
+
+
+async def test_metadata_address_is_refused_before_any_connection(tmp_path: Path) -> None:
+    async with session_with(["*"]) as session:
+        writer = await FileStore(tmp_path).writer("2026/01/01/e.wav", {})
+        with pytest.raises(fetch.Permanent) as error:
+            await fetch.download(session, "http://169.254.169.254/latest/meta-data/", writer, patterns=["*"],
+                                 max_bytes=10**9)
+        await writer.abort()
+    assert error.value.reason == "forbidden-host" and "metadata" in error.value.detail
+
+
+async def test_connection_refused_is_transient(tmp_path: Path) -> None:
+    from recordings_support import free_port
+
+    async with session_with(["localhost"]) as session:
+        writer = await FileStore(tmp_path).writer("2026/01/01/f.wav", {})
+        with pytest.raises(fetch.Transient):
+            await fetch.download(session, f"http://localhost:{free_port()}/x.wav", writer, patterns=["localhost"],
+                                 max_bytes=10**9)
+        await writer.abort()
