@@ -94,7 +94,8 @@ def format_plan(planned: list[PlannedTopic]) -> str:
 
 async def create(settings: TopicSettings) -> dict[str, str]:
     """Create missing topics and align the configs of existing ones; returns ``{topic: what happened}``."""
-    from aiokafka.admin import ConfigResource, ConfigResourceType, NewTopic
+    from aiokafka.admin import NewTopic
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     admin = make_admin(settings)
     await admin.start()
