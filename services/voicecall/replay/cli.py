@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     copy_p.add_argument("--key", metavar="SID", help="only the records of this key (a call's sessionId)")
     copy_p.add_argument("--replay-id", help="the voicecall-replay-id header value (default: a new random id)")
     copy_p.add_argument("--batch", type=int, default=1000, help="records per acknowledged batch (default 1000)")
+    copy_p.add_argument("--grace", default="60s",
+                        help="how far past --to to keep reading for records with out-of-order timestamps "
+                             "(default 60s)")
     copy_p.add_argument("--dry-run", action="store_true", help="count what would be copied; produce nothing")
     copy_p.add_argument("--bootstrap", dest="bootstrap_sub", help=argparse.SUPPRESS)
 
@@ -63,6 +66,11 @@ def main(args: argparse.Namespace) -> int:
     if args.batch < 1:
         print("voicecall replay copy: --batch must be at least 1", file=sys.stderr)
         return 2
+    try:
+        grace_ms = round(config.parse_duration(args.grace) * 1000)
+    except ValueError as error:
+        print(f"voicecall replay copy: --grace: {error}", file=sys.stderr)
+        return 2
     outcome: list[replay_copy.Summary] = []
     problems: list[str] = []
 
@@ -70,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
         try:
             outcome.append(await replay_copy.copy(
                 settings, args.from_topic, args.to_topic, win, only_key=args.key, replay_id=args.replay_id,
-                dry_run=args.dry_run, batch=args.batch, stop=stop))
+                dry_run=args.dry_run, batch=args.batch, grace_ms=grace_ms, stop=stop))
         except names.UnknownTopic as error:
             problems.append(str(error))
 

@@ -1,8 +1,12 @@
 """``voicecall replay copy``: re-publish the records of a time window from one topic to another.
 
-Window: the records whose Kafka timestamp ``t`` has ``from <= t < to``, read from the first offset at/after
-``from`` up to the first offset at/after ``to`` (or the end of the partition as it was when the copy started, so
-a copy into its own source ends). Partitions are copied one after the other, in offset order, in batches whose
+Window: exactly the records whose Kafka timestamp ``t`` has ``from <= t < to``. Each partition is read from the
+first offset at/after ``from`` (no earlier offset can hold a record of the window) up to the first offset at/after
+``to + grace``, or the end of the partition as it was when the copy started (so a copy into its own source ends);
+every record read is checked against the window. The grace (default 60 s) covers producers whose clocks or send
+times disagree, which leaves timestamps slightly out of order within a partition.
+
+Partitions are copied one after the other, in offset order, in batches whose
 acknowledgements are awaited before the next batch is read: memory stays bounded by the fetch size and one batch,
 whatever the size of the window.
 
@@ -121,7 +125,8 @@ class Progress:
 
 async def copy(settings: CommonSettings, source: str, target: str, win: window.Window, *,
                only_key: str | None = None, replay_id: str | None = None, dry_run: bool = False,
-               batch: int = 1000, stop: asyncio.Event | None = None, err: TextIO = sys.stderr) -> Summary:
+               batch: int = 1000, grace_ms: int = 60_000, stop: asyncio.Event | None = None,
+               err: TextIO = sys.stderr) -> Summary:
     replay_id = replay_id or uuid.uuid4().hex
     stop = stop or asyncio.Event()
     key = only_key.encode() if only_key is not None else None
@@ -134,14 +139,14 @@ async def copy(settings: CommonSettings, source: str, target: str, win: window.W
     if not dry_run:
         await producer.start()
     try:
-        existing = await consumer.topics()
+        existing = await names.partitions(settings)
         source = names.resolve(source, settings.topic_prefix, existing)
         target = names.resolve(target, settings.topic_prefix, existing)
         summary = Summary(replay_id, source, target, win, dry_run=dry_run)
-        source_parts = sorted(consumer.partitions_for_topic(source) or ())
-        target_count = len(consumer.partitions_for_topic(target) or ())
+        source_parts = existing[source]
+        target_count = len(existing[target])
         tps = [TopicPartition(source, p) for p in source_parts]
-        ranges = await _ranges(consumer, tps, win)
+        ranges = await _ranges(consumer, tps, win, grace_ms)
         progress = Progress(sum(stop_ - first for first, stop_ in ranges.values()), err)
         for tp in tps:
             first, last = ranges[tp]
@@ -164,12 +169,13 @@ async def copy(settings: CommonSettings, source: str, target: str, win: window.W
             await producer.stop()
 
 
-async def _ranges(consumer: Any, tps: list[TopicPartition], win: window.Window) -> dict[TopicPartition, tuple[int,
-                                                                                                            int]]:
+async def _ranges(consumer: Any, tps: list[TopicPartition], win: window.Window, grace_ms: int
+                  ) -> dict[TopicPartition, tuple[int, int]]:
     """``[first, stop)`` offsets per partition, fixed before anything is copied."""
     ends = await consumer.end_offsets(tps)
     starts = await consumer.offsets_for_times({tp: win.start for tp in tps})
-    stops = await consumer.offsets_for_times({tp: win.end for tp in tps}) if win.end is not None else {}
+    stops = (await consumer.offsets_for_times({tp: win.end + grace_ms for tp in tps})
+             if win.end is not None else {})
     result = {}
     for tp in tps:
         end = ends[tp]

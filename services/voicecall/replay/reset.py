@@ -16,7 +16,7 @@ from aiokafka import TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from voicecall import topics
-from voicecall.replay import window
+from voicecall.replay import names, window
 from voicecall.runtime.config import CommonSettings
 from voicecall.runtime.kafka import group_id, make_admin, make_consumer
 
@@ -108,7 +108,11 @@ async def reset(settings: CommonSettings, service: str, since_ms: int, dry_run: 
     consumer = make_consumer(settings, group_id=group)
     await consumer.start()
     try:
-        partitions = await _partitions(consumer, topic)
+        existing = await names.partitions(settings)
+        if topic not in existing:
+            print(f"topic {topic} does not exist (is VOICECALL_TOPIC_PREFIX right?)", file=err)
+            return 2
+        partitions = existing[topic]
         tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
         committed = {tp.partition: await consumer.committed(tp) for tp in tps}
@@ -132,9 +136,3 @@ async def reset(settings: CommonSettings, service: str, since_ms: int, dry_run: 
     finally:
         await consumer.stop()
 
-
-async def _partitions(consumer: Any, topic: str) -> list[int]:
-    available = await consumer.topics()  # refreshes metadata for every topic
-    if topic not in available:
-        raise SystemExit(f"topic {topic} does not exist (is VOICECALL_TOPIC_PREFIX right?)")
-    return sorted(consumer.partitions_for_topic(topic) or ())

@@ -82,8 +82,9 @@ async def tail(settings: config.CommonSettings, args: argparse.Namespace, stop: 
     consumer = make_consumer(settings, group_id=None, client_id=f"{settings.kafka_client_id}-tail")
     await consumer.start()
     try:
-        topic = names.resolve(args.topic, settings.topic_prefix, await consumer.topics())
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        existing = await names.partitions(settings)
+        topic = names.resolve(args.topic, settings.topic_prefix, existing)
+        tps = [TopicPartition(topic, p) for p in existing[topic]]
         consumer.assign(tps)
         if args.from_beginning:
             await consumer.seek_to_beginning(*tps)
