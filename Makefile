@@ -11,8 +11,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
-	if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then \
-	  $(BIN)/pip install -q -r deploy/dev/noida-requirements.txt; fi
+	# noida-db: the fallback broker where Java is absent; always installed (hash-pinned) so its test runs too.
+	$(BIN)/pip install -q -r deploy/dev/noida-requirements.txt
 	touch $(STAMP)
 
 venv: $(STAMP)
