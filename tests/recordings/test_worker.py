@@ -1,0 +1,175 @@
+"""The downloader end to end: real broker, the recording API server, file and S3 stores."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiokafka import TopicPartition
+from recordings_support import Pipeline, RecordingApi, S3Server, fee_record, make_settings, running_pipeline
+
+from voicecall import topics
+from voicecall.recordings.store import open_store
+from voicecall.recordings.worker import SKIPPED
+from voicecall.runtime import cloudevents
+from voicecall.runtime.kafka import group_id, make_consumer
+
+
+@pytest.fixture(scope="module")
+def store_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("recordings-store")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def pipeline(kafka_bootstrap: str, recording_api: RecordingApi, store_root: Path) -> AsyncIterator[Pipeline]:
+    settings = make_settings(kafka_bootstrap, recording_api, store_root.as_uri())
+    async with running_pipeline(settings) as running:
+        yield running
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def inside(path: Path, root: Path) -> bool:
+    return path.resolve().is_relative_to(root.resolve())
+
+
+def new_id() -> str:
+    return f"1201_612_{uuid.uuid4().hex[:10]}@callenabler245.huaweicaas.com"
+
+
+def only(events: list[tuple[str, dict[str, Any], dict[str, bytes]]]) -> tuple[str, dict[str, Any], dict[str, bytes]]:
+    assert len(events) == 1, events
+    return events[0]
+
+
+async def test_happy_path_to_the_file_store(pipeline: Pipeline, recording_api: RecordingApi,
+                                            store_root: Path) -> None:
+    session_id, name = new_id(), f"{uuid.uuid4().hex}.wav"
+    sha = recording_api.add(name, size=700_000)
+    await pipeline.send(fee_record(session_id, object_name=name))
+    kind, value, headers = only(await pipeline.wait_for(session_id))
+    assert kind == "stored"
+    assert headers["ce_type"] == cloudevents.TYPE_RECORDING_STORED.encode() and headers["ce_specversion"] == b"1.0"
+    assert value["sha256"] == sha and value["bytes"] == 700_000 and value["recordObjectName"] == name
+    assert value["attempts"] == 1 and value["callEndTime"] == "2026-11-20T08:30:15Z"
+    path = Path(value["uri"].removeprefix("file://"))
+    assert inside(path, store_root) and await asyncio.to_thread(file_sha256, path) == sha
+    assert recording_api.api_calls[name] == 1 and recording_api.completed[name] == 1
+    assert recording_api.bad_signatures == 0
+
+    # Re-delivered (e.g. replay): stored again on the topic, never downloaded again.
+    await pipeline.send(fee_record(session_id, object_name=name))
+    events = await pipeline.wait_for(session_id, count=2)
+    assert events[1][1]["sha256"] == sha and events[1][1]["attempts"] == 0
+    assert recording_api.api_calls[name] == 1 and recording_api.completed[name] == 1
+
+
+async def test_short_call_is_never_requested(pipeline: Pipeline, recording_api: RecordingApi) -> None:
+    short_id, short_name = new_id(), f"{uuid.uuid4().hex}.wav"
+    recording_api.add(short_name)
+    marker_id, marker_name = new_id(), f"{uuid.uuid4().hex}.wav"
+    recording_api.add(marker_name)
+    before = SKIPPED.labels("too-short")._value.get()
+    # Same partition, short call first: once the marker is stored the short one has been handled.
+    await pipeline.send(fee_record(short_id, talk=2, object_name=short_name), partition=1)
+    await pipeline.send(fee_record(marker_id, object_name=marker_name), partition=1)
+    await pipeline.wait_for(marker_id)
+    assert recording_api.api_calls[short_name] == 0 and recording_api.started[short_name] == 0
+    assert short_id not in pipeline.events
+    assert SKIPPED.labels("too-short")._value.get() == before + 1
+
+
+async def test_503_twice_then_success(pipeline: Pipeline, recording_api: RecordingApi) -> None:
+    session_id, name = new_id(), f"{uuid.uuid4().hex}.wav"
+    sha = recording_api.add(name, fail_first=2)
+    await pipeline.send(fee_record(session_id, object_name=name))
+    kind, value, _ = only(await pipeline.wait_for(session_id))
+    assert (kind, value["sha256"], value["attempts"]) == ("stored", sha, 3)
+    assert recording_api.api_calls[name] == 3 and recording_api.completed[name] == 1
+
+
+async def test_not_found_is_reported_failed(pipeline: Pipeline, recording_api: RecordingApi) -> None:
+    session_id, name = new_id(), f"{uuid.uuid4().hex}.wav"
+    await pipeline.send(fee_record(session_id, object_name=name))
+    kind, value, headers = only(await pipeline.wait_for(session_id))
+    assert (kind, value["reason"], value["attempts"]) == ("failed", "not-found", 1)
+    assert headers["ce_type"] == cloudevents.TYPE_RECORDING_FAILED.encode()
+    assert recording_api.api_calls[name] == 1
+
+
+@pytest.mark.parametrize(("target", "reason"), [
+    ("metadata", "forbidden-host"),
+    ("loopback-ip", "forbidden-host"),
+    ("redirect", "forbidden-redirect"),
+])
+async def test_unsafe_download_urls_are_never_fetched(pipeline: Pipeline, recording_api: RecordingApi,
+                                                      target: str, reason: str) -> None:
+    session_id, name = new_id(), f"{uuid.uuid4().hex}.wav"
+    recording_api.add(name)
+    url = {"metadata": "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+           "loopback-ip": recording_api.file_url(name, host="127.0.0.1"),  # only "localhost" is allowed
+           "redirect": recording_api.bounce_url(name)}[target]
+    await pipeline.send(fee_record(session_id, object_name=name, domain=None, url=url))
+    kind, value, _ = only(await pipeline.wait_for(session_id))
+    assert (kind, value["reason"]) == ("failed", reason)
+    assert recording_api.started[name] == 0 and recording_api.api_calls[name] == 0
+
+
+async def test_traversal_in_record_object_name_stays_inside_the_store(pipeline: Pipeline,
+                                                                      recording_api: RecordingApi,
+                                                                      store_root: Path) -> None:
+    session_id = "../../" + new_id()
+    sha = recording_api.add("../../x.wav")
+    await pipeline.send(fee_record(session_id, object_name="../../x.wav"))
+    kind, value, _ = only(await pipeline.wait_for(session_id))
+    assert kind == "stored" and value["recordObjectName"] == "../../x.wav" and value["sha256"] == sha
+    path = Path(value["uri"].removeprefix("file://"))
+    assert inside(path, store_root) and path.name.endswith(".wav")
+    assert not await asyncio.to_thread(lambda: (store_root.parent.parent / "x.wav").exists())
+
+
+async def test_offsets_committed_once_everything_finished(pipeline: Pipeline) -> None:
+    """Runs after the others in this module: every record is finished, so the group is at the log end."""
+    settings = pipeline.settings
+    consumer = make_consumer(settings, group_id=group_id(settings, "recordings"))
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topics.name(settings, "fee.unique"), p) for p in range(3)]
+        ends = await consumer.end_offsets(tps)
+        for _ in range(50):
+            committed = {tp: await consumer.committed(tp) for tp in tps}
+            if all((committed[tp] or 0) == ends[tp] for tp in tps):
+                break
+            await asyncio.sleep(0.2)
+        assert {tp: committed[tp] or 0 for tp in tps} == ends
+    finally:
+        await consumer.stop()
+
+
+async def test_happy_path_to_s3(kafka_bootstrap: str, recording_api: RecordingApi, s3_server: S3Server) -> None:
+    prefix = uuid.uuid4().hex
+    settings = make_settings(kafka_bootstrap, recording_api, f"s3://{s3_server.bucket}/{prefix}",
+                             recordings_s3_endpoint_url=s3_server.endpoint, recordings_s3_part_size="5MiB")
+    session_id, name = new_id(), f"{uuid.uuid4().hex}.wav"
+    sha = recording_api.add(name, size=6 * 1024 * 1024 + 3)  # two parts: a real multipart upload
+    async with running_pipeline(settings) as running:
+        await running.send(fee_record(session_id, object_name=name))
+        kind, value, _ = only(await running.wait_for(session_id))
+    assert kind == "stored" and value["sha256"] == sha
+    assert value["uri"].startswith(f"s3://{s3_server.bucket}/{prefix}/2026/11/20/")
+    store = await open_store(f"s3://{s3_server.bucket}/{prefix}", s3_endpoint_url=s3_server.endpoint)
+    try:
+        key = value["uri"].removeprefix(f"s3://{s3_server.bucket}/")
+        body = await store.client.get_object(Bucket=s3_server.bucket, Key=key)  # type: ignore[attr-defined]
+        async with body["Body"] as stream:
+            assert hashlib.sha256(await stream.read()).hexdigest() == sha
+    finally:
+        await store.close()
