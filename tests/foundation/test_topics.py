@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from aiokafka.admin import ConfigResource, ConfigResourceType
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from voicecall import topics
 from voicecall.runtime import config
