@@ -21,7 +21,8 @@ def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _orjson_dumps(obj: Any, default: Any = None) -> str:
-    return orjson.dumps(obj, default=default or str).decode()
+    # OPT_NON_STR_KEYS: a log call with a dict keyed by partition numbers must not crash the service.
+    return orjson.dumps(obj, default=default or str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def setup(level: str = "INFO", fmt: str = "auto") -> None:
