@@ -1,0 +1,234 @@
+"""``voicecall simulate``: run the simulated platform against an ingress.
+
+Exit status: 0 when the receiver accepted everything it was sent (or the run was stopped with nothing lost),
+4 when the receiver lost data (status events not answered 200, or CDRs given up after the last re-push),
+1 on a crash, 2 on bad arguments. Records still waiting for a re-push when stopped are reported as pending and
+do not count as lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import orjson
+from pydantic import Field
+
+from voicecall import huawei
+from voicecall.runtime import config, lifecycle, logging as vlog
+from voicecall.simulator.calls import parse_mix
+from voicecall.simulator.platform import Platform, Summary, random_seed
+from voicecall.simulator.pushes import PUSH_SIGNATURES
+from voicecall.simulator.recording_api import RecordingApi
+
+EXIT_LOST = 4
+
+
+class SimulateSettings(config.CommonSettings):
+    """The app key and secret default to the pipeline's own ``VOICECALL_HUAWEI_APP_KEY``/``_SECRET``."""
+
+    huawei_app_key: str = Field("sim-app-key", min_length=1)
+    huawei_app_secret: str = Field("sim-app-secret", min_length=1, repr=False)
+
+
+def _duration(text: str) -> float:
+    try:
+        return config.parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _size(text: str) -> int:
+    try:
+        return config.parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _mix(text: str) -> dict[str, float]:
+    try:
+        return parse_mix(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("a share is between 0 and 1")
+    return value
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError("use HOST:PORT, e.g. 127.0.0.1:18080")
+    return host or "127.0.0.1", int(port)
+
+
+def parse_start_time(text: str) -> datetime:
+    """``2026-01-01T00:00:00Z``, ``2026-01-01 00:00:00`` (UTC) or any ISO 8601 time with an offset."""
+    try:
+        moment = huawei.parse_time(text)
+    except huawei.BadTime:
+        moment = None
+    if moment is None:
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a time: {text!r} (use 2026-01-01T00:00:00Z)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = __doc__.split("\n\n", 1)[1] if __doc__ else None
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    target = parser.add_argument_group("where to push")
+    target.add_argument("--status-url", help="URL for status pushes (callout/alerting/answer/collectInfo/disconnect)")
+    target.add_argument("--fee-url", help="URL for fee (CDR) pushes")
+    target.add_argument("--notify-url", help="one URL for both kinds (the ingress's /notify)")
+    load = parser.add_argument_group("what to simulate")
+    load.add_argument("--rate", type=float, default=10.0, help="calls started per simulated second (default 10)")
+    bound = load.add_mutually_exclusive_group()
+    bound.add_argument("--calls", type=int, help="number of calls, then finish")
+    bound.add_argument("--duration", type=_duration,
+                       help="simulated time over which calls start, e.g. 10m; 0 = until stopped (default)")
+    load.add_argument("--seed", type=int, help="same seed and start time → the same calls (default: random)")
+    load.add_argument("--start-time", type=parse_start_time,
+                      help="simulated time of the first call, UTC (default: now)")
+    load.add_argument("--mix", type=_mix, default=None,
+                      help="scenario weights (default callback=0.6,notify=0.3,verify=0.1)")
+    load.add_argument("--speed", type=float, default=1.0,
+                      help="simulated seconds per wall second (default 1, real time; 0 = as fast as possible)")
+    load.add_argument("--record-share", type=_share, default=0.5, help="callbacks that ask for a recording")
+    load.add_argument("--url-only-share", type=_share, default=0.1,
+                      help="recorded CDRs that carry only recordFileDownloadUrl (no recordDomain)")
+    load.add_argument("--missing-recordings", type=_share, default=0.0,
+                      help="recorded CDRs whose file the recording API does not have (404 1012007)")
+    load.add_argument("--recording-max-size", type=_size, default=1 << 20,
+                      help="cap on a recording's size (default 1MiB; 0 = real size, 8000 bytes per second)")
+    load.add_argument("--empty-times", action="store_true",
+                      help='UNCONFIRMED form: times of legs that did not happen as "" instead of absent')
+    load.add_argument("--single-leg-status", action="store_true",
+                      help="UNCONFIRMED form: callback status events for leg A only (default: both legs)")
+    load.add_argument("--double-space-share", type=_share, default=0.0,
+                      help="share of calls whose times have two spaces between date and time (old platforms)")
+    delivery = parser.add_argument_group("delivery")
+    delivery.add_argument("--repush-interval", type=_duration, default=3600.0,
+                          help="wait between fee re-pushes, wall clock (default 1h; e.g. 50ms in tests)")
+    delivery.add_argument("--max-repushes", type=int, default=6, help="fee re-pushes before giving up (default 6)")
+    delivery.add_argument("--sign-pushes", action="store_true",
+                          help="add the documented Authorization/X-AKSK headers to pushes (UNCONFIRMED)")
+    delivery.add_argument("--push-signature", choices=PUSH_SIGNATURES, default="newline",
+                          help="push PasswordDigest form: url\\nnonce\\ncreated (default), url+nonce+created, "
+                               "or nonce+created")
+    delivery.add_argument("--concurrency", type=int, default=64, help="pushes in flight at most (default 64)")
+    delivery.add_argument("--timeout", type=_duration, default=10.0, help="per-push timeout (default 10s)")
+    recordings = parser.add_argument_group("recording API")
+    recordings.add_argument("--serve-recordings", type=_host_port, metavar="HOST:PORT",
+                            help="serve the recording API and the files there")
+    recordings.add_argument("--app-key", help="app key (default $VOICECALL_HUAWEI_APP_KEY or sim-app-key)")
+    recordings.add_argument("--app-secret", help="app secret (default $VOICECALL_HUAWEI_APP_SECRET)")
+    recordings.add_argument("--recording-fail-first", type=int, default=0,
+                            help="answer the first N requests per file with 503")
+    recordings.add_argument("--recording-delay", type=_duration, default=0.0,
+                            help="delay before every recording API answer")
+    recordings.add_argument("--max-skew", type=_duration, default=300.0,
+                            help="accepted distance between X-AKSK Created and now (default 5m)")
+    recordings.add_argument("--linger", type=_duration, default=0.0,
+                            help="keep serving recordings this long after the last push (default 0)")
+    output = parser.add_argument_group("output")
+    output.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    output.add_argument("--progress-interval", type=_duration, default=None,
+                        help="seconds between progress lines (default 1s on a terminal, 10s otherwise)")
+
+
+def _validate(args: argparse.Namespace) -> str | None:
+    if not args.notify_url and not (args.status_url and args.fee_url):
+        return "give --status-url and --fee-url, or --notify-url"
+    if args.rate <= 0:
+        return "--rate must be positive"
+    if args.calls is not None and args.calls < 0:
+        return "--calls must be ≥ 0"
+    if args.speed < 0:
+        return "--speed must be ≥ 0"
+    return None
+
+
+def _printer(tty: bool) -> Callable[[Summary], None]:
+    def show(summary: Summary) -> None:
+        line = summary.progress_line()
+        if tty:
+            print("\r" + line, end="", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    return show
+
+
+async def simulate(args: argparse.Namespace, settings: SimulateSettings, stop: asyncio.Event) -> Summary:
+    app_key = args.app_key or settings.huawei_app_key
+    app_secret = args.app_secret or settings.huawei_app_secret
+    api: RecordingApi | None = None
+    if args.serve_recordings:
+        host, port = args.serve_recordings
+        api = RecordingApi(app_key, app_secret, host, port, max_skew=args.max_skew,
+                           fail_first=args.recording_fail_first, delay=args.recording_delay)
+        await api.start()
+        print(f"recording API on {api.base_url}", file=sys.stderr, flush=True)
+    tty = sys.stderr.isatty()
+    interval = args.progress_interval or (1.0 if tty else 10.0)
+    seed = args.seed if args.seed is not None else random_seed()
+    duration = args.duration if args.duration else None
+    try:
+        platform = Platform(
+            args.status_url, args.fee_url, notify_url=args.notify_url, seed=seed, rate=args.rate, calls=args.calls,
+            duration=duration, mix=args.mix, repush_interval=args.repush_interval, max_repushes=args.max_repushes,
+            sign_pushes=args.sign_pushes, push_signature=args.push_signature, app_key=app_key,
+            app_secret=app_secret, recording_api=api, start_time=args.start_time, speed=args.speed,
+            concurrency=args.concurrency, push_timeout=args.timeout, on_progress=_printer(tty),
+            progress_interval=interval, record_share=args.record_share, url_only_share=args.url_only_share,
+            missing_share=args.missing_recordings, recording_max_bytes=args.recording_max_size,
+            empty_times=args.empty_times, per_leg_status=not args.single_leg_status,
+            double_space_share=args.double_space_share)
+        print(f"simulating: seed {seed}, start time {platform.summary.start_time}, rate {args.rate}/s, "
+              f"speed {args.speed or 'max'}", file=sys.stderr, flush=True)
+        summary = await platform.run(stop)
+        if api is not None and args.linger and not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), args.linger)
+    finally:
+        if api is not None:
+            await api.stop()
+    if tty:
+        print(file=sys.stderr)
+    return summary
+
+
+def main(args: argparse.Namespace) -> int:
+    problem = _validate(args)
+    if problem:
+        print(f"voicecall simulate: {problem}", file=sys.stderr)
+        return 2
+    settings = config.load(SimulateSettings)
+    vlog.setup(settings.log_level, settings.log_format)
+    outcome: list[Summary] = []
+
+    async def service(stop: asyncio.Event) -> None:
+        outcome.append(await simulate(args, settings, stop))
+
+    code = lifecycle.run(service)
+    if code != 0 or not outcome:
+        return code or 1
+    summary = outcome[0]
+    if args.json:
+        print(orjson.dumps(summary.as_dict()).decode(), flush=True)
+    else:
+        print(summary.text(), flush=True)
+    return EXIT_LOST if summary.lost else 0
