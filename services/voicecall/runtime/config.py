@@ -6,12 +6,14 @@ one clear message that names the offending variable and stops the process.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import sys
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BeforeValidator, Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "VOICECALL_"
 
@@ -52,12 +54,19 @@ def parse_list(value: Any) -> list[str]:
     """A comma-separated environment value → list of stripped, non-empty items."""
     if isinstance(value, list | tuple):
         return [str(v).strip() for v in value if str(v).strip()]
-    return [item.strip() for item in str(value).split(",") if item.strip()]
+    text = str(value).strip()
+    if text.startswith("["):  # a JSON list, pydantic-settings' own format for list variables
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(text)
+            if isinstance(parsed, list):
+                return parse_list(parsed)
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
-CommaList = Annotated[list[str], BeforeValidator(parse_list)]
+# NoDecode: the environment source would otherwise insist on JSON for a list and reject "a.example,b.example".
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(parse_list)]
 
 
 class CommonSettings(BaseSettings):
