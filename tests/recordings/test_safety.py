@@ -71,3 +71,8 @@ def test_bad_store_value_names_the_variable(capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit):
         config.load(RecordingsSettings, recordings_store="ftp://x")
     assert "VOICECALL_RECORDINGS_STORE" in capsys.readouterr().err
+
+
+def test_allowed_hosts_from_a_comma_separated_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOICECALL_RECORDINGS_ALLOWED_HOSTS", "obs.example.com, *.myhuaweicloud.com")
+    assert config.load(RecordingsSettings).allowed_hosts() == ["obs.example.com", "*.myhuaweicloud.com"]

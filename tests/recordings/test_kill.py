@@ -1,0 +1,103 @@
+"""`voicecall recordings` killed (SIGKILL) mid-download: after a restart the file is completed exactly once, and no
+partial file is ever visible under its key."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from recordings_support import APP_KEY, APP_SECRET, RecordingApi, fee_record, running_pipeline
+
+from voicecall.recordings import select
+from voicecall.recordings.config import RecordingsSettings
+from voicecall.runtime import config
+
+
+def env_for(settings: RecordingsSettings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "VOICECALL_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "VOICECALL_TOPIC_PREFIX": settings.topic_prefix,
+        "VOICECALL_HUAWEI_BASE_URL": settings.huawei_base_url, "VOICECALL_HUAWEI_APP_KEY": APP_KEY,
+        "VOICECALL_HUAWEI_APP_SECRET": APP_SECRET, "VOICECALL_RECORDINGS_STORE": settings.recordings_store,
+        "VOICECALL_RECORDINGS_ALLOWED_HOSTS": "localhost", "VOICECALL_RECORDINGS_RETRY_INITIAL": "0.2s",
+        "VOICECALL_RECORDINGS_COMMIT_INTERVAL": "0.2s", "VOICECALL_METRICS_PORT": "0",
+        "VOICECALL_METRICS_HOST": "127.0.0.1", "VOICECALL_LOG_FORMAT": "json",
+    })
+    return env
+
+
+async def start(settings: RecordingsSettings, log: Path) -> asyncio.subprocess.Process:
+    handle = await asyncio.to_thread(open, log, "ab")
+    try:
+        return await asyncio.create_subprocess_exec(sys.executable, "-m", "voicecall", "recordings",
+                                                    env=env_for(settings), stdout=handle, stderr=handle,
+                                                    stdin=asyncio.subprocess.DEVNULL)
+    finally:
+        handle.close()
+
+
+async def until(condition: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def visible_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and ".tmp" not in p.relative_to(root).parts)
+
+
+async def test_killed_mid_download_completes_once_after_restart(kafka_bootstrap: str, recording_api: RecordingApi,
+                                                                tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    settings = config.load(RecordingsSettings, kafka_bootstrap=kafka_bootstrap,
+                           topic_prefix=f"t{uuid.uuid4().hex[:8]}.", huawei_base_url=recording_api.base_url,
+                           recordings_store=root.as_uri())
+    session_id, name = f"kill-{uuid.uuid4().hex[:8]}@callenabler245.huaweicaas.com", f"{uuid.uuid4().hex}.wav"
+    size = 4 * 1024 * 1024
+    sha = recording_api.add(name, size=size, chunk_delay=0.05)  # ~3 s transfer
+    record = fee_record(session_id, object_name=name)
+    decision = select.decide(record)
+    assert isinstance(decision, select.Fetch)
+    final = root / decision.key
+    log = tmp_path / "recordings.log"
+
+    async with running_pipeline(settings, worker=False) as pipeline:
+        first = await start(settings, log)
+        try:
+            await pipeline.send(record)
+            await until(lambda: recording_api.bytes_sent[name] >= 512 * 1024, 60, "the download to start")
+        finally:
+            if first.returncode is None:
+                first.send_signal(signal.SIGKILL)
+            await first.wait()
+        assert first.returncode == -signal.SIGKILL, (await asyncio.to_thread(log.read_text))[-3000:]
+        assert recording_api.completed[name] == 0
+        assert not await asyncio.to_thread(final.exists)
+        assert await asyncio.to_thread(visible_files, root) == []  # the partial bytes exist only in .tmp
+
+        recording_api.chunk_delay[name] = 0.0
+        await pipeline.send(record)  # the platform's re-push of the same call, waiting behind the first
+        second = await start(settings, log)
+        try:
+            events = await pipeline.wait_for(session_id, count=2, timeout=90)
+        finally:
+            if second.returncode is None:
+                second.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(second.wait(), timeout=30)
+        assert code == 0, (await asyncio.to_thread(log.read_text))[-3000:]
+
+    assert [kind for kind, _, _ in events] == ["stored", "stored"]
+    assert {value["sha256"] for _, value, _ in events} == {sha}
+    assert recording_api.started[name] == 2 and recording_api.completed[name] == 1  # killed one + one complete
+    assert await asyncio.to_thread(visible_files, root) == [final, final.with_name(final.name + ".json")]
+    assert hashlib.sha256(await asyncio.to_thread(final.read_bytes)).hexdigest() == sha
+    assert await asyncio.to_thread(lambda: list((root / ".tmp").iterdir())) == []  # the dead process's part
+    assert APP_SECRET not in await asyncio.to_thread(log.read_text)
