@@ -22,6 +22,14 @@ K8S_VERSIONS = ("1.28.0", "1.37.0")  # the oldest and newest kubernetes-validate
 CONSUMERS = [s for s in manifests.WORKLOADS if s != "ingress"]
 
 
+def quantity(value: str) -> int:
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "k": 10**3, "M": 10**6, "G": 10**9}
+    for unit, factor in units.items():
+        if value.endswith(unit):
+            return int(value.removesuffix(unit)) * factor
+    return int(value)
+
+
 def is_crd(doc: dict[str, Any]) -> bool:
     return str(doc["apiVersion"]).startswith(CRD_GROUPS)
 
@@ -128,6 +136,9 @@ def test_every_service_has_a_workload_and_the_ingress_keeps_its_spool(built: Bui
     mounts = {m["mountPath"]: m["name"] for m in container(ingress)["volumeMounts"]}
     assert mounts.get(spool_dir) in claims, "the spool directory is on the pod's own persistent volume"
     assert ingress["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"] == "Retain"
+    volume = next(c for c in ingress["spec"]["volumeClaimTemplates"] if c["metadata"]["name"] == mounts[spool_dir])
+    spool_max = config.parse_size(config_env(docs)["VOICECALL_INGRESS_SPOOL_MAX_BYTES"])
+    assert spool_max < quantity(volume["spec"]["resources"]["requests"]["storage"]), "the spool limit fits its volume"
     pod = ingress["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] >= 60, "the spool drains during the grace period"
     assert container(ingress)["lifecycle"]["preStop"]
