@@ -243,10 +243,10 @@ class Pipeline:
         return self.events[session_id]
 
 
-def make_settings(kafka_bootstrap: str, api: RecordingApi, store: str, **overrides: Any) -> RecordingsSettings:
+def make_settings(kafka_bootstrap: str, base_url: str, store: str, **overrides: Any) -> RecordingsSettings:
     values: dict[str, Any] = {
         "kafka_bootstrap": kafka_bootstrap, "topic_prefix": f"t{uuid.uuid4().hex[:8]}.",
-        "huawei_base_url": api.base_url, "huawei_app_key": APP_KEY, "huawei_app_secret": APP_SECRET,
+        "huawei_base_url": base_url, "huawei_app_key": APP_KEY, "huawei_app_secret": APP_SECRET,
         "recordings_store": store, "recordings_allowed_hosts": "localhost", "recordings_retry_initial": "0.2s",
         "recordings_retry_max": "1s", "recordings_commit_interval": "0.2s", "metrics_port": 0,
     }

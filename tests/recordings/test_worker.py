@@ -12,13 +12,23 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiokafka import TopicPartition
-from recordings_support import Pipeline, RecordingApi, S3Server, fee_record, make_settings, running_pipeline
+from recordings_support import (
+    APP_KEY,
+    APP_SECRET,
+    Pipeline,
+    RecordingApi,
+    S3Server,
+    fee_record,
+    make_settings,
+    running_pipeline,
+)
 
 from voicecall import topics
 from voicecall.recordings.store import open_store
 from voicecall.recordings.worker import SKIPPED
 from voicecall.runtime import cloudevents
 from voicecall.runtime.kafka import group_id, make_consumer
+from voicecall.simulator.recording_api import RecordingApi as SimulatorApi
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +38,25 @@ def store_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def pipeline(kafka_bootstrap: str, recording_api: RecordingApi, store_root: Path) -> AsyncIterator[Pipeline]:
-    settings = make_settings(kafka_bootstrap, recording_api, store_root.as_uri())
+    settings = make_settings(kafka_bootstrap, recording_api.base_url, store_root.as_uri())
+    async with running_pipeline(settings) as running:
+        yield running
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def simulator() -> AsyncIterator[SimulatorApi]:
+    """The simulator's recording API (voicecall simulate's own), on 127.0.0.1."""
+    async with SimulatorApi(APP_KEY, APP_SECRET) as api:
+        yield api
+
+
+def simulator_settings(kafka_bootstrap: str, api: SimulatorApi, store: str, **overrides: Any) -> Any:
+    return make_settings(kafka_bootstrap, api.base_url, store, recordings_allowed_hosts="127.0.0.1", **overrides)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def sim_pipeline(kafka_bootstrap: str, simulator: SimulatorApi, store_root: Path) -> AsyncIterator[Pipeline]:
+    settings = simulator_settings(kafka_bootstrap, simulator, store_root.as_uri())
     async with running_pipeline(settings) as running:
         yield running
 
@@ -50,26 +78,27 @@ def only(events: list[tuple[str, dict[str, Any], dict[str, bytes]]]) -> tuple[st
     return events[0]
 
 
-async def test_happy_path_to_the_file_store(pipeline: Pipeline, recording_api: RecordingApi,
+async def test_happy_path_to_the_file_store(sim_pipeline: Pipeline, simulator: SimulatorApi,
                                             store_root: Path) -> None:
     session_id, name = new_id(), f"{uuid.uuid4().hex}.wav"
-    sha = recording_api.add(name, size=700_000)
-    await pipeline.send(fee_record(session_id, object_name=name))
-    kind, value, headers = only(await pipeline.wait_for(session_id))
+    simulator.add_file(name, 700_000, domain="rec.test")
+    sha = simulator.sha256(name)
+    await sim_pipeline.send(fee_record(session_id, object_name=name))
+    kind, value, headers = only(await sim_pipeline.wait_for(session_id))
     assert kind == "stored"
     assert headers["ce_type"] == cloudevents.TYPE_RECORDING_STORED.encode() and headers["ce_specversion"] == b"1.0"
     assert value["sha256"] == sha and value["bytes"] == 700_000 and value["recordObjectName"] == name
     assert value["attempts"] == 1 and value["callEndTime"] == "2026-11-20T08:30:15Z"
     path = Path(value["uri"].removeprefix("file://"))
     assert inside(path, store_root) and await asyncio.to_thread(file_sha256, path) == sha
-    assert recording_api.api_calls[name] == 1 and recording_api.completed[name] == 1
-    assert recording_api.bad_signatures == 0
+    assert simulator.attempts[name] == 1 and simulator.download_attempts[name] == 1
+    assert not any(answer.startswith(("400", "401")) for answer in simulator.answers)  # signatures accepted
 
     # Re-delivered (e.g. replay): stored again on the topic, never downloaded again.
-    await pipeline.send(fee_record(session_id, object_name=name))
-    events = await pipeline.wait_for(session_id, count=2)
+    await sim_pipeline.send(fee_record(session_id, object_name=name))
+    events = await sim_pipeline.wait_for(session_id, count=2)
     assert events[1][1]["sha256"] == sha and events[1][1]["attempts"] == 0
-    assert recording_api.api_calls[name] == 1 and recording_api.completed[name] == 1
+    assert simulator.attempts[name] == 1 and simulator.download_attempts[name] == 1
 
 
 async def test_short_call_is_never_requested(pipeline: Pipeline, recording_api: RecordingApi) -> None:
@@ -87,22 +116,23 @@ async def test_short_call_is_never_requested(pipeline: Pipeline, recording_api: 
     assert SKIPPED.labels("too-short")._value.get() == before + 1
 
 
-async def test_503_twice_then_success(pipeline: Pipeline, recording_api: RecordingApi) -> None:
+async def test_503_twice_then_success(sim_pipeline: Pipeline, simulator: SimulatorApi) -> None:
     session_id, name = new_id(), f"{uuid.uuid4().hex}.wav"
-    sha = recording_api.add(name, fail_first=2)
-    await pipeline.send(fee_record(session_id, object_name=name))
-    kind, value, _ = only(await pipeline.wait_for(session_id))
-    assert (kind, value["sha256"], value["attempts"]) == ("stored", sha, 3)
-    assert recording_api.api_calls[name] == 3 and recording_api.completed[name] == 1
+    simulator.add_file(name, 100_000, fail_first=2)
+    await sim_pipeline.send(fee_record(session_id, object_name=name))
+    kind, value, _ = only(await sim_pipeline.wait_for(session_id))
+    assert (kind, value["sha256"], value["attempts"]) == ("stored", simulator.sha256(name), 3)
+    assert simulator.attempts[name] == 3 and simulator.download_attempts[name] == 1
 
 
-async def test_not_found_is_reported_failed(pipeline: Pipeline, recording_api: RecordingApi) -> None:
+async def test_not_found_is_reported_failed(sim_pipeline: Pipeline, simulator: SimulatorApi) -> None:
     session_id, name = new_id(), f"{uuid.uuid4().hex}.wav"
-    await pipeline.send(fee_record(session_id, object_name=name))
-    kind, value, headers = only(await pipeline.wait_for(session_id))
+    await sim_pipeline.send(fee_record(session_id, object_name=name))
+    kind, value, headers = only(await sim_pipeline.wait_for(session_id))
     assert (kind, value["reason"], value["attempts"]) == ("failed", "not-found", 1)
+    assert "1012007" in value["detail"]
     assert headers["ce_type"] == cloudevents.TYPE_RECORDING_FAILED.encode()
-    assert recording_api.api_calls[name] == 1
+    assert simulator.attempts[name] == 1 and simulator.download_attempts[name] == 0
 
 
 @pytest.mark.parametrize(("target", "reason"), [
@@ -154,16 +184,17 @@ async def test_offsets_committed_once_everything_finished(pipeline: Pipeline) ->
         await consumer.stop()
 
 
-async def test_happy_path_to_s3(kafka_bootstrap: str, recording_api: RecordingApi, s3_server: S3Server) -> None:
+async def test_happy_path_to_s3(kafka_bootstrap: str, simulator: SimulatorApi, s3_server: S3Server) -> None:
     prefix = uuid.uuid4().hex
-    settings = make_settings(kafka_bootstrap, recording_api, f"s3://{s3_server.bucket}/{prefix}",
-                             recordings_s3_endpoint_url=s3_server.endpoint, recordings_s3_part_size="5MiB")
+    settings = simulator_settings(kafka_bootstrap, simulator, f"s3://{s3_server.bucket}/{prefix}",
+                                  recordings_s3_endpoint_url=s3_server.endpoint, recordings_s3_part_size="5MiB")
     session_id, name = new_id(), f"{uuid.uuid4().hex}.wav"
-    sha = recording_api.add(name, size=6 * 1024 * 1024 + 3)  # two parts: a real multipart upload
+    simulator.add_file(name, 6 * 1024 * 1024 + 3)  # two parts: a real multipart upload
+    sha = simulator.sha256(name)
     async with running_pipeline(settings) as running:
         await running.send(fee_record(session_id, object_name=name))
         kind, value, _ = only(await running.wait_for(session_id))
-    assert kind == "stored" and value["sha256"] == sha
+    assert kind == "stored" and value["sha256"] == sha and value["bytes"] == 6 * 1024 * 1024 + 3
     assert value["uri"].startswith(f"s3://{s3_server.bucket}/{prefix}/2026/11/20/")
     store = await open_store(f"s3://{s3_server.bucket}/{prefix}", s3_endpoint_url=s3_server.endpoint)
     try:
