@@ -10,9 +10,15 @@ WORKDIR /src
 RUN python -m venv /opt/voicecall
 COPY pyproject.toml README.md ./
 COPY services ./services
+COPY schemas ./schemas
 # A regular (non-editable) install: the final stage gets the wheel's files, not a link to /src.
-RUN /opt/voicecall/bin/pip install --no-cache-dir . \
-    && /opt/voicecall/bin/python -m compileall -q /opt/voicecall/lib
+RUN /opt/voicecall/bin/pip install --no-cache-dir .
+# The ingress reads its JSON Schemas from schemas/ three levels above its module (the repository root in a
+# checkout); the same relative place in the virtualenv is lib/pythonX.Y/schemas.
+RUN cp -r schemas "$(/opt/voicecall/bin/python -c 'import pathlib, voicecall; print(pathlib.Path(voicecall.__file__).resolve().parents[2])')/schemas" \
+    && /opt/voicecall/bin/python -m compileall -q /opt/voicecall/lib \
+    && /opt/voicecall/bin/voicecall --help > /dev/null \
+    && /opt/voicecall/bin/python -c "from voicecall.ingress.parse import validator; validator('status_push.schema.json'); validator('fee_push.schema.json')"
 
 # Final stage: the same slim base, the virtualenv and nothing else (no compiler, no pip cache, no sources).
 FROM ${PYTHON_IMAGE}

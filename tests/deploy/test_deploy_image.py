@@ -44,4 +44,4 @@ def test_multi_stage_non_root_one_entrypoint() -> None:
 def test_dockerignore_keeps_the_context_small() -> None:
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     assert lines[lines.index("*")] == "*", "everything is excluded by default"
-    assert {"!pyproject.toml", "!README.md", "!services/"} <= set(lines)
+    assert {"!pyproject.toml", "!README.md", "!services/", "!schemas/"} <= set(lines)
