@@ -1,0 +1,92 @@
+"""``voicecall simulate`` as a process: summary, exit status by loss, recording API served, clean SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sys
+
+import aiohttp
+import orjson
+from simulator_support import Receiver, always
+
+from voicecall import huawei
+from voicecall.simulator.recording_api import PATH
+
+
+async def simulate(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voicecall", "simulate", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_cli_run_prints_summary_and_exits_0(receiver: Receiver) -> None:
+    process = await simulate("--status-url", receiver.status_url, "--fee-url", receiver.fee_url, "--calls", "40",
+                             "--rate", "20", "--seed", "5", "--speed", "0", "--start-time", "2026-03-01T08:00:00Z",
+                             "--mix", "callback=0.5,notify=0.5", "--json")
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    summary = orjson.loads(out.splitlines()[-1])
+    assert summary["calls"] == 40 and summary["seed"] == 5 and summary["lost"] == 0
+    assert summary["start_time"] == "2026-03-01T08:00:00Z"
+    assert set(summary["scenarios"]) == {"callback", "notify"}
+    assert summary["status_pushes"] == len(receiver.on("/notify/status"))
+    assert summary["fee_records_delivered"] == 40
+    assert b"seed 5" in err
+
+
+async def test_cli_exits_4_when_the_receiver_lost_data(receiver: Receiver) -> None:
+    receiver.rule = always(500)
+    process = await simulate("--notify-url", receiver.base_url + "/notify", "--calls", "3", "--speed", "0",
+                             "--repush-interval", "10ms", "--max-repushes", "2", "--seed", "1")
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 4, err.decode()
+    text = out.decode()
+    assert "receiver lost" in text and "given up" in text
+    fee = [push for push in receiver.pushes if push.json["eventType"] == "fee"]
+    assert len(fee) == 3 * len({push.body for push in fee})  # first push + 2 re-pushes each
+
+
+async def test_cli_serves_recordings_until_sigterm_and_exits_0(receiver: Receiver) -> None:
+    port = free_port()
+    process = await simulate("--status-url", receiver.status_url, "--fee-url", receiver.fee_url,
+                             "--rate", "1", "--speed", "0", "--seed", "3", "--mix", "callback=1",
+                             "--record-share", "1", "--url-only-share", "0", "--serve-recordings", f"127.0.0.1:{port}",
+                             "--app-key", "cli-key", "--app-secret", "cli-secret", "--concurrency", "8")
+    try:
+        records: list[dict] = []  # type: ignore[type-arg]
+        scanned = 0
+        for _ in range(200):
+            fresh, scanned = receiver.pushes[scanned:], len(receiver.pushes)
+            records = [r for push in fresh if push.path == "/notify/fee" for r in push.json["feeLst"]
+                       if r.get("recordFlag") == 1]
+            if records:
+                break
+            await asyncio.sleep(0.05)
+        assert records, "no recorded CDR arrived"
+        record = records[0]
+        async with aiohttp.ClientSession() as session, session.get(
+                f"http://127.0.0.1:{port}{PATH}", allow_redirects=False,
+                params={"fileName": record["recordObjectName"], "recordDomain": record["recordDomain"]},
+                headers=huawei.auth_headers("cli-key", "cli-secret")) as answer:
+            assert answer.status == 301
+            assert answer.headers["Location"].startswith(f"http://127.0.0.1:{port}/files/")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    assert "(stopped)" in out.decode()
+
+
+async def test_cli_rejects_missing_targets() -> None:
+    process = await simulate("--calls", "1")
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    assert b"--status-url" in err
