@@ -22,15 +22,6 @@ from voicecall.runtime import config, deadletter
 
 OFFICIAL = json.loads((Path(__file__).parent / "asyncapi-3.0.0.schema.json").read_text())
 
-# Schema files other engineers own that asyncapi.yaml names by their agreed names. Until a file lands, its
-# examples are held to the interface's minimum fields instead (docs: design/interface.md, "Recording events").
-OWNED_ELSEWHERE = {
-    "recording_stored.schema.json": {"type": "object", "required": ["sessionId", "recordObjectName", "uri", "bytes",
-                                                                    "sha256"]},
-    "recording_failed.schema.json": {"type": "object", "required": ["sessionId", "reason", "attempts"]},
-}
-
-
 def official_errors(doc: dict[str, Any]) -> list[str]:
     return [f"{list(e.absolute_path)}: {e.message[:200]}"
             for e in jsonschema.Draft7Validator(OFFICIAL).iter_errors(doc)]
@@ -70,9 +61,9 @@ def test_every_reference_resolves() -> None:
             contract.pointer(doc, ref)  # raises KeyError when dangling
     assert files, "messages name their payload schema files"
     missing = {name for name in files if not (contract.SCHEMAS / name).exists()}
-    assert missing <= set(OWNED_ELSEWHERE), f"asyncapi.yaml names schema files that do not exist: {missing}"
+    assert not missing, f"asyncapi.yaml names schema files that do not exist: {missing}"
     # Inside the schema files: every $ref (also across files) resolves through the registry of schemas/.
-    for name in sorted(files - missing):
+    for name in sorted(files):
         schema = json.loads((contract.SCHEMAS / name).read_text())
         resolver = contract.registry().resolver(base_uri=schema["$id"])
         for ref in local_refs(schema):
@@ -115,12 +106,7 @@ def examples() -> list[tuple[str, str, dict[str, Any]]]:
 
 @pytest.mark.parametrize(("suffix", "name", "example"), examples(), ids=lambda v: v if isinstance(v, str) else "")
 def test_every_example_fits_its_schemas(suffix: str, name: str, example: dict[str, Any]) -> None:
-    c = contract.contracts()[suffix]
-    if c.schema_file in OWNED_ELSEWHERE and not (contract.SCHEMAS / c.schema_file).exists():
-        assert list(jsonschema.Draft202012Validator(OWNED_ELSEWHERE[c.schema_file]).iter_errors(
-            example["payload"])) == []
-    else:
-        contract.check_payload(suffix, example["payload"])
+    contract.check_payload(suffix, example["payload"])
     contract.check_headers(suffix, example["headers"])
 
 
