@@ -1,0 +1,1 @@
+"""``voicecall ingress``: the HTTP ingress for status and fee pushes (parse → Kafka, or the local spool)."""

@@ -1,0 +1,92 @@
+"""``voicecall ingress``: serve the HTTP ingress until SIGTERM/SIGINT, then answer what is in flight and exit 0.
+
+``--workers N`` runs N processes sharing the port (SO_REUSEPORT), each with its own spool under the spool
+directory (``w0``, ``w1``, … taken with a lock, so two processes never share one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from voicecall.ingress.app import create_app
+from voicecall.ingress.config import IngressSettings
+from voicecall.runtime import config, lifecycle, logging as vlog
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="listen address (VOICECALL_INGRESS_HOST, default 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="listen port (VOICECALL_INGRESS_PORT, default 8080)")
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (VOICECALL_KAFKA_BOOTSTRAP)")
+    parser.add_argument("--spool-dir", help="local spool directory (VOICECALL_INGRESS_SPOOL_DIR, default .state/spool)")
+    parser.add_argument("--workers", type=int, help="processes sharing the port (VOICECALL_INGRESS_WORKERS, default 1)")
+
+
+def spool_slot(base: Path, workers: int) -> Path:
+    """The first ``w<i>`` directory no other live process holds (the spool's own flock decides for real)."""
+    import fcntl
+
+    for index in range(workers + 16):
+        path = base / f"w{index}"
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue
+        finally:
+            os.close(fd)  # released here; the spool takes it again at once
+        return path
+    raise SystemExit(f"VOICECALL_INGRESS_SPOOL_DIR: no free spool slot under {base}")
+
+
+async def serve(settings: IngressSettings, stop: asyncio.Event, reuse_port: bool = False) -> None:
+    log = vlog.get("ingress")
+    app = create_app(settings, spool_slot(Path(settings.ingress_spool_dir), settings.ingress_workers))
+    runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                           keepalive_timeout=settings.ingress_keepalive_timeout,
+                           shutdown_timeout=settings.ingress_shutdown_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.ingress_host, settings.ingress_port, reuse_address=True,
+                       reuse_port=reuse_port or None, backlog=1024)
+    await site.start()
+    log.info("ingress listening", host=settings.ingress_host, port=settings.ingress_port,
+             path_token=bool(settings.ingress_path_token), pid=os.getpid())
+    await stop.wait()
+    # Stops listening, lets in-flight requests finish, then runs the app's cleanup (flush producer, close spool).
+    await runner.cleanup()
+
+
+def run_workers(settings: IngressSettings, argv: list[str]) -> int:
+    """Parent of N worker processes: forwards SIGTERM/SIGINT and exits 0 once every worker stopped cleanly."""
+    env = dict(os.environ, VOICECALL_INGRESS_WORKER="1")
+    children = [subprocess.Popen([sys.executable, "-m", "voicecall", "ingress", *argv], env=env)
+                for _ in range(settings.ingress_workers)]
+
+    def forward(signum: int, _: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [child.wait() for child in children]
+    return 0 if all(code == 0 for code in codes) else 1
+
+
+def main(args: argparse.Namespace) -> int:
+    settings = config.load(IngressSettings, ingress_host=args.host, ingress_port=args.port,
+                           kafka_bootstrap=args.bootstrap, ingress_spool_dir=args.spool_dir,
+                           ingress_workers=args.workers)
+    vlog.setup(settings.log_level, settings.log_format)
+    worker = os.environ.get("VOICECALL_INGRESS_WORKER") == "1"
+    if settings.ingress_workers > 1 and not worker:
+        return run_workers(settings, sys.argv[2:])
+    return lifecycle.run(lambda stop: serve(settings, stop, reuse_port=worker))

@@ -1,0 +1,37 @@
+"""Settings of the ingress (``VOICECALL_INGRESS_*``) on top of the shared ones."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pydantic import Field, field_validator
+
+from voicecall.runtime.config import CommaList, CommonSettings, Duration, Size
+
+
+class IngressSettings(CommonSettings):
+    ingress_host: str = "0.0.0.0"
+    ingress_port: int = Field(8080, ge=0, le=65535)
+    # When set, the notify paths exist only under /notify/{token}/…; everything else answers 404.
+    ingress_path_token: str | None = Field(None, pattern=r"^[A-Za-z0-9._~-]{8,256}$", repr=False)
+    ingress_max_body: Size = Field(1 << 20, ge=1024)
+    # How long a push waits for every Kafka ack before it is written to the spool instead.
+    ingress_ack_deadline: Duration = Field(2.0, gt=0)
+    ingress_linger_ms: int = Field(1, ge=0, le=2)
+    ingress_read_timeout: Duration = Field(10.0, gt=0)
+    ingress_keepalive_timeout: Duration = Field(75.0, ge=0)
+    ingress_shutdown_timeout: Duration = Field(30.0, ge=0)
+    # Empty = every client may push. Otherwise CIDRs; X-Forwarded-For only counts from trusted proxies.
+    ingress_allow: CommaList = Field(default_factory=list)
+    ingress_trusted_proxies: CommaList = Field(default_factory=list)
+    ingress_spool_dir: str = ".state/spool"
+    ingress_spool_max_bytes: Size = Field(1 << 30, ge=1 << 16)
+    ingress_spool_segment_bytes: Size = Field(16 << 20, ge=1 << 12)
+    ingress_workers: int = Field(1, ge=1, le=64)
+
+    @field_validator("ingress_allow", "ingress_trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # raises ValueError with a clear message
+        return value

@@ -1,0 +1,52 @@
+"""The ingress's Prometheus metrics (label children cached: ``labels()`` per request costs more than the count)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter("voicecall_ingress_requests_total", "HTTP requests by route and status", ["path", "status"])
+DURABLE = Histogram("voicecall_ingress_durable_seconds", "push received → every record durable",
+                    ["via"], buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 2.5, 5))
+RECORDS = Counter("voicecall_ingress_records_published_total", "records acknowledged by Kafka, by topic", ["topic"])
+SPOOLED = Counter("voicecall_ingress_spooled_pushes_total", "pushes written to the local spool")
+SPOOL_DRAINED = Counter("voicecall_ingress_spool_drained_entries_total", "spool entries sent on to Kafka")
+SPOOL_BYTES = Gauge("voicecall_ingress_spool_bytes", "bytes in the local spool")
+SPOOL_SEGMENTS = Gauge("voicecall_ingress_spool_segments", "segment files in the local spool")
+SPOOL_OLDEST = Gauge("voicecall_ingress_spool_oldest_age_seconds", "age of the oldest undrained spool segment")
+DEADLETTER = Counter("voicecall_ingress_deadletter_total", "pushes kept in deadletter, by reason", ["reason"])
+BROKER_ERRORS = Counter("voicecall_ingress_broker_errors_total", "Kafka sends that failed or missed the deadline")
+UNAVAILABLE = Counter("voicecall_ingress_unavailable_total", "pushes answered 503 (Kafka and spool unusable)")
+
+_requests: dict[tuple[str, int], Counter] = {}
+_records: dict[str, Counter] = {}
+_durable: dict[str, Histogram] = {}
+
+
+def count_request(path: str, status: int) -> None:
+    child = _requests.get((path, status))
+    if child is None:
+        child = _requests[(path, status)] = REQUESTS.labels(path, str(status))
+    child.inc()
+
+
+def count_record(topic: str, n: int = 1) -> None:
+    child = _records.get(topic)
+    if child is None:
+        child = _records[topic] = RECORDS.labels(topic)
+    child.inc(n)
+
+
+def observe_durable(via: str, seconds: float) -> None:
+    child = _durable.get(via)
+    if child is None:
+        child = _durable[via] = DURABLE.labels(via)
+    child.observe(seconds)
+
+
+def bind_spool(state: Callable[[], dict[str, object]]) -> None:
+    """Spool gauges read the live spool at scrape time."""
+    SPOOL_BYTES.set_function(lambda: float(state()["bytes"]))  # type: ignore[arg-type]
+    SPOOL_SEGMENTS.set_function(lambda: float(state()["segments"]))  # type: ignore[arg-type]
+    SPOOL_OLDEST.set_function(lambda: float(state()["oldest_age_seconds"]))  # type: ignore[arg-type]

@@ -1,0 +1,203 @@
+"""The pure core of the ingress: raw body bytes in → the Kafka records that must be durable, or a rejection.
+
+No I/O here. The shell (``app.py``) reads the body, calls :meth:`Parser.parse`, makes the records durable and
+answers with the outcome's status. Every path routes by ``eventType``: a push that reached the wrong one of
+``/notify/status`` and ``/notify/fee`` is still kept (a lost status push is never re-sent by the platform).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import fastjsonschema
+import orjson
+
+from voicecall import huawei, topics
+from voicecall.runtime import cloudevents, deadletter
+from voicecall.runtime.config import CommonSettings
+
+STATUS_EVENTS = frozenset({"callout", "alerting", "answer", "collectInfo", "disconnect"})
+SOURCE = "/voicecall/ingress"
+STAGE = "ingress"
+SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas"
+_BOM = b"\xef\xbb\xbf"
+
+# Reasons (deadletter ``reason``); the human detail goes to ``resultdesc`` and the deadletter ``detail``.
+NOT_JSON = "not-json"
+INVALID_UTF8 = "invalid-utf8"
+NOT_OBJECT = "not-an-object"
+MISSING_EVENT_TYPE = "missing-event-type"
+MISSING_STATUS_INFO = "missing-status-info"
+MISSING_FEE_LIST = "missing-fee-list"
+INVALID_SHAPE = "invalid-shape"
+TOO_LARGE = "too-large"
+UNKNOWN_EVENT_TYPE = "unknown-event-type"
+
+
+@dataclass(slots=True)
+class Record:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """``status`` 200 or 400; ``records`` must all be durable before the answer (a rejection's deadletter too)."""
+
+    status: int
+    records: list[Record]
+    event_type: str | None = None
+    reason: str | None = None  # None on success
+    detail: str = "Success"
+    session_ids: list[str] = field(default_factory=list)
+
+
+def schema_path(name: str) -> Path:
+    return SCHEMA_DIR / name
+
+
+def _load_schema(uri: str) -> Any:
+    """Cross-file ``$ref``s resolve to the files next to each other (their ``$id``s share one base)."""
+    return json.loads(schema_path(uri.rsplit("/", 1)[-1]).read_text(encoding="utf-8"))
+
+
+@cache
+def validator(name: str) -> Any:
+    """A fastjsonschema validator compiled once per process for ``schemas/<name>``."""
+    return fastjsonschema.compile(_load_schema(name), handlers={"https": _load_schema, "http": _load_schema})
+
+
+def _is_time_key(key: str) -> bool:
+    return key.endswith("Time") or key == "timestamp"
+
+
+def _canonical(record: dict[str, Any]) -> dict[str, Any]:
+    """Times with their whitespace normalised, so a re-push with ``"2016-12-26  01:19:46"`` gets the same id."""
+    return {k: huawei.normalise_time(v) if isinstance(v, str) and _is_time_key(k) else v for k, v in record.items()}
+
+
+def content_id(record: dict[str, Any], event_type: str = "") -> str:
+    """A deterministic ``ce_id``: a hash of the canonical content (sorted keys, normalised times)."""
+    canon = orjson.dumps([event_type, _canonical(record)], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canon).hexdigest()[:32]
+
+
+def event_time(value: object, fallback: str) -> str:
+    """``ce_time`` from a Huawei UTC time, or ``fallback`` (the receive time) when there is none or it is odd."""
+    try:
+        moment = huawei.parse_time(value)
+    except huawei.BadTime:
+        return fallback
+    return huawei.iso_z(moment) if moment else fallback
+
+
+def _schema_message(error: Exception) -> str:
+    message = str(getattr(error, "message", error))
+    return "body" + message[4:] if message.startswith("data") else message
+
+
+class Parser:
+    """Holds what does not change per request: topic names and the compiled validators."""
+
+    def __init__(self, settings: CommonSettings) -> None:
+        self.status_topic = topics.name(settings, "status.raw")
+        self.fee_topic = topics.name(settings, "fee.raw")
+        self.deadletter_topic = topics.name(settings, "deadletter")
+        self.max_payload = settings.deadletter_max_payload
+        self._status = validator("status_push.schema.json")
+        self._fee = validator("fee_push.schema.json")
+
+    def parse(self, body: bytes, *, received: str, push_id: str, origin: dict[str, Any]) -> Outcome:
+        """One push → its records (200) or a rejection with its deadletter record (400)."""
+        if body.startswith(_BOM):
+            body = body[3:]
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as error:
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError:
+                return self.reject(body, INVALID_UTF8, "body is not valid UTF-8", origin, received, push_id)
+            return self.reject(body, NOT_JSON, f"body is not JSON: {error}", origin, received, push_id)
+        if not isinstance(doc, dict):
+            return self.reject(body, NOT_OBJECT, "body is not a JSON object", origin, received, push_id, doc)
+        event_type = doc.get("eventType")
+        if event_type is None:
+            return self.reject(body, MISSING_EVENT_TYPE, "eventType is missing", origin, received, push_id, doc)
+        if not isinstance(event_type, str):
+            return self.reject(body, INVALID_SHAPE, "eventType is not a string", origin, received, push_id, doc)
+        extra = [("voicecall_received", received.encode()), ("voicecall_push_id", push_id.encode())]
+        if event_type == "fee":
+            return self._fee_push(body, doc, extra, origin, received, push_id)
+        if event_type in STATUS_EVENTS:
+            return self._status_push(body, doc, event_type, extra, origin, received, push_id)
+        # Not ours to judge: keep it (200) and let a human look at it.
+        outcome = self.reject(body, UNKNOWN_EVENT_TYPE, f"unknown eventType {event_type[:64]!r}", origin,
+                              received, push_id, doc)
+        outcome.status = 200
+        outcome.event_type = event_type
+        return outcome
+
+    def _status_push(self, body: bytes, doc: dict[str, Any], event_type: str, extra: cloudevents.Headers,
+                     origin: dict[str, Any], received: str, push_id: str) -> Outcome:
+        info = doc.get("statusInfo")
+        if info is None:
+            return self.reject(body, MISSING_STATUS_INFO, "statusInfo is missing", origin, received, push_id, doc)
+        try:
+            self._status(doc)
+        except fastjsonschema.JsonSchemaValueException as error:
+            return self.reject(body, INVALID_SHAPE, _schema_message(error), origin, received, push_id, doc)
+        session_id: str = info["sessionId"]
+        headers = cloudevents.headers(cloudevents.TYPE_STATUS + event_type, SOURCE, content_id(info, event_type),
+                                      event_time(info.get("timestamp"), received), extra)
+        record = Record(self.status_topic, session_id.encode(), orjson.dumps(info), headers)
+        return Outcome(200, [record], event_type, session_ids=[session_id])
+
+    def _fee_push(self, body: bytes, doc: dict[str, Any], extra: cloudevents.Headers, origin: dict[str, Any],
+                  received: str, push_id: str) -> Outcome:
+        if doc.get("feeLst") is None:
+            return self.reject(body, MISSING_FEE_LIST, "feeLst is missing", origin, received, push_id, doc)
+        try:
+            self._fee(doc)
+        except fastjsonschema.JsonSchemaValueException as error:
+            return self.reject(body, INVALID_SHAPE, _schema_message(error), origin, received, push_id, doc)
+        records = []
+        session_ids = []
+        for fee in doc["feeLst"]:
+            session_id: str = fee["sessionId"]
+            headers = cloudevents.headers(cloudevents.TYPE_FEE, SOURCE, content_id(fee),
+                                          event_time(fee.get("callEndTime"), received), extra)
+            records.append(Record(self.fee_topic, session_id.encode(), orjson.dumps(fee), headers))
+            session_ids.append(session_id)
+        return Outcome(200, records, "fee", session_ids=session_ids)
+
+    def reject(self, body: bytes, reason: str, detail: str, origin: dict[str, Any], received: str, push_id: str,
+               doc: Any = deadletter._UNPARSED, status: int = 400) -> Outcome:
+        """A 400 (or 413) whose raw body and reason go to deadletter, keyed like the push when it can be."""
+        value = deadletter.value(reason, STAGE, origin, raw=body, parsed=doc, max_bytes=self.max_payload,
+                                 detail=detail, received=received, push_id=push_id)
+        key = _session_key(doc)
+        _, encoded, headers = deadletter.encode(value, SOURCE, key)
+        event_type = doc.get("eventType") if isinstance(doc, dict) else None
+        return Outcome(status, [Record(self.deadletter_topic, key, encoded, headers)],
+                       event_type if isinstance(event_type, str) else None, reason, detail)
+
+
+def _session_key(doc: Any) -> bytes | None:
+    """The deadletter key is "as received": the push's sessionId when one is plainly there."""
+    if not isinstance(doc, dict):
+        return None
+    info = doc.get("statusInfo")
+    if isinstance(info, dict) and isinstance(info.get("sessionId"), str):
+        return str(info["sessionId"]).encode()
+    fees = doc.get("feeLst")
+    if isinstance(fees, list) and fees and isinstance(fees[0], dict) and isinstance(fees[0].get("sessionId"), str):
+        return str(fees[0]["sessionId"]).encode()
+    return None
