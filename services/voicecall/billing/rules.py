@@ -74,18 +74,9 @@ class Billed:
     inferred: bool  # callback-ness came from the fwd* fields, not from serviceType
     end_time: datetime | None
     legs: tuple[Leg, ...]
-
-    @property
-    def answered(self) -> bool:
-        return any(leg.answered for leg in self.legs)
-
-    @property
-    def total_seconds(self) -> int:
-        return sum(leg.seconds for leg in self.legs)
-
-    @property
-    def total_billed_minutes(self) -> int:
-        return sum(leg.billed_minutes for leg in self.legs)
+    answered: bool  # any leg answered
+    total_seconds: int
+    total_billed_minutes: int
 
     @property
     def effective_service_type(self) -> str | None:
@@ -146,4 +137,7 @@ def bill(fee: Any) -> Billed:
     legs = [_leg("A", "callOutAnswerTime", _time(fee, "callOutAnswerTime"), end)]
     if callback:
         legs.append(_leg("B", "fwdAnswerTime", _time(fee, "fwdAnswerTime"), end))
-    return Billed(session_id, declared, callback, inferred, end, tuple(legs))
+    return Billed(session_id, declared, callback, inferred, end, tuple(legs),
+                  answered=any(leg.answer_time is not None for leg in legs),
+                  total_seconds=sum(leg.seconds for leg in legs),
+                  total_billed_minutes=sum(leg.billed_minutes for leg in legs))

@@ -85,9 +85,12 @@ class Charge:
     amount: int  # minor units
 
     def decimal(self) -> str:
-        """The amount in major units as an exact decimal string (``72`` fen → ``"0.72"``)."""
+        """The amount in major units as an exact decimal string (``72`` fen → ``"0.72"``), by integer division."""
         exponent = currency_exponent(self.currency)
-        return str(Decimal(self.amount).scaleb(-exponent).quantize(Decimal(1).scaleb(-exponent)))
+        if exponent == 0:
+            return str(self.amount)
+        major, minor = divmod(self.amount, 10**exponent)
+        return f"{major}.{minor:0{exponent}d}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +98,13 @@ class Tariff:
     currency: str = DEFAULT_CURRENCY
     rates: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_RATES))
 
-    def charge(self, service_type: str | None, billed_minutes_per_leg: list[int]) -> Charge | None:
-        """The charge for the legs' billed minutes, or None when the serviceType has no rate (not zero)."""
+    def charge(self, service_type: str | None, billed_minutes: int) -> Charge | None:
+        """The charge for billed minutes summed over the legs (each leg is billed on its own, at the same rate),
+        or None when the serviceType has no rate — never a silent zero."""
         rate = self.rates.get(service_type) if service_type is not None else None
         if rate is None:
             return None
-        return Charge(self.currency, rate, rate * sum(billed_minutes_per_leg))
+        return Charge(self.currency, rate, rate * billed_minutes)
 
     def describe(self) -> str:
         """Canonical text of the tariff, part of ``ruleVersion`` (``CNY:001=18,002=18``)."""
