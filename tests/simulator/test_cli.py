@@ -39,6 +39,7 @@ async def test_cli_run_prints_summary_and_exits_0(receiver: Receiver) -> None:
     assert set(summary["scenarios"]) == {"callback", "notify"}
     assert summary["status_pushes"] == len(receiver.on("/notify/status"))
     assert summary["fee_records_delivered"] == 40
+    assert summary["unfinished"] == 0 and summary["stopped"] is False
     assert b"seed 5" in err
 
 

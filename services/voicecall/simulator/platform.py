@@ -62,6 +62,11 @@ class Summary:
     def lost(self) -> int:
         return self.status_lost + self.fee_records_given_up
 
+    @property
+    def unfinished(self) -> int:
+        """Calls whose CDR was never pushed because the run stopped before the call (or its second) ended."""
+        return self.calls - self.fee_records
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "seed": self.seed, "start_time": self.start_time, "calls": self.calls,
@@ -72,7 +77,8 @@ class Summary:
             "fee_records_given_up": self.fee_records_given_up, "fee_records_pending": self.fee_records_pending,
             "recordings": self.recordings, "recordings_missing": self.recordings_missing,
             "status_answers": dict(self.status_answers), "fee_answers": dict(self.fee_answers),
-            "lost": self.lost, "elapsed": round(self.elapsed, 3), "stopped": self.stopped,
+            "lost": self.lost, "unfinished": self.unfinished, "elapsed": round(self.elapsed, 3),
+            "stopped": self.stopped,
         }
 
     def progress_line(self) -> str:
@@ -94,7 +100,8 @@ class Summary:
             f"  fee pushes       {self.fee_pushes} with {self.fee_records} records, re-pushes {self.repushes}"
             f"  answers {counts(self.fee_answers)}",
             f"  fee records      accepted {self.fee_records_delivered}, given up after {MAX_REPUSHES} re-pushes "
-            f"{self.fee_records_given_up}, pending at stop {self.fee_records_pending}",
+            f"{self.fee_records_given_up}, pending at stop {self.fee_records_pending}, calls unfinished at stop "
+            f"{self.unfinished}",
             f"  recordings       {self.recordings} (missing on purpose {self.recordings_missing})",
             f"  receiver lost    {self.lost}",
         ]
