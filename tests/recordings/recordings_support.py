@@ -25,13 +25,15 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
+from aiokafka import TopicPartition
 
+from contracts.validate import ContractError, validate_record
 from voicecall import huawei, topics
 from voicecall.recordings.config import RecordingsSettings
 from voicecall.recordings.store import Store
 from voicecall.recordings.worker import serve
 from voicecall.runtime import config
-from voicecall.runtime.kafka import make_consumer, make_producer
+from voicecall.runtime.kafka import group_id, make_consumer, make_producer
 
 APP_KEY = "test-app-key"
 APP_SECRET = "test-app-secret-never-logged"
@@ -224,6 +226,7 @@ class Pipeline:
     events: dict[str, list[tuple[str, dict[str, Any], dict[str, bytes]]]] = field(default_factory=dict)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     producer: Any = None
+    contract_errors: list[str] = field(default_factory=list)
 
     async def send(self, record: dict[str, Any], partition: int | None = None) -> None:
         await self.producer.send_and_wait(topics.name(self.settings, "fee.unique"), orjson.dumps(record),
@@ -233,6 +236,7 @@ class Pipeline:
                        ) -> list[tuple[str, dict[str, Any], dict[str, bytes]]]:
         deadline = time.monotonic() + timeout
         while len(self.events.get(session_id, [])) < count:
+            assert not self.contract_errors, self.contract_errors
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 seen = self.events.get(session_id)
@@ -240,6 +244,7 @@ class Pipeline:
             self.arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.arrived.wait(), timeout=min(remaining, 0.5))
+        assert not self.contract_errors, self.contract_errors
         return self.events[session_id]
 
 
@@ -261,6 +266,31 @@ async def create_topics(settings: RecordingsSettings) -> None:
     await topics.create(topic_settings)
 
 
+async def warm_up(pipeline: Pipeline, serving: asyncio.Task[None], timeout: float = 120.0) -> None:
+    """Wait until the worker has joined its group and committed past a skipped record on every partition: the
+    first consumer group on a fresh broker can take a while (the offsets topic is created on demand)."""
+    settings = pipeline.settings
+    fee_topic = topics.name(settings, "fee.unique")
+    for partition in range(3):
+        await pipeline.send(fee_record(f"warm-up-{partition}", recordFlag=0), partition=partition)
+    checker = make_consumer(settings, group_id=group_id(settings, "recordings"))
+    await checker.start()
+    try:
+        deadline = time.monotonic() + timeout
+        tps = [TopicPartition(fee_topic, p) for p in range(3)]
+        while True:
+            if serving.done():
+                serving.result()  # raises what killed the worker
+            committed = [await checker.committed(tp) for tp in tps]
+            if all(c is not None and c >= 1 for c in committed):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the worker did not commit within {timeout} s: {committed}")
+            await asyncio.sleep(0.2)
+    finally:
+        await checker.stop()
+
+
 @contextlib.asynccontextmanager
 async def running_pipeline(settings: RecordingsSettings, store: Store | None = None, *, worker: bool = True
                            ) -> AsyncIterator[Pipeline]:
@@ -275,17 +305,22 @@ async def running_pipeline(settings: RecordingsSettings, store: Store | None = N
 
     async def read() -> None:
         async for message in reader:
+            try:  # every event must fit its topic's contract (schemas/asyncapi.yaml and the JSON Schemas)
+                validate_record(message.topic, message.key, message.value, message.headers, settings.topic_prefix)
+            except ContractError as error:
+                pipeline.contract_errors.append(str(error))
             value = orjson.loads(message.value)
             kind = message.topic.rsplit(".", 1)[1]
             pipeline.events.setdefault(value["sessionId"], []).append(
                 (kind, value, {k: v for k, v in message.headers}))
-            assert message.key == value["sessionId"].encode()
             pipeline.arrived.set()
 
     reading = asyncio.create_task(read())
     stop = asyncio.Event()
     serving = asyncio.create_task(serve(settings, stop, store)) if worker else None
     try:
+        if serving is not None:
+            await warm_up(pipeline, serving)
         yield pipeline
     finally:
         stop.set()

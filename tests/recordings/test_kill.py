@@ -73,7 +73,7 @@ async def test_killed_mid_download_completes_once_after_restart(kafka_bootstrap:
         first = await start(settings, log)
         try:
             await pipeline.send(record)
-            await until(lambda: recording_api.bytes_sent[name] >= 512 * 1024, 60, "the download to start")
+            await until(lambda: recording_api.bytes_sent[name] >= 512 * 1024, 120, "the download to start")
         finally:
             if first.returncode is None:
                 first.send_signal(signal.SIGKILL)
