@@ -206,3 +206,11 @@ async def test_speed_paces_pushes_in_simulated_time(receiver: Receiver) -> None:
     assert simulated > 10
     assert summary.elapsed >= simulated / 200 * 0.9
     assert summary.elapsed < simulated / 200 + 2
+
+
+async def test_lag_is_reported_when_the_receiver_cannot_keep_up(receiver: Receiver) -> None:
+    summary = await Platform(receiver.status_url, receiver.fee_url, seed=10, calls=20, rate=10.0, speed=100_000.0,
+                             concurrency=1, start_time=START).run()
+    assert summary.lost == 0
+    assert summary.max_lag > 0.02  # ~130 pushes one at a time cannot fit into ~3 ms of wall time
+    assert "max_lag" in summary.as_dict()

@@ -139,6 +139,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             help="answer the first N requests per file with 503")
     recordings.add_argument("--recording-delay", type=_duration, default=0.0,
                             help="delay before every recording API answer")
+    recordings.add_argument("--recording-fail-first-download", type=int, default=0,
+                            help="answer the first N downloads per file with 503")
+    recordings.add_argument("--recording-download-rate", type=_size, default=0,
+                            help="bytes per second per download (default 0 = unlimited)")
     recordings.add_argument("--max-skew", type=_duration, default=300.0,
                             help="accepted distance between X-AKSK Created and now (default 5m)")
     recordings.add_argument("--linger", type=_duration, default=0.0,
@@ -179,7 +183,9 @@ async def simulate(args: argparse.Namespace, settings: SimulateSettings, stop: a
     if args.serve_recordings:
         host, port = args.serve_recordings
         api = RecordingApi(app_key, app_secret, host, port, max_skew=args.max_skew,
-                           fail_first=args.recording_fail_first, delay=args.recording_delay)
+                           fail_first=args.recording_fail_first, delay=args.recording_delay,
+                           fail_first_download=args.recording_fail_first_download,
+                           download_rate=args.recording_download_rate)
         await api.start()
         print(f"recording API on {api.base_url}", file=sys.stderr, flush=True)
     tty = sys.stderr.isatty()

@@ -56,6 +56,7 @@ class Summary:
     status_answers: Counter[str] = field(default_factory=Counter)
     fee_answers: Counter[str] = field(default_factory=Counter)
     elapsed: float = 0.0
+    max_lag: float = 0.0  # furthest the pushes fell behind simulated time (wall seconds; receiver too slow)
     stopped: bool = False  # ended by the stop event rather than by running out of calls
 
     @property
@@ -78,13 +79,15 @@ class Summary:
             "recordings": self.recordings, "recordings_missing": self.recordings_missing,
             "status_answers": dict(self.status_answers), "fee_answers": dict(self.fee_answers),
             "lost": self.lost, "unfinished": self.unfinished, "elapsed": round(self.elapsed, 3),
+            "max_lag": round(self.max_lag, 3),
             "stopped": self.stopped,
         }
 
     def progress_line(self) -> str:
         return (f"{self.elapsed:7.1f}s  calls {self.calls}  status {self.status_delivered}/{self.status_pushes}"
                 f" (lost {self.status_lost})  fee pushes {self.fee_pushes} records {self.fee_records_delivered}"
-                f"/{self.fee_records} re-pushes {self.repushes} given up {self.fee_records_given_up}")
+                f"/{self.fee_records} re-pushes {self.repushes} given up {self.fee_records_given_up}"
+                + (f"  behind by {self.max_lag:.1f}s" if self.max_lag >= 1 else ""))
 
     def text(self) -> str:
         def counts(counter: Counter[str]) -> str:
@@ -189,12 +192,14 @@ class Platform:
                 return
             if self.speed > 0:
                 delay = began + (emission.at - origin) / self.speed - time.monotonic()
-                if delay > 0.001:
+                if delay < 0:
+                    self.summary.max_lag = max(self.summary.max_lag, -delay)
+                elif delay > 0.001:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), delay)
                     if self._stop.is_set():
                         return
-            elif number % 256 == 0:
+            if number % 256 == 0:
                 await asyncio.sleep(0)  # let signals and answers in when nothing else makes us wait
             if isinstance(emission, pushes.CallStarted):
                 self._started(emission)
