@@ -1,0 +1,146 @@
+"""Ingress test helpers: settings with a unique topic prefix, the ingress served in-process on a loopback port,
+a reader that collects what landed in a topic, and the reference's example pushes."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from voicecall import topics
+from voicecall.ingress.app import create_app
+from voicecall.ingress.config import IngressSettings
+from voicecall.runtime.kafka import make_consumer
+from voicecall.runtime.metrics import bound_port
+
+EXAMPLES = Path(__file__).parent / "examples"
+
+
+def ingress_settings(bootstrap: str, spool_dir: Path, **overrides: Any) -> IngressSettings:
+    values: dict[str, Any] = {
+        "kafka_bootstrap": bootstrap,
+        "topic_prefix": f"t{uuid.uuid4().hex[:8]}.",
+        "ingress_host": "127.0.0.1",
+        "ingress_port": 0,
+        "ingress_spool_dir": str(spool_dir),
+        "topic_partitions": 3,
+        "topic_replication": 1,
+    }
+    values.update(overrides)
+    return IngressSettings(**{k: v for k, v in values.items() if k in IngressSettings.model_fields})
+
+
+async def create_topics(settings: IngressSettings) -> None:
+    await topics.create(topics.TopicSettings(kafka_bootstrap=settings.kafka_bootstrap,
+                                             topic_prefix=settings.topic_prefix, topic_partitions=3,
+                                             topic_replication=1, topic_min_insync=1))
+
+
+@dataclass
+class Ingress:
+    settings: IngressSettings
+    app: web.Application
+    runner: web.AppRunner
+    url: str
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_ingress(settings: IngressSettings, spool_dir: Path | None = None, *,
+                        port: int = 0) -> Ingress:
+    app = create_app(settings, spool_dir or Path(settings.ingress_spool_dir))
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, reuse_address=True).start()
+    return Ingress(settings, app, runner, f"http://127.0.0.1:{bound_port(runner)}")
+
+
+async def wait_ready(url: str, timeout: float = 30.0, broker: str = "up") -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    body: dict[str, Any] = {}
+    async with aiohttp.ClientSession() as session:
+        while asyncio.get_running_loop().time() < deadline:
+            async with session.get(f"{url}/readyz") as response:
+                body = await response.json()
+                if body.get("broker") == broker:
+                    return body
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"ingress not ready with broker {broker}: {body}")
+
+
+async def read_topic(settings: IngressSettings, suffix: str, expected: int, timeout: float = 30.0,
+                     settle: float = 0.0) -> list[Any]:
+    """Every record of a topic once ``expected`` have arrived (then ``settle`` more seconds for extras)."""
+    consumer = make_consumer(settings, topics.name(settings, suffix), group_id=None)
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline and len(records) < expected:
+            batch = await consumer.getmany(timeout_ms=200)
+            for messages in batch.values():
+                records.extend(messages)
+        end = loop.time() + settle
+        while loop.time() < end:
+            batch = await consumer.getmany(timeout_ms=200)
+            for messages in batch.values():
+                records.extend(messages)
+    finally:
+        await consumer.stop()
+    return records
+
+
+def header(record: Any, name: str) -> str | None:
+    for key, value in record.headers or ():
+        if key == name:
+            return bytes(value).decode()
+    return None
+
+
+# The reference's example pushes (huawei-voice-api.md §3), as bytes on the wire.
+S1 = (b'{"eventType": "callout", "statusInfo": {"sessionId": "1201_612_4294967295_20190124030424@callenabler245'
+      b'.huaweicaas.com", "timestamp": "2019-01-24 03:04:24", "caller": "+86138*******2", "called": "+86138*******1",'
+      b' "userData": "customerId123"}}')
+S2 = (b'{"eventType":"callout","statusInfo":{"sessionId":"1201_612_4294967295_20190124030424@callenabler245.huaweicaas'
+      b'.com","timestamp":"2019-01-24 03:04:24","caller":"+8613800000022","called":"+8613800000021"}}')
+S3 = (b'{"eventType":"collectInfo", \n"statusInfo": \n{"sessionId":"1201_12897_4294967295_20180522064331@callenabler245'
+      b'.huaweicaas.com",\n"timestamp":"2018-05-22 06:44:03", \n"digitInfo":"1",\n'
+      b'"userData":"CaaS Hosting Test"} \n}\n')
+S4 = (b'{"eventType":"answer","statusInfo":{"sessionId":"1200_366_0_20161228102743@callenabler.home1.com",'
+      b'"timestamp":"2018-04-09  10:57:42","userData":"cwgtest"}}')
+S5 = (b'{"eventType":"disconnect","statusInfo":{"sessionId":"1202_1051_4294967295_20190124070250@callenabler246'
+      b'.huaweicaas.com","timestamp":"2019-01-24 07:03:28","caller":"+86138****0022","called":"+86138****7021",'
+      b'"stateCode":0,"stateDesc":"The user releases the call.","subscriptionId":"********"}}')
+_F2_RECORD = (
+    '{"appKey":"cJU9QxBt53ZytKo9X8C35Z5c6pvi","bindNum":"+8675566660000","callEndTime":"2016-12-26  01:19:46",'
+    '"callOutAlertingTime":"2016-12-26  01:16:26","callOutAnswerTime":"2016-12-26  01:16:31","callOutStartTime":'
+    '"2016-12-26  01:16:20","callOutUnaswRsn":0,"calleeNum":"+8675588880000","callerNum":"+8675566660000",'
+    '"direction":0,"fwdAlertingTime":"2018-04-26  01:16:38","fwdAnswerTime":"2016-12-26  01:16:45","fwdDisplayNum":'
+    '"+8675566660000","fwdDstNum":"+8675588880001","fwdStartTime":"2016-12-26  01:16:32","fwdUnaswRsn":0,"icid":'
+    '"9c2012a5bcb2721681009cb6c245fdc3.3663053204.1117803.14","recordFlag":0,"sessionId":'
+    '"1200_366_0_20161228102743@callenabler.home1.com","spId":"dial010314322991","ulFailReason":0,'
+    '"endToEndID":543207693}')
+F2 = ('{"eventType":"fee","feeLst":[' + _F2_RECORD + "," + _F2_RECORD + "]}").encode()
+STATUS_EXAMPLES = {"S1": S1, "S2": S2, "S3": S3, "S4": S4, "S5": S5}
+
+
+def fee_push(n: int, tag: str = "", **fields: Any) -> dict[str, Any]:
+    """A fee push of ``n`` distinct callback CDRs."""
+    return {"eventType": "fee", "feeLst": [
+        {"sessionId": f"{tag}sess-{i}@callenabler245.huaweicaas.com", "direction": 0, "spId": "sp", "appKey": "ak",
+         "bindNum": "+8675566660000", "callerNum": "+8675566660000", "calleeNum": "+8613800000001",
+         "callOutAnswerTime": "2019-01-24 03:04:30", "fwdAnswerTime": "2019-01-24 03:04:38",
+         "callEndTime": "2019-01-24  03:04:49", "recordFlag": 0, "serviceType": "002", **fields}
+        for i in range(n)]}
+
+
+def status_push(session_id: str, event_type: str = "callout") -> dict[str, Any]:
+    return {"eventType": event_type, "statusInfo": {"sessionId": session_id, "timestamp": "2019-01-24 03:04:24",
+                                                    "caller": "+8613800000022", "called": "+8613800000021"}}
