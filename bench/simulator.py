@@ -26,6 +26,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from voicecall.runtime import lifecycle
 from voicecall.simulator import pushes, wav
 from voicecall.simulator.calls import CallOptions, generate
 from voicecall.simulator.platform import Platform
@@ -147,7 +148,10 @@ def main(args: argparse.Namespace) -> None:
     receiver = subprocess.Popen([sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE, text=True)
     try:
         assert receiver.stdout is not None
-        asyncio.run(measure(args, f"http://127.0.0.1:{receiver.stdout.readline().strip()}"))
+        base = f"http://127.0.0.1:{receiver.stdout.readline().strip()}"
+        # the event loop ``voicecall simulate`` runs on (uvloop), for both sides
+        with asyncio.Runner(loop_factory=lifecycle.new_event_loop) as runner:
+            runner.run(measure(args, base))
     finally:
         receiver.terminate()
         receiver.wait(10)

@@ -89,6 +89,7 @@ def test_realistic_outcomes_appear() -> None:
     assert all(seconds_between(c.fee["callEndTime"], answer_time(c)) < 3 for c in short)
     long_calls = [call for call in calls if call.outcome == "long"]
     assert all(seconds_between(c.fee["callEndTime"], answer_time(c)) >= 600 for c in long_calls)
+    assert all(c.scenario == "callback" for c in long_calls)
 
 
 def answer_time(call: Call) -> str:

@@ -85,7 +85,7 @@ class CallOptions:
     sp_id: str = "sim_sp_001"
     answer_share: float = 0.75  # callee answers (per leg for callbacks: A 0.9, B this)
     short_share: float = 0.12  # answered calls with a talk time under 3 s
-    long_share: float = 0.08  # answered calls of 10–60 minutes
+    long_share: float = 0.08  # answered callbacks of 10–60 minutes
     platform_failure_share: float = 0.01
     record_share: float = 0.5  # callbacks asking for a recording (recordFlag in the click2Call request)
     url_only_share: float = 0.1  # recorded CDRs carrying only recordFileDownloadUrl, no recordDomain/bucket
@@ -195,11 +195,11 @@ def _pick_failure(rng: random.Random, failures: tuple[Failure, ...], weights: tu
     return rng.choices(failures, weights=weights)[0]
 
 
-def _talk(rng: random.Random, options: CallOptions) -> tuple[str, int]:
+def _talk(rng: random.Random, options: CallOptions, long_calls: bool = True) -> tuple[str, int]:
     roll = rng.random()
     if roll < options.short_share:
         return "short", rng.randint(0, 2)
-    if roll < options.short_share + options.long_share:
+    if long_calls and roll < options.short_share + options.long_share:
         return "long", rng.randint(600, 3600)
     return "answered", rng.randint(5, 300)
 
@@ -322,7 +322,7 @@ class Generator:
         answer = alerting + rng.randint(2, 12)
         builder.event(alerting, "alerting", caller=self.bind_num, called=callee)
         builder.event(answer, "answer", caller=self.bind_num, called=callee)
-        outcome, talk = _talk(rng, options)
+        outcome, talk = _talk(rng, options, long_calls=False)  # a played message does not last 10 minutes
         ul_fail_reason = 0
         collects = scenario == "notify" and rng.random() < options.collect_share
         if outcome == "answered" and scenario == "verify":
