@@ -8,7 +8,15 @@ from pathlib import Path
 
 import aiohttp
 import orjson
-from ingress_support import create_topics, fee_push, ingress_settings, read_topic, start_ingress, status_push, wait_ready
+from ingress_support import (
+    create_topics,
+    fee_push,
+    ingress_settings,
+    read_topic,
+    start_ingress,
+    status_push,
+    wait_ready,
+)
 
 from voicecall.runtime.broker import free_port, start_broker
 

@@ -1,0 +1,137 @@
+"""``voicecall ingress`` as a real process: SIGTERM under load, and schemathesis against the live ingress."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings as hypothesis_settings
+from ingress_support import create_topics, fee_push, ingress_settings, read_topic, wait_ready
+
+from voicecall.ingress.config import IngressSettings
+from voicecall.runtime.broker import free_port
+
+SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "openapi.yaml"
+
+
+@dataclass
+class Process:
+    proc: subprocess.Popen[bytes]
+    url: str
+    settings: IngressSettings
+    log: Path
+
+
+def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:
+        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+@pytest.fixture
+async def process(kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[Process]:
+    port = free_port()
+    settings = ingress_settings(kafka_bootstrap, tmp_path / "spool", ingress_port=port)
+    await create_topics(settings)
+    env = dict(os.environ, VOICECALL_KAFKA_BOOTSTRAP=kafka_bootstrap, VOICECALL_TOPIC_PREFIX=settings.topic_prefix,
+               VOICECALL_INGRESS_HOST="127.0.0.1", VOICECALL_INGRESS_PORT=str(port),
+               VOICECALL_INGRESS_SPOOL_DIR=str(tmp_path / "spool"), VOICECALL_LOG_FORMAT="json")
+    log = tmp_path / "ingress.log"
+    proc = spawn([sys.executable, "-m", "voicecall", "ingress"], env, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                await wait_ready(url, timeout=0.5)
+                break
+            except (aiohttp.ClientError, AssertionError):
+                await asyncio.sleep(0.2)
+        yield Process(proc, url, settings, log)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def test_sigterm_under_load_answers_in_flight_and_loses_nothing(process: Process) -> None:
+    accepted: set[str] = set()
+    statuses: list[int] = []
+    failures: list[str] = []
+    terminated = asyncio.Event()
+
+    async def client(n: int) -> None:
+        async with aiohttp.ClientSession() as session:
+            for i in range(100_000):
+                push = fee_push(2, tag=f"c{n}-{i}-")
+                try:
+                    async with session.post(f"{process.url}/notify/fee", data=orjson.dumps(push)) as response:
+                        await response.read()
+                        statuses.append(response.status)
+                        if response.status == 200:
+                            accepted.update(f["sessionId"] for f in push["feeLst"])
+                except aiohttp.ClientError as error:
+                    # Only once the process is going away: a closed listener or a closed keep-alive connection.
+                    failures.append(f"{terminated.is_set()} {type(error).__name__}")
+                    return
+
+    load = [asyncio.create_task(client(n)) for n in range(8)]
+    await asyncio.sleep(2.0)
+    in_flight_before = len(statuses)
+    process.proc.send_signal(signal.SIGTERM)
+    terminated.set()
+    code = await asyncio.to_thread(process.proc.wait, 60)
+    await asyncio.gather(*load)
+    log = process.log.read_text()
+    assert code == 0, log[-3000:]
+    assert in_flight_before > 50
+    assert statuses and all(s == 200 for s in statuses), {s: statuses.count(s) for s in set(statuses)}
+    assert all(f.startswith("True") for f in failures), failures
+    assert "Traceback" not in log and "stopped cleanly" in log
+    records = await read_topic(process.settings, "fee.raw", len(accepted), timeout=30)
+    assert {r.key.decode() for r in records} >= accepted
+
+
+async def test_schemathesis_finds_no_server_error(process: Process) -> None:
+    schema = schemathesis.openapi.from_path(str(SCHEMA))
+    schema.config.update(base_url=process.url)
+    problems: list[str] = []
+    cases = 0
+
+    seen: dict[int, int] = {}
+    for operation, mode in itertools.product(schema.get_all_operations(), schemathesis.GenerationMode):
+        op = operation.ok()
+        if op.method.upper() != "POST":
+            continue
+        # Positive cases are valid pushes (200); negative ones break the schema (400 expected, never 5xx).
+        strategy = op.as_strategy(generation_mode=mode)
+
+        @hypothesis_settings(max_examples=60, deadline=None, database=None,
+                             suppress_health_check=list(HealthCheck))
+        def check(case: schemathesis.Case) -> None:
+            nonlocal cases
+            cases += 1
+            response = case.call(timeout=10)
+            seen[response.status_code] = seen.get(response.status_code, 0) + 1
+            if response.status_code >= 500 or response.status_code not in (200, 400, 413):
+                problems.append(f"{case.method} {case.path}: {response.status_code} {response.text[:200]}")
+            if response.status_code == 200:
+                assert response.json() == {"resultcode": "0", "resultdesc": "Success"}
+
+        from hypothesis import given
+
+        await asyncio.to_thread(given(strategy)(check))
+    assert cases >= 300, cases
+    assert seen.get(200, 0) > 50 and seen.get(400, 0) > 50, seen
+    assert not problems, problems[:10]
+    log = process.log.read_text()
+    assert "Traceback" not in log and '"level":"error"' not in log.replace(" ", ""), log[-3000:]
