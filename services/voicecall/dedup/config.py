@@ -1,0 +1,17 @@
+"""Settings of ``voicecall dedup``: the shell's (batching, timeouts) plus the dedup window."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from voicecall.runtime import config
+from voicecall.runtime.processor import ProcessorSettings
+
+
+class DedupSettings(ProcessorSettings):
+    # VOICECALL_DEDUP_WINDOW: how far back (in call end time) a CDR is recognised again; the platform re-pushes
+    # for 6 hours and support staff re-push by hand days later, hence a week.
+    dedup_window: config.Duration = Field(7 * 86400.0, gt=0)
+    # VOICECALL_DEDUP_MAX_CLOCK_SKEW: a callEndTime further than this ahead of the receive time is not believed
+    # (one bad record must not move the window's clock into the future and expire everything).
+    dedup_max_clock_skew: config.Duration = Field(3600.0, ge=0)

@@ -1,0 +1,112 @@
+"""The exactly-once shell on a real broker, with small cores written for the test: passthrough, a core that raises
+(deadletter, no crash) and a stateful counter whose state comes back from the changelog."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from aiokafka.structs import ConsumerRecord
+from dedup_helpers import DedupSettings, committed_offsets, produce, read_all
+
+from voicecall import topics
+from voicecall.runtime import kafka
+from voicecall.runtime.processor import Core, Output, Stage, run_stage
+
+
+class Passthrough:
+    def __init__(self, settings: DedupSettings) -> None:
+        self.out = topics.name(settings, "fee.unique")
+
+    def process(self, record: ConsumerRecord) -> list[Output]:
+        if record.value == b"boom":
+            raise ValueError("boom")
+        return [Output(self.out, record.key, record.value, list(record.headers))]
+
+    def restore(self, record: ConsumerRecord) -> None:
+        raise AssertionError("stateless")
+
+
+class Counter:
+    """Counts records per key; the count is both the output and the changelog value."""
+
+    def __init__(self, settings: DedupSettings) -> None:
+        self.out = topics.name(settings, "fee.unique")
+        self.changelog = topics.name(settings, "dedup.changelog")
+        self.counts: dict[bytes, int] = {}
+
+    def process(self, record: ConsumerRecord) -> list[Output]:
+        n = self.counts.get(record.key, 0) + 1
+        self.counts[record.key] = n
+        value = struct.pack(">I", n)
+        return [Output(self.out, record.key, value, []), Output(self.changelog, record.key, value, [])]
+
+    def restore(self, record: ConsumerRecord) -> None:
+        self.counts[record.key] = struct.unpack(">I", record.value)[0]
+
+
+@contextlib.asynccontextmanager
+async def running(settings: DedupSettings, stage: Stage) -> AsyncIterator[asyncio.Task[None]]:
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run_stage(settings, stage, stop, ready=ready))
+    await asyncio.wait_for(ready.wait(), 60)
+    try:
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)  # returns (no exception) = clean stop
+
+
+async def test_passthrough_commits_outputs_and_offsets(settings: DedupSettings) -> None:
+    records = [(f"k{i}".encode(), orjson.dumps({"i": i}), [("ce_id", str(i).encode())]) for i in range(300)]
+    await produce(settings, "fee.raw", records)
+    stage = Stage("shelltest", "fee.raw", lambda _: Passthrough(settings))
+    async with running(settings, stage):
+        out = await read_all(settings, "fee.unique", expect=300, idle=0.5)
+    assert sorted(orjson.loads(r.value)["i"] for r in out) == list(range(300))
+    assert all(r.key == f"k{orjson.loads(r.value)['i']}".encode() for r in out)
+    assert all(dict(r.headers)["ce_id"] == str(orjson.loads(r.value)["i"]).encode() for r in out)
+    offsets = await committed_offsets(settings, kafka.group_id(settings, "shelltest"), "fee.raw")
+    assert sum(o or 0 for o in offsets.values()) == 300
+
+
+async def test_raising_core_deadletters_and_keeps_going(settings: DedupSettings) -> None:
+    await produce(settings, "fee.raw", [(b"a", b"1", []), (b"a", b"boom", []), (b"a", b"2", [])], partition=0)
+    stage = Stage("shelltest", "fee.raw", lambda _: Passthrough(settings))
+    async with running(settings, stage) as task:
+        out = await read_all(settings, "fee.unique", expect=2, idle=0.3)
+        dead = await read_all(settings, "deadletter", expect=1, idle=0.3)
+        assert not task.done()
+    assert [r.value for r in out] == [b"1", b"2"]
+    assert len(dead) == 1
+    value: dict[str, Any] = orjson.loads(dead[0].value)
+    assert value["reason"] == "processing-error" and value["stage"] == "shelltest"
+    assert value["origin"] == {"topic": topics.name(settings, "fee.raw"), "partition": 0, "offset": 1}
+    assert value["payload"] == "boom" and "ValueError" in value["error"]
+    assert dict(dead[0].headers)["ce_type"] == b"voicecall.deadletter"
+
+
+async def test_state_is_restored_from_the_changelog(settings: DedupSettings) -> None:
+    cores: dict[int, Counter] = {}
+
+    def make(partition: int) -> Core:
+        cores[partition] = Counter(settings)
+        return cores[partition]
+
+    stage = Stage("shelltest", "fee.raw", make, changelog_suffix="dedup.changelog")
+    await produce(settings, "fee.raw", [(b"x", b"", [])] * 5, partition=1)
+    async with running(settings, stage):
+        first = await read_all(settings, "fee.unique", expect=5, idle=0.3)
+    assert [struct.unpack(">I", r.value)[0] for r in first] == [1, 2, 3, 4, 5]
+    await produce(settings, "fee.raw", [(b"x", b"", [])] * 2, partition=1)
+    cores.clear()
+    async with running(settings, stage):
+        assert cores[1].counts == {b"x": 5}  # restored before anything new was processed
+        both = await read_all(settings, "fee.unique", expect=7, idle=0.3)
+    assert [struct.unpack(">I", r.value)[0] for r in both] == [1, 2, 3, 4, 5, 6, 7]
+    changelog = await read_all(settings, "dedup.changelog", expect=7, idle=0.3)
+    assert {r.partition for r in changelog} == {1}  # the input's partition number
