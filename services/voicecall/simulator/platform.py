@@ -157,7 +157,9 @@ class Platform:
         self.progress_interval = progress_interval
         self.summary = Summary(seed=seed, start_time=huawei.iso_z(start))
         self._stop = asyncio.Event()
-        self._slots = asyncio.Semaphore(concurrency)
+        self._slots = asyncio.Semaphore(concurrency)  # requests in flight
+        # Pushes handed out but not yet sent: keeps the generator from running far ahead of a slow receiver.
+        self._backlog = asyncio.Semaphore(concurrency * 8)
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_status: dict[str, asyncio.Task[None]] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -204,13 +206,13 @@ class Platform:
             if isinstance(emission, pushes.CallStarted):
                 self._started(emission)
             elif isinstance(emission, pushes.StatusPush):
-                await self._slots.acquire()
+                await self._backlog.acquire()
                 previous = self._last_status.get(emission.session_id)
                 task = self._spawn(self._status(emission, previous))
                 self._last_status[emission.session_id] = task
                 task.add_done_callback(functools.partial(self._forget, emission.session_id))
             else:
-                await self._slots.acquire()
+                await self._backlog.acquire()
                 self._spawn(self._fee(emission))
 
     def _spawn(self, work: Any) -> asyncio.Task[None]:
@@ -257,9 +259,11 @@ class Platform:
         try:
             if previous is not None:
                 # One call's statuses go out in state order; a failed earlier push does not hold the later ones.
+                # The slot is taken only after the previous push is answered, so waiting calls hold none.
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(previous)
-            status, _, key = await self._post(str(self.status_url), push.body)
+                    await previous
+            async with self._slots:
+                status, _, key = await self._post(str(self.status_url), push.body)
             self.summary.status_pushes += 1
             self.summary.status_answers[key] += 1
             if status == 200:
@@ -267,19 +271,23 @@ class Platform:
             else:
                 self.summary.status_lost += 1
         finally:
-            self._slots.release()
+            self._backlog.release()
 
     async def _fee(self, push: pushes.FeePush) -> None:
         records = len(push.records)
         summary = self.summary
         summary.fee_pushes += 1
         summary.fee_records += records
-        holding = True
+        backlogged = True
         try:
             for attempt in range(self.max_repushes + 1):
                 if attempt:
                     summary.repushes += 1
-                status, body, key = await self._post(str(self.fee_url), push.body)
+                async with self._slots:
+                    status, body, key = await self._post(str(self.fee_url), push.body)
+                if backlogged:
+                    self._backlog.release()  # a push waiting for its re-push holds no place in the backlog
+                    backlogged = False
                 accepted = status is not None and pushes.fee_accepted(status, body)
                 summary.fee_answers[key if accepted or status != 200 else f"{key} resultcode≠0"] += 1
                 if accepted:
@@ -288,16 +296,12 @@ class Platform:
                 if attempt == self.max_repushes:
                     summary.fee_records_given_up += records
                     return
-                self._slots.release()
-                holding = False
                 if await self._stopped_within(self.repush_interval):
                     summary.fee_records_pending += records
                     return
-                await self._slots.acquire()
-                holding = True
         finally:
-            if holding:
-                self._slots.release()
+            if backlogged:
+                self._backlog.release()
 
     async def _stopped_within(self, seconds: float) -> bool:
         with contextlib.suppress(TimeoutError):
