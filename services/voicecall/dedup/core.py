@@ -1,0 +1,209 @@
+"""The dedup core of one ``fee.raw`` partition: record in → outputs out, no I/O.
+
+Identity is the CDR's ``sessionId`` (kept as a 64-bit blake2b hash); content is a 64-bit blake2b fingerprint of the
+canonical record: keys sorted, whitespace runs inside ``…Time`` fields collapsed (old platforms send two spaces),
+and ``""``/``null`` times dropped like absent ones (the reference leaves open which form an unanswered leg uses, so a
+re-push that switched forms must still count as the same CDR).
+
+- first sight → the record goes to ``fee.unique`` unchanged (value, key, headers) and its state entry to the
+  changelog (key = 8-byte id hash, value = 8-byte fingerprint + 4-byte window time);
+- same id, same fingerprint, within the window → dropped and counted;
+- same id, different fingerprint, within the window → the first stays; this one goes to ``deadletter`` with reason
+  ``conflicting-duplicate`` and both fingerprints, for a human to decide;
+- no usable ``sessionId`` / not a JSON object → ``deadletter`` (``missing-session-id`` / ``invalid-record``).
+
+The window is measured on the call's ``callEndTime``, not on when a copy was received. Every copy of a CDR — the
+platform's six hourly re-pushes and a support engineer's manual push days later — carries the same
+``callEndTime``, so whether a copy is a duplicate depends only on the data: a replay of ``fee.raw`` or a restart
+after a long outage decides exactly as the first run did, and a consumer lag of hours does not shift the window.
+The window's clock is the newest (accepted) ``callEndTime`` seen on the partition; an entry expires when it is
+more than the window older than that clock. A record whose ``callEndTime`` is already outside the window passes
+(the window has no memory of it) and is not remembered. Receive time (the ingress's ``voicecall_received``
+header, else the Kafka timestamp) stands in when a record has no readable ``callEndTime``, and bounds it: a
+``callEndTime`` more than ``max_skew`` ahead of receipt is not believed, so one bad clock cannot expire the state.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from datetime import datetime
+from hashlib import blake2b
+from typing import Any
+
+import orjson
+from aiokafka.structs import ConsumerRecord
+from prometheus_client import Counter
+
+from voicecall import huawei
+from voicecall.dedup.state import State
+from voicecall.runtime import cloudevents, deadletter
+from voicecall.runtime.processor import Output
+
+STAGE = "dedup"
+SOURCE = "/voicecall/dedup"
+CONFLICT = "conflicting-duplicate"
+MISSING_ID = "missing-session-id"
+INVALID = "invalid-record"
+RECEIVED_HEADER = "voicecall_received"
+SWEEP_SLOTS = 32  # table slots checked for expiry per record: a full pass every capacity/32 records
+
+_ENTRY = struct.Struct(">QI")
+_KEY = struct.Struct(">Q")
+
+UNIQUE = Counter("voicecall_dedup_unique_total", "Records passed to fee.unique")
+DUPLICATES = Counter("voicecall_dedup_duplicates_total", "Duplicates dropped (same sessionId and fingerprint)")
+CONFLICTS = Counter("voicecall_dedup_conflicts_total", "Same sessionId, different content: deadlettered")
+REJECTED = Counter("voicecall_dedup_rejected_total", "Records without a usable sessionId or not JSON", ["reason"])
+EXPIRED = Counter("voicecall_dedup_expired_total", "State entries expired (changelog tombstones written)")
+OUTSIDE = Counter("voicecall_dedup_outside_window_total", "Records older than the window: passed, not remembered")
+
+
+def id_hash(session_id: str) -> int:
+    value = int.from_bytes(blake2b(session_id.encode(), digest_size=8, person=b"sessionId").digest(), "big")
+    return value or 1  # 0 marks an empty slot in the state table
+
+
+def canonical(doc: dict[str, Any]) -> bytes:
+    normal: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key.endswith("Time") and (value is None or isinstance(value, str)):
+            value = huawei.normalise_time(value) if value is not None else ""
+            if value == "":
+                continue
+        normal[key] = value
+    return orjson.dumps(normal, option=orjson.OPT_SORT_KEYS)
+
+
+def fingerprint(doc: dict[str, Any]) -> int:
+    return int.from_bytes(blake2b(canonical(doc), digest_size=8).digest(), "big")
+
+
+def encode_entry(fp: int, moment: int) -> bytes:
+    return _ENTRY.pack(fp, moment)
+
+
+def decode_entry(value: bytes) -> tuple[int, int]:
+    fp, moment = _ENTRY.unpack_from(value)
+    return int(fp), int(moment)
+
+
+def _received(record: ConsumerRecord) -> int:
+    """Seconds since the epoch the record was received: the ingress header, else the Kafka timestamp."""
+    for name, raw in record.headers or ():
+        if name == RECEIVED_HEADER and raw:
+            try:
+                text = raw.decode().strip().replace("Z", "+00:00")
+                return int(datetime.fromisoformat(text).timestamp())
+            except ValueError:
+                break
+    return int(record.timestamp // 1000)
+
+
+@dataclass
+class DedupCore:
+    """The state and decisions of one input partition (see the module docstring)."""
+
+    partition: int
+    unique_topic: str
+    deadletter_topic: str
+    changelog_topic: str
+    window: float
+    max_skew: float = 3600.0
+    max_payload: int = 512 * 1024
+    state: State = field(default_factory=State)
+    clock: int = 0  # newest window time accepted on this partition
+    duplicates: int = 0
+    conflicts: int = 0
+    expired: int = 0
+
+    def window_time(self, doc: dict[str, Any], record: ConsumerRecord) -> int:
+        received = _received(record)
+        try:
+            ended = huawei.parse_time(doc.get("callEndTime"))
+        except huawei.BadTime:
+            ended = None
+        if ended is None:
+            return max(0, received)
+        return max(0, min(int(ended.timestamp()), received + int(self.max_skew)))
+
+    def process(self, record: ConsumerRecord) -> list[Output]:
+        try:
+            doc = orjson.loads(record.value) if record.value is not None else None
+        except orjson.JSONDecodeError:
+            doc = None
+        if not isinstance(doc, dict):
+            REJECTED.labels(INVALID).inc()
+            return [self._deadletter(record, INVALID, None)]
+        session_id = doc.get("sessionId")
+        if not isinstance(session_id, str) or not session_id.strip():
+            REJECTED.labels(MISSING_ID).inc()
+            return [self._deadletter(record, MISSING_ID, doc)]
+        key = id_hash(session_id)
+        fp = fingerprint(doc)
+        moment = self.window_time(doc, record)
+        cutoff = self.clock - self.window
+        entry = self.state.get(key)
+        if entry is not None and entry[1] >= cutoff:
+            if entry[0] == fp:
+                self.duplicates += 1
+                DUPLICATES.inc()
+                return []
+            self.conflicts += 1
+            CONFLICTS.inc()
+            return [self._deadletter(record, CONFLICT, doc, sessionId=session_id,
+                                     fingerprints={"first": f"{entry[0]:016x}", "later": f"{fp:016x}"})]
+        outputs = [self._unique(record, session_id, fp)]
+        key_bytes = _KEY.pack(key)
+        if moment < cutoff:
+            OUTSIDE.inc()
+            if entry is not None:  # expired, not yet swept: forget it now
+                self.state.delete(key)
+                outputs.append(Output(self.changelog_topic, key_bytes, None, []))
+                self.expired += 1
+                EXPIRED.inc()
+        else:
+            self.state.put(key, fp, moment)
+            outputs.append(Output(self.changelog_topic, key_bytes, encode_entry(fp, moment), []))
+            if moment > self.clock:
+                self.clock = moment
+        UNIQUE.inc()
+        outputs.extend(self._sweep())
+        return outputs
+
+    def _sweep(self) -> list[Output]:
+        removed = self.state.sweep(int(self.clock - self.window), SWEEP_SLOTS)
+        if not removed:
+            return []
+        self.expired += len(removed)
+        EXPIRED.inc(len(removed))
+        return [Output(self.changelog_topic, _KEY.pack(key), None, []) for key in removed]
+
+    def restore(self, record: ConsumerRecord) -> None:
+        key = _KEY.unpack_from(record.key)[0]
+        if record.value is None:
+            self.state.delete(key)
+            return
+        fp, moment = decode_entry(record.value)
+        self.state.put(key, fp, moment)
+        if moment > self.clock:
+            self.clock = moment
+
+    def _unique(self, record: ConsumerRecord, session_id: str, fp: int) -> Output:
+        headers: list[tuple[str, bytes]] = list(record.headers or ())
+        if cloudevents.header(headers, "ce_id") is None:
+            # Not from our ingress: give it the fee record's CloudEvents headers, with an id stable across runs.
+            headers = cloudevents.headers(cloudevents.TYPE_FEE, SOURCE, ce_id=f"{session_id}/{fp:016x}",
+                                          extra=headers)
+        key = record.key if record.key is not None else session_id.encode()
+        return Output(self.unique_topic, key, record.value, headers)
+
+    def _deadletter(self, record: ConsumerRecord, reason: str, doc: dict[str, Any] | None, **extra: Any) -> Output:
+        origin = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+        raw = record.value if record.value is not None else b""
+        if doc is not None:
+            value = deadletter.value(reason, STAGE, origin, raw=raw, parsed=doc, max_bytes=self.max_payload, **extra)
+        else:
+            value = deadletter.value(reason, STAGE, origin, raw=raw, max_bytes=self.max_payload, **extra)
+        key, body, headers = deadletter.encode(value, SOURCE, key=record.key)
+        return Output(self.deadletter_topic, key, body, headers)
