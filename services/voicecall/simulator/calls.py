@@ -12,6 +12,7 @@ chooses.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Iterator
@@ -166,8 +167,13 @@ class _Clock:
         return self.start + offset
 
     def text(self, offset: int) -> str:
-        moment = datetime.fromtimestamp(math.floor(self.start) + offset, UTC)
-        return moment.strftime(f"%Y-%m-%d{self.sep}%H:%M:%S")
+        return _huawei_time(math.floor(self.start) + offset, self.sep)
+
+
+@functools.lru_cache(maxsize=8192)
+def _huawei_time(second: int, sep: str) -> str:
+    # many calls share seconds; strftime was the generator's largest single cost
+    return datetime.fromtimestamp(second, UTC).strftime(f"%Y-%m-%d{sep}%H:%M:%S")
 
 
 def _number(rng: random.Random, prefix: str = "+86138") -> str:
