@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from voicecall import huawei
 from voicecall.simulator import pushes
@@ -30,6 +31,7 @@ from voicecall.simulator.calls import FILES_PATH, CallOptions, generate, normali
 from voicecall.simulator.recording_api import RecordingApi
 
 MAX_REPUSHES = 6
+PLAIN_HEADERS = {"Content-Type": pushes.CONTENT_TYPE}
 
 
 @dataclass
@@ -163,6 +165,7 @@ class Platform:
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_status: dict[str, asyncio.Task[None]] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}
 
     async def run(self, stop: asyncio.Event | None = None) -> Summary:
         """Push every call's events; returns once every push (and re-push) is settled or ``stop`` is set."""
@@ -244,10 +247,12 @@ class Platform:
         """One POST → (HTTP status or None, answer body, answer key for the counters)."""
         assert self._session is not None
         signing = self.signing
-        headers = pushes.push_headers(url, *signing, signature=self.push_signature) if signing \
-            else {"Content-Type": pushes.CONTENT_TYPE}
+        headers = pushes.push_headers(url, *signing, signature=self.push_signature) if signing else PLAIN_HEADERS
+        target = self._urls.get(url)
+        if target is None:
+            target = self._urls[url] = URL(url)  # parsed once, not on every push
         try:
-            async with self._session.post(url, data=body, headers=headers, allow_redirects=False) as answer:
+            async with self._session.post(target, data=body, headers=headers, allow_redirects=False) as answer:
                 data = await answer.read()
                 return answer.status, data, str(answer.status)
         except TimeoutError:
