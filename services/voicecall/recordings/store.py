@@ -139,6 +139,8 @@ class FileStore:
         return path
 
     def tmp_path(self) -> Path:
+        # Recreated when missing: an operator clearing the store must not turn every download into a retry loop.
+        self.tmp.mkdir(parents=True, exist_ok=True)
         return self.tmp / f"{self._tag}-{uuid.uuid4().hex}.part"
 
     def uri(self, key: str) -> str:
