@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from voicecall import topics
@@ -101,3 +102,31 @@ async def committed_offsets(settings: DedupSettings, group: str, suffix: str) ->
         return {p: await consumer.committed(TopicPartition(topic, p)) for p in range(PARTITIONS)}
     finally:
         await consumer.stop()
+
+
+def cdr(n: int, end: str = "2026-11-23 10:00:00", **changes: Any) -> dict[str, Any]:
+    """A voice-callback CDR shaped like the platform's (reference §2 and example F2)."""
+    doc: dict[str, Any] = {
+        "direction": 0, "spId": "sp-test", "appKey": "app-key-test", "icid": f"icid.{n}",
+        "bindNum": "+8675566660000", "sessionId": f"1200_{n}_0_20261123100000@callenabler.home1.com",
+        "callerNum": "+8675566660000", "calleeNum": "+8675588880000", "fwdDisplayNum": "+8675566660000",
+        "fwdDstNum": "+8675588880001", "callOutStartTime": "2026-11-23 09:58:00",
+        "callOutAlertingTime": "2026-11-23 09:58:05", "callOutAnswerTime": "2026-11-23 09:58:09",
+        "callOutUnaswRsn": 0, "fwdStartTime": "2026-11-23 09:58:10", "fwdAlertingTime": "2026-11-23 09:58:12",
+        "fwdAnswerTime": "2026-11-23 09:58:15", "callEndTime": end, "fwdUnaswRsn": 0, "ulFailReason": 0,
+        "sipStatusCode": 0, "recordFlag": 0, "ttsPlayTimes": 0, "ttsTransDuration": 0, "serviceType": "002",
+        "hostName": "callenabler245.huaweicaas.com", "userData": f"order-{n}",
+    }
+    doc.update(changes)
+    return doc
+
+
+def fee_record(doc: dict[str, Any], ce_id: str | None = None
+               ) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """``(key, value, headers)`` as the ingress writes a fee record to fee.raw."""
+    from voicecall.runtime import cloudevents
+
+    headers = cloudevents.headers(cloudevents.TYPE_FEE, "/voicecall/ingress", ce_id=ce_id,
+                                  extra=[("voicecall_received", cloudevents.now_iso().encode())])
+    key = doc["sessionId"].encode() if isinstance(doc.get("sessionId"), str) else None
+    return key, orjson.dumps(doc), headers

@@ -100,7 +100,7 @@ def _received(record: ConsumerRecord) -> int:
     return int(record.timestamp // 1000)
 
 
-@dataclass
+@dataclass(eq=False)  # identity semantics: live cores are tracked in a WeakSet for the state gauges
 class DedupCore:
     """The state and decisions of one input partition (see the module docstring)."""
 
