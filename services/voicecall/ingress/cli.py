@@ -59,15 +59,29 @@ async def serve(settings: IngressSettings, stop: asyncio.Event, reuse_port: bool
     await site.start()
     log.info("ingress listening", host=settings.ingress_host, port=settings.ingress_port,
              path_token=bool(settings.ingress_path_token), pid=os.getpid())
+    watchdog = asyncio.create_task(_watch_parent(stop)) if reuse_port else None
     await stop.wait()
+    if watchdog is not None:
+        watchdog.cancel()
     # Stops listening, lets in-flight requests finish, then runs the app's cleanup (flush producer, close spool).
     await runner.cleanup()
+
+
+async def _watch_parent(stop: asyncio.Event) -> None:
+    parent = os.getppid()
+    while os.getppid() == parent:  # noqa: ASYNC110 - no event exists for "my parent died"
+        await asyncio.sleep(1.0)
+    vlog.get("ingress").warning("worker parent gone, stopping")
+    stop.set()
 
 
 def run_workers(settings: IngressSettings, argv: list[str]) -> int:
     """Parent of N worker processes: forwards SIGTERM/SIGINT and exits 0 once every worker stopped cleanly."""
     env = dict(os.environ, VOICECALL_INGRESS_WORKER="1")
-    children = [subprocess.Popen([sys.executable, "-m", "voicecall", "ingress", *argv], env=env)
+    # Own sessions: a signal to the parent's process group must reach each worker once (a second one means
+    # "exit now"); the parent forwards it, and a worker whose parent vanished stops by itself.
+    children = [subprocess.Popen([sys.executable, "-m", "voicecall", "ingress", *argv], env=env,
+                                 start_new_session=True)
                 for _ in range(settings.ingress_workers)]
 
     def forward(signum: int, _: object) -> None:

@@ -1,0 +1,29 @@
+-- wrk script for bench/ingress.py: realistic ~1.1 KB fee pushes (one CDR each, unique sessionId per request).
+-- INGRESS_DELAY_MS (env) makes each connection pause between requests: an approximately fixed request rate.
+local counter = 0
+local thread_id = tostring(math.random(100000, 999999))
+local delay_ms = tonumber(os.getenv("INGRESS_DELAY_MS") or "0")
+local path = os.getenv("INGRESS_PATH") or "/notify/fee"
+local headers = { ["Content-Type"] = "application/json;charset=UTF-8" }
+local template = '{"eventType":"fee","feeLst":[{"appKey":"cJU9QxBt53ZytKo9X8C35Z5c6pvi","bindNum":"+8675566660000",'
+  .. '"callEndTime":"2019-01-24 03:04:49","callOutAlertingTime":"2019-01-24 03:04:26","callOutAnswerTime":'
+  .. '"2019-01-24 03:04:31","callOutStartTime":"2019-01-24 03:04:24","callOutUnaswRsn":0,"calleeNum":"+8613800000021",'
+  .. '"callerNum":"+8675566660000","direction":0,"fwdAlertingTime":"2019-01-24 03:04:36","fwdAnswerTime":'
+  .. '"2019-01-24 03:04:38","fwdDisplayNum":"+8675566660000","fwdDstNum":"+8613800000022","fwdStartTime":'
+  .. '"2019-01-24 03:04:31","fwdUnaswRsn":0,"icid":"9c2012a5bcb2721681009cb6c245fdc3.3663053204.1117803.14",'
+  .. '"recordFlag":1,"recordStartTime":"2019-01-24 03:04:38","recordObjectName":"1200_366_0_20190124030424.wav",'
+  .. '"recordBucketName":"sdp-record","recordDomain":"ostor.huawei.com","serviceType":"002","hostName":'
+  .. '"callenabler245.huaweicaas.com","sessionId":"%s","spId":"dial010314322991","ulFailReason":0,'
+  .. '"sipStatusCode":0,"userData":"customer-%d","ttsPlayTimes":0,"ttsTransDuration":0}]}'
+
+request = function()
+  counter = counter + 1
+  local session = string.format("1200_%s_%d_20190124030424@callenabler245.huaweicaas.com", thread_id, counter)
+  return wrk.format("POST", path, headers, string.format(template, session, counter))
+end
+
+if delay_ms > 0 then
+  delay = function()
+    return delay_ms
+  end
+end
