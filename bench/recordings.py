@@ -179,6 +179,12 @@ class Project:
                     self.seen.add(value["sessionId"])
         return time.perf_counter() - began
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the worker process has used so far."""
+        assert self.process is not None
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def peak_rss(self) -> int:
         assert self.process is not None
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -216,13 +222,18 @@ async def bench(args: argparse.Namespace) -> None:
             project = Project(broker.bootstrap, base_url, tmp / "store", args.concurrency, tmp / "recordings.log")
             await project.start()
             results: dict[str, list[float]] = {"baseline": [], "recordings": []}
+            cpu: dict[str, float] = {"baseline": 0.0, "recordings": 0.0}
             per_round = args.files * args.size
             for r in range(rounds):
                 chunk = slice(r * args.files, (r + 1) * args.files)
+                cpu_before = time.process_time()
                 seconds = await baseline(base_url, base_files[chunk], args.concurrency, tmp / f"baseline{r}")
+                cpu["baseline"] += time.process_time() - cpu_before
                 results["baseline"].append(per_round / seconds / MB)
                 shutil.rmtree(tmp / f"baseline{r}")
+                cpu_before = project.cpu_seconds()
                 seconds = await project.run(small[chunk])
+                cpu["recordings"] += project.cpu_seconds() - cpu_before
                 results["recordings"].append(per_round / seconds / MB)
                 print(f"round {r + 1}: baseline {results['baseline'][-1]:.0f} MiB/s, "
                       f"recordings {results['recordings'][-1]:.0f} MiB/s")
@@ -230,6 +241,10 @@ async def bench(args: argparse.Namespace) -> None:
             ours = statistics.median(results["recordings"])
             print(f"throughput: baseline {base:.0f} MiB/s, recordings {ours:.0f} MiB/s, "
                   f"ratio {ours / base:.2f} (goal ≥ 0.80)")
+            gib = rounds * per_round / (1024 * MB)
+            print(f"client CPU per GiB: baseline {cpu['baseline'] / gib:.2f} s, "
+                  f"recordings {cpu['recordings'] / gib:.2f} s "
+                  "(the worker's process incl. its Kafka clients; the server is its own process)")
 
             after_small_rounds = project.peak_rss()
             await project.run(tiny)
