@@ -1,0 +1,77 @@
+"""Reset billing, run it again: the same billing records for the window (same keys and bytes), none outside it."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from typing import Any
+
+import orjson
+import yaml
+from replay_helpers import Area, fee_headers, read_all
+
+from contracts.validate import ASYNCAPI, validate_records
+from voicecall.replay import reset as replay_reset
+from voicecall.runtime import cloudevents
+
+CALLS = 12
+
+
+def fee_examples() -> list[dict[str, Any]]:
+    """The documented fee examples (a voice callback, an unanswered notification) as templates."""
+    doc = yaml.safe_load(ASYNCAPI.read_text())
+    return [example["payload"] for example in doc["components"]["messages"]["fee"]["examples"]]
+
+
+async def run_billing(area: Area, expected_total: int) -> list[Any]:
+    """Start `voicecall billing`, wait until the billing topic holds ``expected_total`` records, SIGTERM it."""
+    env = area.env() | {"VOICECALL_METRICS_HOST": "127.0.0.1", "VOICECALL_METRICS_PORT": "0",
+                        "VOICECALL_BATCH_TIME": "50ms"}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "voicecall", "billing", env=env,
+                                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        records = await read_all(area, "billing", expected=expected_total)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert len(records) == expected_total, err.decode()[-2000:]
+    return records
+
+
+async def test_reset_then_run_billing_again_gives_the_same_records_for_the_window(area: Area,
+                                                                                   producer: Any) -> None:
+    base = (int(time.time()) - 7200) * 1000
+    since = base + (CALLS // 2) * 60_000
+    templates = fee_examples()
+    for n in range(CALLS):
+        fee = copy.deepcopy(templates[n % len(templates)])
+        fee["sessionId"] = sid = f"call-{n:02d}@callenabler245.huaweicaas.com"
+        await producer.send_and_wait(area.topic("fee.unique"), orjson.dumps(fee), key=sid.encode(),
+                                     timestamp_ms=base + n * 60_000, headers=fee_headers(sid))
+    in_window = {f"call-{n:02d}@callenabler245.huaweicaas.com".encode() for n in range(CALLS // 2, CALLS)}
+
+    first = await run_billing(area, CALLS)
+    assert {r.key for r in first} == {f"call-{n:02d}@callenabler245.huaweicaas.com".encode() for n in range(CALLS)}
+    assert validate_records(first, prefix=area.prefix) == CALLS
+
+    assert await replay_reset.reset(area.settings, "billing", since, dry_run=False) == 0
+    both = await run_billing(area, CALLS + len(in_window))
+
+    first_ends: dict[int, int] = defaultdict(int)
+    for r in first:
+        first_ends[r.partition] = max(first_ends[r.partition], r.offset + 1)
+    again = [r for r in both if r.offset >= first_ends[r.partition]]
+    assert validate_records(again, prefix=area.prefix) == len(in_window)
+    # Exactly the calls of the window again — none from before it — with the same key, bytes and ce_id.
+    assert {r.key for r in again} == in_window
+    before = {r.key: r for r in first}
+    for r in again:
+        assert r.value == before[r.key].value
+        assert cloudevents.header(r.headers, "ce_id") == cloudevents.header(before[r.key].headers, "ce_id")
+        assert r.partition == before[r.key].partition  # keyed by sessionId: same partition, per-call order kept
