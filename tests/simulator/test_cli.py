@@ -91,3 +91,21 @@ async def test_cli_rejects_missing_targets() -> None:
     _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 2
     assert b"--status-url" in err
+
+
+async def test_cli_stopped_by_sigterm_exits_0_and_still_reports_losses(receiver: Receiver) -> None:
+    receiver.rule = always(500)
+    process = await simulate("--notify-url", receiver.base_url + "/notify", "--rate", "5", "--speed", "0",
+                             "--seed", "2", "--json", "--concurrency", "4")
+    try:
+        for _ in range(200):
+            if len(receiver.pushes) >= 20:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    summary = orjson.loads(out.splitlines()[-1])
+    assert summary["stopped"] is True
+    assert summary["status_lost"] >= 1 and summary["lost"] == summary["status_lost"] + summary["fee_records_given_up"]
