@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import pytest_asyncio
 from aiokafka import TopicPartition
@@ -25,7 +26,7 @@ from recordings_support import (
 
 from voicecall import topics
 from voicecall.recordings.store import open_store
-from voicecall.recordings.worker import SKIPPED
+from voicecall.recordings.worker import SKIPPED, serve
 from voicecall.runtime import cloudevents
 from voicecall.runtime.kafka import group_id, make_consumer
 from voicecall.simulator.recording_api import RecordingApi as SimulatorApi
@@ -56,7 +57,7 @@ def simulator_settings(kafka_bootstrap: str, api: SimulatorApi, store: str, **ov
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def sim_pipeline(kafka_bootstrap: str, simulator: SimulatorApi, store_root: Path) -> AsyncIterator[Pipeline]:
-    settings = simulator_settings(kafka_bootstrap, simulator, store_root.as_uri())
+    settings = simulator_settings(kafka_bootstrap, simulator, store_root.as_uri(), recordings_retry_deadline="3s")
     async with running_pipeline(settings) as running:
         yield running
 
@@ -135,6 +136,36 @@ async def test_not_found_is_reported_failed(sim_pipeline: Pipeline, simulator: S
     assert simulator.attempts[name] == 1 and simulator.download_attempts[name] == 0
 
 
+async def test_transient_failures_are_retried_until_the_deadline(sim_pipeline: Pipeline,
+                                                                 simulator: SimulatorApi) -> None:
+    session_id, name = new_id(), f"{uuid.uuid4().hex}.wav"
+    simulator.add_file(name, 100_000, fail_first=10_000)
+    await sim_pipeline.send(fee_record(session_id, object_name=name))
+    kind, value, _ = only(await sim_pipeline.wait_for(session_id))
+    assert (kind, value["reason"]) == ("failed", "retries-exhausted") and "503" in value["detail"]
+    assert value["attempts"] >= 3 and simulator.attempts[name] == value["attempts"]  # a fresh URL every attempt
+    assert simulator.download_attempts[name] == 0
+
+
+async def test_unreadable_fee_record_goes_to_deadletter(pipeline: Pipeline) -> None:
+    settings = pipeline.settings
+    await pipeline.producer.send_and_wait(topics.name(settings, "fee.unique"), b"\xff not json", key=b"k-bad",
+                                          partition=2)
+    reader = make_consumer(settings, topics.name(settings, "deadletter"), group_id=None)
+    await reader.start()
+    try:
+        batch = await reader.getmany(timeout_ms=15_000, max_records=1)
+        (records,) = batch.values()
+        record = records[0]
+    finally:
+        await reader.stop()
+    value = orjson.loads(record.value)
+    assert value["stage"] == "recordings" and value["reason"].startswith("invalid-fee-record")
+    assert value["origin"]["topic"] == topics.name(settings, "fee.unique") and value["origin"]["partition"] == 2
+    assert value["encoding"] == "base64" and record.key == b"k-bad"
+    assert dict(record.headers)["ce_type"] == cloudevents.TYPE_DEADLETTER.encode()
+
+
 @pytest.mark.parametrize(("target", "reason"), [
     ("metadata", "forbidden-host"),
     ("loopback-ip", "forbidden-host"),
@@ -204,3 +235,43 @@ async def test_happy_path_to_s3(kafka_bootstrap: str, simulator: SimulatorApi, s
             assert hashlib.sha256(await stream.read()).hexdigest() == sha
     finally:
         await store.close()
+
+
+async def test_rebalance_hands_unfinished_downloads_to_the_new_owner(kafka_bootstrap: str,
+                                                                     recording_api: RecordingApi,
+                                                                     tmp_path: Path) -> None:
+    """A second worker joins while slow downloads run: revoked partitions' downloads are cancelled and not
+    committed past; the new owner completes them; every file is stored once with the right bytes."""
+    settings = make_settings(kafka_bootstrap, recording_api.base_url, (tmp_path / "store").as_uri())
+    calls = [(new_id(), f"{uuid.uuid4().hex}.wav") for _ in range(3)]
+    # ~7 s per transfer: longer than a rebalance takes (the old member notices at its next heartbeat, ≤ 3 s).
+    shas = {name: recording_api.add(name, size=3_000_000, chunk_delay=0.15) for _, name in calls}
+    async with running_pipeline(settings) as running:
+        for partition, (session_id, name) in enumerate(calls):
+            await running.send(fee_record(session_id, object_name=name), partition=partition)
+        await until_started(recording_api, [name for _, name in calls])
+        second_stop = asyncio.Event()
+        second = asyncio.create_task(serve(settings, second_stop))
+        try:
+            deadline = asyncio.get_running_loop().time() + 30
+            while not any(recording_api.started[name] == 2 for _, name in calls):  # a download changed hands
+                assert asyncio.get_running_loop().time() < deadline, dict(recording_api.started)
+                await asyncio.sleep(0.05)
+            for _, name in calls:
+                recording_api.chunk_delay[name] = 0.0
+            for session_id, _ in calls:
+                await running.wait_for(session_id, timeout=60)
+            for session_id, name in calls:
+                kind, value, _ = only(running.events[session_id])
+                assert kind == "stored" and value["sha256"] == shas[name]
+                assert recording_api.completed[name] == 1  # a cancelled transfer never completes
+        finally:
+            second_stop.set()
+            await asyncio.wait_for(second, timeout=30)
+
+
+async def until_started(api: RecordingApi, names: list[str], timeout: float = 60.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not all(api.bytes_sent[name] > 0 for name in names):
+        assert asyncio.get_running_loop().time() < deadline, "downloads did not start"
+        await asyncio.sleep(0.05)
