@@ -275,3 +275,20 @@ async def until_started(api: RecordingApi, names: list[str], timeout: float = 60
     while not all(api.bytes_sent[name] > 0 for name in names):
         assert asyncio.get_running_loop().time() < deadline, "downloads did not start"
         await asyncio.sleep(0.05)
+
+
+async def test_full_worker_pauses_and_resumes_without_losing_records(kafka_bootstrap: str,
+                                                                     recording_api: RecordingApi,
+                                                                     tmp_path: Path) -> None:
+    """With room for one record in flight the worker pauses its partitions between records; none is lost."""
+    settings = make_settings(kafka_bootstrap, recording_api.base_url, (tmp_path / "store").as_uri(),
+                             recordings_max_pending=1)
+    calls = [(new_id(), f"{uuid.uuid4().hex}.wav") for _ in range(5)]
+    shas = {name: recording_api.add(name, size=200_000, chunk_delay=0.02) for _, name in calls}
+    async with running_pipeline(settings) as running:
+        for session_id, name in calls:
+            await running.send(fee_record(session_id, object_name=name), partition=0)
+        for session_id, name in calls:
+            kind, value, _ = only(await running.wait_for(session_id))
+            assert kind == "stored" and value["sha256"] == shas[name]
+    assert all(recording_api.completed[name] == 1 for _, name in calls)

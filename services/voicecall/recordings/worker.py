@@ -90,21 +90,24 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         committer = asyncio.create_task(self._commit_loop(stop))
         try:
+            paused = False
             while not stop.is_set():
                 room = self.settings.recordings_max_pending - self.pending
                 if room <= 0:
+                    # Full: pause rather than stop polling, so the group does not evict us (max.poll.interval)
+                    # while hours of retries keep every slot busy. Re-paused each time: a rebalance unpauses.
+                    self.consumer.pause(*self.consumer.assignment())
+                    paused = True
                     self.capacity.clear()
+                    # Counts as a poll. Paused partitions yield nothing; whatever does come back is still handled
+                    # (dropping it would let a later commit skip it).
+                    self._take(await self.consumer.getmany(timeout_ms=0))
                     await _wait_any(self.capacity, stop, timeout=1.0)
                     continue
-                batch = await self.consumer.getmany(timeout_ms=300, max_records=min(room, 500))
-                for tp, records in batch.items():
-                    state = self.partitions.get(tp)
-                    if state is None:
-                        if tp not in self.consumer.assignment():
-                            continue  # revoked while these were in the fetch buffer
-                        state = self.partitions.setdefault(tp, PartitionState())
-                    for record in records:
-                        self._handle(tp, state, record)
+                if paused:
+                    self.consumer.resume(*self.consumer.assignment())
+                    paused = False
+                self._take(await self.consumer.getmany(timeout_ms=300, max_records=min(room, 500)))
         finally:
             committer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -112,6 +115,16 @@ class Worker:
             # Hand back what is in flight: its offsets stay uncommitted, the next owner fetches it again.
             await self._cancel(list(self.partitions))
             await self.commit()
+
+    def _take(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        for tp, records in batch.items():
+            state = self.partitions.get(tp)
+            if state is None:
+                if tp not in self.consumer.assignment():
+                    continue  # revoked while these were in the fetch buffer
+                state = self.partitions.setdefault(tp, PartitionState())
+            for record in records:
+                self._handle(tp, state, record)
 
     def _handle(self, tp: TopicPartition, state: PartitionState, record: Any) -> None:
         state.tracker.add(record.offset)
