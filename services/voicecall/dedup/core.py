@@ -50,6 +50,7 @@ SWEEP_SLOTS = 32  # table slots checked for expiry per record: a full pass every
 
 _ENTRY = struct.Struct(">QI")
 _KEY = struct.Struct(">Q")
+_unpack_entry = _ENTRY.unpack_from
 
 UNIQUE = Counter("voicecall_dedup_unique_total", "Records passed to fee.unique")
 DUPLICATES = Counter("voicecall_dedup_duplicates_total", "Duplicates dropped (same sessionId and fingerprint)")
@@ -65,14 +66,17 @@ def id_hash(session_id: str) -> int:
 
 
 def canonical(doc: dict[str, Any]) -> bytes:
-    normal: dict[str, Any] = {}
+    fixes: dict[str, str] | None = None
     for key, value in doc.items():
-        if key.endswith("Time") and (value is None or isinstance(value, str)):
-            value = huawei.normalise_time(value) if value is not None else ""
-            if value == "":
-                continue
-        normal[key] = value
-    return orjson.dumps(normal, option=orjson.OPT_SORT_KEYS)
+        if key[-4:] == "Time" and (value is None or value.__class__ is str):
+            normal = huawei.normalise_time(value) if value is not None else ""
+            if normal != value or normal == "":
+                if fixes is None:
+                    fixes = {}
+                fixes[key] = normal
+    if fixes is not None:  # rare: copy only when a time needs it
+        doc = {k: fixes.get(k, v) for k, v in doc.items() if fixes.get(k) != ""}  # "" = drop
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
 
 
 def fingerprint(doc: dict[str, Any]) -> int:
@@ -86,6 +90,36 @@ def encode_entry(fp: int, moment: int) -> bytes:
 def decode_entry(value: bytes) -> tuple[int, int]:
     fp, moment = _ENTRY.unpack_from(value)
     return int(fp), int(moment)
+
+
+def epoch_seconds(value: object) -> int | None:
+    """A Huawei UTC time → seconds since the epoch (None when absent, empty or unreadable); the common exact
+    ``yyyy-MM-dd HH:mm:ss`` form is computed directly, anything else goes through :func:`huawei.parse_time`."""
+    if value.__class__ is str and len(value) == 19 and value[10] == " ":  # type: ignore[arg-type]
+        text: str = value  # type: ignore[assignment]
+        try:
+            return _timegm(int(text[0:4]), int(text[5:7]), int(text[8:10]),
+                           int(text[11:13]), int(text[14:16]), int(text[17:19]))
+        except ValueError:
+            pass
+    try:
+        moment = huawei.parse_time(value)
+    except huawei.BadTime:
+        return None
+    return int(moment.timestamp()) if moment is not None else None
+
+
+def _timegm(year: int, month: int, day: int, hour: int, minute: int, second: int) -> int:
+    if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 60):
+        raise ValueError("not a time")
+    # days from civil (H. Hinnant): proleptic Gregorian day number relative to 1970-01-01
+    y = year - (month <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    days = era * 146097 + doe - 719468
+    return days * 86400 + hour * 3600 + minute * 60 + second
 
 
 def _received(record: ConsumerRecord) -> int:
@@ -118,14 +152,11 @@ class DedupCore:
     expired: int = 0
 
     def window_time(self, doc: dict[str, Any], record: ConsumerRecord) -> int:
-        received = _received(record)
-        try:
-            ended = huawei.parse_time(doc.get("callEndTime"))
-        except huawei.BadTime:
-            ended = None
+        ended = epoch_seconds(doc.get("callEndTime"))
         if ended is None:
-            return max(0, received)
-        return max(0, min(int(ended.timestamp()), received + int(self.max_skew)))
+            return max(0, _received(record))
+        # The Kafka timestamp (the ingress's produce time) bounds it; cheaper than parsing the header every time.
+        return max(0, min(ended, int(record.timestamp) // 1000 + int(self.max_skew)))
 
     def process(self, record: ConsumerRecord) -> list[Output]:
         try:
@@ -180,11 +211,12 @@ class DedupCore:
         return [Output(self.changelog_topic, _KEY.pack(key), None, []) for key in removed]
 
     def restore(self, record: ConsumerRecord) -> None:
-        key = _KEY.unpack_from(record.key)[0]
-        if record.value is None:
+        key = int.from_bytes(record.key, "big")
+        value = record.value
+        if value is None:
             self.state.delete(key)
             return
-        fp, moment = decode_entry(record.value)
+        fp, moment = _unpack_entry(value)
         self.state.put(key, fp, moment)
         if moment > self.clock:
             self.clock = moment

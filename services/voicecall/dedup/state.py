@@ -12,6 +12,7 @@ from array import array
 
 MIN_CAPACITY = 1024
 MAX_LOAD = 0.7
+_NO_TIME = 1 << 32
 
 
 def _table(kind: str, size: int) -> array[int]:
@@ -19,12 +20,17 @@ def _table(kind: str, size: int) -> array[int]:
 
 
 class State:
-    __slots__ = ("_cursor", "_fps", "_ids", "_mask", "_size", "_times")
+    __slots__ = ("_cursor", "_fps", "_ids", "_mask", "_min_time", "_pass_clean", "_pass_min", "_size", "_times")
 
     def __init__(self, capacity: int = MIN_CAPACITY) -> None:
         self._alloc(max(MIN_CAPACITY, 1 << (max(capacity, 1) - 1).bit_length()))
         self._size = 0
         self._cursor = 0
+        # A lower bound of every entry's time: while the expiry cutoff is below it, a sweep has nothing to do.
+        # Each full, undisturbed sweep pass tightens it to the true minimum.
+        self._min_time = _NO_TIME
+        self._pass_min = _NO_TIME
+        self._pass_clean = True
 
     def _alloc(self, capacity: int) -> None:
         self._ids = _table("Q", capacity)
@@ -62,21 +68,34 @@ class State:
         return self._fps[i], self._times[i]
 
     def put(self, key: int, fingerprint: int, moment: int) -> None:
-        i = self._slot(key)
-        if self._ids[i] == 0:
-            if (self._size + 1) > MAX_LOAD * (self._mask + 1):
-                self._grow()
-                i = self._slot(key)
-            self._ids[i] = key
-            self._size += 1
+        ids, mask = self._ids, self._mask
+        i = key & mask
+        while True:  # _slot, inlined: this is the hot path of processing and of restoring
+            current = ids[i]
+            if current == key:
+                break
+            if current == 0:
+                if self._size >= MAX_LOAD * mask:
+                    self._grow()
+                    self.put(key, fingerprint, moment)
+                    return
+                ids[i] = key
+                self._size += 1
+                break
+            i = (i + 1) & mask
         self._fps[i] = fingerprint
         self._times[i] = moment
+        if moment < self._min_time:
+            self._min_time = moment
+        if moment < self._pass_min:
+            self._pass_min = moment
 
     def delete(self, key: int) -> bool:
         i = self._slot(key)
         if self._ids[i] == 0:
             return False
         self._remove_at(i)
+        self._pass_clean = False  # the shift may have moved an unvisited entry behind the sweep cursor
         return True
 
     def _remove_at(self, i: int) -> None:
@@ -112,22 +131,37 @@ class State:
                 new_fps[j] = fps[i]
                 new_times[j] = times[i]
         self._cursor = 0
+        self._pass_min = self._min_time
+        self._pass_clean = False
 
     def sweep(self, cutoff: int, slots: int) -> list[int]:
         """Remove entries older than ``cutoff`` among the next ``slots`` slots (a cursor walks the table round and
         round, so the cost is spread over many calls); returns the removed keys."""
+        if cutoff <= self._min_time:
+            return []
         removed: list[int] = []
         ids, times, mask = self._ids, self._times, self._mask
-        i = self._cursor & mask
+        i = self._cursor
+        low = self._pass_min
         for _ in range(min(slots, mask + 1)):
             key = ids[i]
-            if key and times[i] < cutoff:
-                removed.append(key)
-                self._remove_at(i)
-                # The shift may have pulled an unvisited entry into slot i: look at it again.
-                continue
+            if key:
+                moment = times[i]
+                if moment < cutoff:
+                    removed.append(key)
+                    self._remove_at(i)
+                    # The shift may have pulled an unvisited entry into slot i: look at it again.
+                    continue
+                if moment < low:
+                    low = moment
             i = (i + 1) & mask
+            if i == 0:  # a full pass: every remaining entry was seen (unless a delete or growth moved some)
+                if self._pass_clean:
+                    self._min_time = low
+                low = _NO_TIME
+                self._pass_clean = True
         self._cursor = i
+        self._pass_min = low
         return removed
 
     def items(self) -> list[tuple[int, int, int]]:

@@ -337,15 +337,11 @@ class _Runner:
                     or generation != self.generation):
                 return generation, batch
 
-    def _process_one(self, part: _Partition, record: ConsumerRecord) -> list[Output]:
-        assert part.core is not None
-        try:
-            return part.core.process(record)
-        except Exception as error:
-            self.m_errors.inc()
-            self.log.warning("record failed, deadlettered", partition=record.partition, offset=record.offset,
-                             error=repr(error))
-            return [self._deadletter(record, error)]
+    def _failed(self, record: ConsumerRecord, error: Exception) -> Output:
+        self.m_errors.inc()
+        self.log.warning("record failed, deadlettered", partition=record.partition, offset=record.offset,
+                         error=repr(error))
+        return self._deadletter(record, error)
 
     def _deadletter(self, record: ConsumerRecord, error: Exception) -> Output:
         raw: bytes | None = record.value
@@ -383,8 +379,11 @@ class _Runner:
         self.m_txn.observe(time.monotonic() - started)
         self.m_commits.inc()
         part.next_offset = next_offset
+        per_topic: dict[str, int] = {}
         for out in outputs:
-            RECORDS_OUT.labels(self.stage.name, out.topic).inc()
+            per_topic[out.topic] = per_topic.get(out.topic, 0) + 1
+        for topic, count in per_topic.items():
+            RECORDS_OUT.labels(self.stage.name, topic).inc(count)
 
     async def _process(self, generation: int, batch: dict[TopicPartition, list[ConsumerRecord]]
                        ) -> None:
@@ -398,13 +397,19 @@ class _Runner:
                     continue
                 outputs: list[Output] = []
                 last = -1
+                taken = 0
+                process = part.core.process  # type: ignore[union-attr]
                 for record in records:
                     if record.offset < part.next_offset:
                         continue
-                    outputs.extend(self._process_one(part, record))
+                    try:
+                        outputs.extend(process(record))
+                    except Exception as error:
+                        outputs.append(self._failed(record, error))
                     last = record.offset
-                    self.m_in.inc()
+                    taken += 1
                 if last >= 0:
+                    self.m_in.inc(taken)
                     work.append((part, outputs, last + 1))
             if work:
                 await asyncio.gather(*(self._commit(part, outputs, nxt) for part, outputs, nxt in work))
