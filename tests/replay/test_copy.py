@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import subprocess
 import sys
 import time
@@ -89,3 +90,27 @@ async def test_copy_rejects_unknown_topic(area: Area) -> None:
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2
     assert "no topic 'nope'" in err.decode()
+
+
+async def test_copy_dry_run_counts_and_produces_nothing(area: Area, producer: Any) -> None:
+    base = (int(time.time()) - 300) * 1000
+    for n in range(4):
+        await producer.send_and_wait(area.topic("fee.unique"), fee_value(f"d{n}", n), key=f"d{n}".encode(),
+                                     timestamp_ms=base + n, headers=fee_headers(f"d{n}"))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voicecall", "replay", "copy", "--from-topic", "fee.unique", "--to-topic", "fee.raw",
+        "--from=-1h", "--dry-run", env=area.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert "total: would copy 4 records" in out.decode()
+    assert await read_all(area, "fee.raw") == []
+
+
+def test_progress_writes_lines_when_not_a_terminal() -> None:
+    stream = io.StringIO()
+    progress = replay_copy.Progress(200, stream)
+    progress.advance(50, force=True)
+    progress.advance(150)  # throttled: not a terminal, less than 10 s later
+    progress.finish()
+    assert stream.getvalue().splitlines() == [f"[{'#' * 7:<30}]  25.0% 50/200 offsets",
+                                              f"[{'#' * 30}] 100.0% 200/200 offsets"]
