@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
 import orjson
@@ -145,3 +146,22 @@ def test_record_without_cloudevents_headers_gets_them() -> None:
     headers = dict(outputs[0].headers)
     assert headers["ce_type"] == b"com.huaweicloud.voicecall.fee"
     assert headers["ce_id"].startswith(CDR["sessionId"].encode())
+
+
+def test_epoch_seconds_agrees_with_the_shared_time_parser() -> None:
+    import random
+
+    from voicecall import huawei
+
+    rng = random.Random(3)
+    for _ in range(2000):
+        moment = rng.randrange(0, 4_000_000_000)
+        text = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(moment))
+        assert dedup.epoch_seconds(text) == moment
+        assert dedup.epoch_seconds(text.replace(" ", "  ")) == moment
+    parsed = huawei.parse_time("2024-02-29 23:59:59")
+    assert parsed is not None and dedup.epoch_seconds("2024-02-29 23:59:59") == int(parsed.timestamp())
+    for bad in ("", None, "2023-13-01 00:00:00", "2023-02-30 00:00:00", "yesterday", 17):
+        assert dedup.epoch_seconds(bad) is None
+    assert dedup.epoch_seconds("2023-02-29 00:00:00") is None and dedup.epoch_seconds("2100-02-29 00:00:00") is None
+    assert dedup.epoch_seconds("2000-02-29 00:00:00") == 951782400

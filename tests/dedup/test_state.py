@@ -51,3 +51,17 @@ def test_grows_and_stays_compact() -> None:
     assert len(state) == 100_000
     assert state.capacity >= 100_000 / 0.7
     assert state.nbytes / len(state) <= 64
+
+
+def test_sweep_skips_while_nothing_can_expire_and_still_finds_late_old_entries() -> None:
+    state = State()
+    for key in range(1, 500):
+        state.put(key << 1 | 1, key, 1000 + key)
+    for _ in range(100):  # full passes learn the true minimum (1001)
+        assert state.sweep(cutoff=900, slots=64) == []
+    state.put(12345 << 1 | 1, 0, 10)  # an older entry arrives later: the bound must drop with it
+    removed = []
+    for _ in range(100):
+        removed += state.sweep(cutoff=500, slots=64)
+    assert removed == [12345 << 1 | 1]
+    assert len(state) == 499

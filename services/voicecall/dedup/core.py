@@ -109,9 +109,14 @@ def epoch_seconds(value: object) -> int | None:
     return int(moment.timestamp()) if moment is not None else None
 
 
+_MONTH_DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
 def _timegm(year: int, month: int, day: int, hour: int, minute: int, second: int) -> int:
-    if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 60):
+    if not (1 <= month <= 12 and 1 <= day <= _MONTH_DAYS[month] and hour < 24 and minute < 60 and second < 60):
         raise ValueError("not a time")
+    if month == 2 and day == 29 and (year % 4 or (year % 100 == 0 and year % 400)):
+        raise ValueError("not a leap year")
     # days from civil (H. Hinnant): proleptic Gregorian day number relative to 1970-01-01
     y = year - (month <= 2)
     era = y // 400
