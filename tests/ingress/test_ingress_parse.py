@@ -175,11 +175,9 @@ def test_reject_too_large_cuts_the_payload(parser: parse.Parser) -> None:
     assert outcome.status == 413 and value["truncated"] is True and len(value["payload"]) == 512 * 1024
 
 
-@pytest.mark.parametrize("end_time", ["2019-01-24 03:04:49", "2019-01-24  03:04:49", " 2019-01-24\t03:04:49 ",
-                                      "2019-01-24\u00a003:04:49", ""])
-def test_fast_canonical_path_gives_the_same_id_as_the_full_one(end_time: str) -> None:
-    record = fee_push(1, callEndTime=end_time)["feeLst"][0]
-    assert parse.content_id(record, "", orjson.dumps(record)) == parse.content_id(record)
-    if end_time:
-        single = dict(record, callEndTime="2019-01-24 03:04:49")
-        assert parse.content_id(record, "", orjson.dumps(record)) == parse.content_id(single, "", orjson.dumps(single))
+@pytest.mark.parametrize("end_time", ["2019-01-24  03:04:49", " 2019-01-24\t03:04:49 ", "2019-01-24\u00a003:04:49"])
+def test_any_whitespace_in_times_gives_the_same_id(end_time: str) -> None:
+    record = fee_push(1, callEndTime=end_time, fooTime=end_time)["feeLst"][0]
+    single = dict(record, callEndTime="2019-01-24 03:04:49", fooTime="2019-01-24 03:04:49")
+    assert parse.content_id(record) == parse.content_id(single)
+    assert record["callEndTime"] == end_time  # the record itself is left as received

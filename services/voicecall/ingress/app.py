@@ -21,6 +21,7 @@ from aiohttp import web
 from voicecall.ingress import metrics
 from voicecall.ingress.config import IngressSettings
 from voicecall.ingress.parse import TOO_LARGE, Outcome, Parser
+from voicecall.ingress.partition import partitioner
 from voicecall.ingress.publisher import Publisher, Unavailable
 from voicecall.ingress.spool import Spool, SpoolError
 from voicecall.runtime import logging as vlog
@@ -206,7 +207,7 @@ async def _start_producer(state: IngressState) -> None:
     delay = 0.5
     while True:
         producer = make_producer(state.settings, client_suffix="-ingress", linger_ms=state.settings.ingress_linger_ms,
-                                 max_batch_size=256 * 1024)
+                                 max_batch_size=256 * 1024, partitioner=partitioner)
         try:
             await producer.start()
         except Exception as error:

@@ -94,27 +94,27 @@ def validator(name: str) -> Any:
     return fastjsonschema.compile(inline_refs(schema, schema))
 
 
-def _is_time_key(key: str) -> bool:
-    return key.endswith("Time") or key == "timestamp"
-
-
-# Whitespace a time could carry that normalise_time removes; JSON escapes the control characters.
-_ODD_SPACE = (b"  ", b'" ', b' "', b"\\t", b"\\n", b"\\r", b"\\u", "\u00a0".encode(), "\u3000".encode())
-
-
-def _canonical(record: dict[str, Any], serialized: bytes | None = None) -> dict[str, Any]:
+def _canonical(record: dict[str, Any]) -> dict[str, Any]:
     """Times with their whitespace normalised, so a re-push with ``"2016-12-26  01:19:46"`` gets the same id.
 
-    Most records have nothing to normalise: a scan of their serialized bytes proves it and saves the copy.
+    Copies only when a time actually changes (most records have nothing to normalise).
     """
-    if serialized is not None and not any(odd in serialized for odd in _ODD_SPACE):
-        return record
-    return {k: huawei.normalise_time(v) if isinstance(v, str) and _is_time_key(k) else v for k, v in record.items()}
+    out: dict[str, Any] | None = None
+    for key, value in record.items():
+        if value.__class__ is str and (key.endswith("Time") or key == "timestamp"):
+            if len(value) == 19 and value[10] == " " and value.count(" ") == 1:
+                continue  # the usual "yyyy-MM-dd HH:mm:ss": nothing to normalise, and no split/join to pay
+            normal = huawei.normalise_time(value)
+            if normal != value:
+                if out is None:
+                    out = dict(record)
+                out[key] = normal
+    return out if out is not None else record
 
 
-def content_id(record: dict[str, Any], event_type: str = "", serialized: bytes | None = None) -> str:
+def content_id(record: dict[str, Any], event_type: str = "") -> str:
     """A deterministic ``ce_id``: a hash of the canonical content (sorted keys, normalised times)."""
-    canon = orjson.dumps([event_type, _canonical(record, serialized)], option=orjson.OPT_SORT_KEYS)
+    canon = orjson.dumps([event_type, _canonical(record)], option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canon).hexdigest()[:32]
 
 
@@ -196,7 +196,7 @@ class Parser:
         session_id: str = info["sessionId"]
         value = orjson.dumps(info)
         headers = cloudevents.headers(cloudevents.TYPE_STATUS + event_type, SOURCE,
-                                      content_id(info, event_type, value),
+                                      content_id(info, event_type),
                                       event_time(info.get("timestamp"), received), extra)
         record = Record(self.status_topic, session_id.encode(), value, headers)
         return Outcome(200, [record], event_type, session_ids=[session_id])
@@ -214,7 +214,7 @@ class Parser:
         for fee in doc["feeLst"]:
             session_id: str = fee["sessionId"]
             value = orjson.dumps(fee)
-            headers = cloudevents.headers(cloudevents.TYPE_FEE, SOURCE, content_id(fee, "", value),
+            headers = cloudevents.headers(cloudevents.TYPE_FEE, SOURCE, content_id(fee),
                                           event_time(fee.get("callEndTime"), received), extra)
             records.append(Record(self.fee_topic, session_id.encode(), value, headers))
             session_ids.append(session_id)

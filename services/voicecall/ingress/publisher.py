@@ -166,7 +166,8 @@ class Publisher:
 
 
 async def _all_acked(futures: list[asyncio.Future[Any]]) -> bool:
-    results = await asyncio.gather(*futures, return_exceptions=True)
+    # Shielded: a drain timeout must not cancel the original sends (their outcome is still worth knowing).
+    results = await asyncio.shield(asyncio.gather(*futures, return_exceptions=True))
     return not any(isinstance(result, BaseException) for result in results)
 
 
