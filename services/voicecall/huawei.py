@@ -14,6 +14,8 @@ import secrets
 from datetime import UTC, datetime
 
 _TIME = re.compile(r"^\s*(\d{4})-(\d{2})-(\d{2})\s+(\d{2}):(\d{2}):(\d{2})\s*$")
+# The platform's usual form, for a fast path (datetime.fromisoformat is ~20x cheaper than the general path below).
+_CANONICAL = re.compile(r"\d{4}-\d{2}-\d{2} (?:[01]\d|2[0-3]):\d{2}:\d{2}", re.ASCII)
 
 AUTHORIZATION = 'AKSK realm="SDP",profile="UsernameToken",type="Appkey"'
 
@@ -28,6 +30,11 @@ def parse_time(value: object) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise BadTime(f"not a time string: {value!r}")
+    if _CANONICAL.fullmatch(value):
+        try:
+            return datetime.fromisoformat(value + "+00:00")  # tzinfo is UTC; replace(tzinfo=) costs 5x more
+        except ValueError:
+            pass  # an impossible date: the general path below words the error
     match = _TIME.match(value)
     if not match:
         raise BadTime(f"not yyyy-MM-dd HH:mm:ss: {value!r}")
