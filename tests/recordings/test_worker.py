@@ -292,3 +292,20 @@ async def test_full_worker_pauses_and_resumes_without_losing_records(kafka_boots
             kind, value, _ = only(await running.wait_for(session_id))
             assert kind == "stored" and value["sha256"] == shas[name]
     assert all(recording_api.completed[name] == 1 for _, name in calls)
+
+
+def test_metrics_are_exposed_for_prometheus() -> None:
+    """Runs after the pipelines above in this module: outcomes, bytes, latency and skips were counted."""
+    from prometheus_client import REGISTRY, generate_latest
+
+    from voicecall.recordings.worker import BYTES, DOWNLOADS
+
+    text = generate_latest(REGISTRY).decode()
+    for name in ("voicecall_recordings_downloads_total", "voicecall_recordings_bytes_total",
+                 "voicecall_recordings_download_seconds_bucket", "voicecall_recordings_in_flight",
+                 "voicecall_recordings_retry_backlog", "voicecall_recordings_skipped_total",
+                 "voicecall_recordings_failed_total"):
+        assert name in text, name
+    assert DOWNLOADS.labels("stored")._value.get() >= 1 and DOWNLOADS.labels("retry")._value.get() >= 2
+    assert BYTES._value.get() >= 700_000
+    assert 'voicecall_recordings_skipped_total{reason="no-recording"}' in text
