@@ -42,7 +42,7 @@ from typing import Any, Protocol
 
 import orjson
 from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import ProducerFenced
+from aiokafka.errors import IllegalStateError, ProducerFenced
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import Field
@@ -243,15 +243,20 @@ class _Runner:
                     await self._fail(part, "prepare failed", error)
                 return
             for part in started:
+                try:
+                    self.consumer.seek(part.tp, offsets[part.tp])
+                except IllegalStateError as error:  # the assignment moved on meanwhile; a rebalance follows
+                    await self._fail(part, "partition no longer assigned", error)
+                    continue
                 part.core = cores[part.tp.partition]
                 part.next_offset = offsets[part.tp]
-                self.consumer.seek(part.tp, part.next_offset)
                 part.state = READY
                 part.failures = 0
                 part.lag_child = LAG.labels(self.stage.name, str(part.tp.partition))
                 self.consumer.resume(part.tp)
-            if started:
-                self.log.info("partitions ready", partitions={p.tp.partition: p.next_offset for p in started})
+            if any(p.state == READY for p in started):
+                self.log.info("partitions ready",
+                              partitions={p.tp.partition: p.next_offset for p in started if p.state == READY})
             self.m_assigned.set(sum(1 for p in self.parts.values() if p.state == READY))
 
     async def _restore(self, parts: list[_Partition]) -> dict[int, Core]:
