@@ -222,8 +222,7 @@ class S3Writer:
                                                            ContentType="audio/wav")
             self._upload_id = created["UploadId"]
         number = len(self._parts) + 1
-        body = bytes(self._buffer)
-        self._buffer.clear()
+        body, self._buffer = self._buffer, bytearray()  # hand the part over without copying it
         response = await client.upload_part(Bucket=self._store.bucket, Key=self._object, PartNumber=number,
                                             UploadId=self._upload_id, Body=body)
         self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
@@ -232,8 +231,7 @@ class S3Writer:
         client, bucket = self._store.client, self._store.bucket
         stored = Stored(self._key, self._store.uri(self._key), self._size, self._hash.hexdigest())
         if self._upload_id is None:
-            await client.put_object(Bucket=bucket, Key=self._object, Body=bytes(self._buffer),
-                                    ContentType="audio/wav")
+            await client.put_object(Bucket=bucket, Key=self._object, Body=self._buffer, ContentType="audio/wav")
         else:
             if self._buffer:
                 await self._upload_part()
