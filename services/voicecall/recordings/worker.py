@@ -200,13 +200,18 @@ class Worker:
                 await self._emit_failed(job.session_id, job.record_object_name, error.reason, error.detail,
                                         attempts)
                 return
-            except (fetch.Transient, OSError, BotoCoreError, ClientError) as error:
-                reason = error.reason if isinstance(error, fetch.FetchError) else "store"
+            except Exception as error:
+                # Store hiccups and even bugs retry until the deadline and then end on recording.failed: an
+                # escaping exception would leave the offset unfinished, and the partition uncommittable, forever.
+                if not isinstance(error, fetch.Transient | OSError | BotoCoreError | ClientError):
+                    self.log.exception("unexpected error in a recording", sessionId=job.session_id)
+                reason = error.reason if isinstance(error, fetch.FetchError) else type(error).__name__
                 delay = backoff(max(attempts, 1), self.settings.recordings_retry_initial,
                                 self.settings.recordings_retry_max)
                 if time.time() + delay > deadline:
-                    await self._emit_failed(job.session_id, job.record_object_name, "retries-exhausted",
-                                            f"{reason}: {error}", attempts)
+                    detail = str(error) if isinstance(error, fetch.FetchError) else f"{reason}: {error}"
+                    await self._emit_failed(job.session_id, job.record_object_name, "retries-exhausted", detail,
+                                            attempts)
                     return
                 DOWNLOADS.labels("retry").inc()
                 self.log.info("recording retry", sessionId=job.session_id, reason=reason, detail=str(error),
