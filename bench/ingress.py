@@ -47,6 +47,7 @@ class Result:
     p99_ms: float
     requests: int
     errors: int
+    cpu_us: float | None = None  # server CPU per request: robust to other load on the machine, unlike req/s
 
 
 def _ms(value: str) -> float:
@@ -54,9 +55,15 @@ def _ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_wrk(name: str, url: str, duration: int, connections: int, delay_ms: float = 0.0,
-            cores: str = "1") -> Result:
+            cores: str = "1", pid: int | None = None) -> Result:
     env = dict(os.environ, INGRESS_DELAY_MS=str(delay_ms))
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(["taskset", "-c", cores, "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
                           "-s", str(LUA), url], env=env, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -68,7 +75,8 @@ def run_wrk(name: str, url: str, duration: int, connections: int, delay_ms: floa
     errors = int(bad.group(1)) if bad else 0
     if socket_errors:
         errors += sum(int(g) for g in socket_errors.groups())
-    return Result(name, rps, p50, p99, requests, errors)
+    cpu_us = (cpu_seconds(pid) - cpu_before) * 1e6 / max(requests, 1) if pid else None
+    return Result(name, rps, p50, p99, requests, errors, cpu_us)
 
 
 def wait_port(port: int, timeout: float = 60.0) -> None:
@@ -149,20 +157,23 @@ def main() -> int:
             "ingress": [py, "-m", "voicecall", "ingress", "--port", str(ports["ingress"])],
         }
         procs = [start_server(argv, "0", env, log) for argv in argvs.values()]
+        pids = dict(zip(argvs, (proc.pid for proc in procs), strict=True))
         for port in ports.values():
             wait_port(port)
             warm(f"http://127.0.0.1:{port}/notify/fee")
         for _ in range(args.rounds):
             for name, port in ports.items():
-                result = run_wrk(name, f"http://127.0.0.1:{port}/notify/fee", args.duration, args.connections)
-                print(f"  {name:<8} {result.rps:>8.0f} req/s  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms",
-                      flush=True)
+                result = run_wrk(name, f"http://127.0.0.1:{port}/notify/fee", args.duration, args.connections,
+                                 pid=pids[name])
+                print(f"  {name:<8} {result.rps:>8.0f} req/s  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms"
+                      f"  {result.cpu_us:5.0f} µs CPU/req", flush=True)
                 if name not in results or result.rps > results[name].rps:
                     results[name] = result
         url = f"http://127.0.0.1:{ports['ingress']}/notify/fee"
         half = results["ingress"].rps / 2
         delay = max(0.0, args.connections * 1000.0 / half - results["ingress"].p50_ms)
-        results["ingress@half"] = run_wrk("ingress@half", url, args.duration, args.connections, delay)
+        results["ingress@half"] = run_wrk("ingress@half", url, args.duration, args.connections, delay,
+                                          pid=pids["ingress"])
         for proc in procs:
             stop_server(proc)
         procs = []
@@ -182,12 +193,17 @@ def main() -> int:
         for proc in procs:
             stop_server(proc)
         broker.stop()
-    print(f"\n{'server':<14}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    print(f"\n{'server':<14}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'CPU µs/req':>12}")
     for r in results.values():
-        print(f"{r.name:<14}{r.rps:>10.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.errors:>8}")
+        cpu = f"{r.cpu_us:.0f}" if r.cpu_us is not None else "-"
+        print(f"{r.name:<14}{r.rps:>10.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.errors:>8}{cpu:>12}")
     ing, bare, naive = results["ingress"], results["bare"], results["naive"]
     print(f"\ningress / bare  = {ing.rps / bare.rps:.2f}   (goal ≥ 0.60)")
     print(f"ingress / naive = {ing.rps / naive.rps:.2f}   (goal ≥ 0.90)")
+    if ing.cpu_us and bare.cpu_us and naive.cpu_us:
+        print(f"CPU per request: bare {bare.cpu_us:.0f} µs, naive {naive.cpu_us:.0f} µs, ingress {ing.cpu_us:.0f} µs "
+              f"(ratios bare/ingress {bare.cpu_us / ing.cpu_us:.2f}, naive/ingress {naive.cpu_us / ing.cpu_us:.2f})")
+    print(f"machine load during the run (1-min load average): {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     half = results["ingress@half"]
     print(f"p99 at ~half max rate ({half.rps:.0f} req/s) = {half.p99_ms:.2f} ms   (goal ≤ 25 ms)")
     print(f"second worker: {results['ingress×2'].rps / ing.rps:.2f}× one worker (wrk shares core 1)")

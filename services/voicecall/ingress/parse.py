@@ -94,16 +94,35 @@ def validator(name: str) -> Any:
     return fastjsonschema.compile(inline_refs(schema, schema))
 
 
+# The documented time fields, and every other documented field (checked without a per-key loop).
+_TIME_FIELDS = ("callInTime", "fwdStartTime", "fwdAlertingTime", "fwdAnswerTime", "callEndTime", "failTime",
+                "callOutStartTime", "callOutAlertingTime", "callOutAnswerTime", "dynIVRStartTime", "recordStartTime",
+                "timestamp")
+_OTHER_FIELDS = frozenset((
+    "sessionId", "direction", "spId", "appKey", "icid", "bindNum", "callerNum", "calleeNum", "fwdDisplayNum",
+    "fwdDstNum", "fwdUnaswRsn", "ulFailReason", "sipStatusCode", "callOutUnaswRsn", "dynIVRPath", "recordFlag",
+    "recordObjectName", "recordBucketName", "recordDomain", "recordFileDownloadUrl", "ttsPlayTimes",
+    "ttsTransDuration", "serviceType", "hostName", "userData", "caller", "called", "stateCode", "stateDesc",
+    "partyType", "digitInfo", *_TIME_FIELDS))
+
+
+def _is_plain_time(value: str) -> bool:
+    # The usual "yyyy-MM-dd HH:mm:ss": nothing to normalise, and no split/join to pay.
+    return len(value) == 19 and value[10] == " " and value.count(" ") == 1
+
+
 def _canonical(record: dict[str, Any]) -> dict[str, Any]:
     """Times with their whitespace normalised, so a re-push with ``"2016-12-26  01:19:46"`` gets the same id.
 
-    Copies only when a time actually changes (most records have nothing to normalise).
+    Every key ending in ``Time`` (or ``timestamp``) counts as a time; documented ones are looked up directly and
+    only undocumented keys are scanned. Copies only when a time actually changes.
     """
+    keys = [k for k in _TIME_FIELDS if k in record]
+    keys.extend(k for k in record.keys() - _OTHER_FIELDS if k.endswith("Time"))
     out: dict[str, Any] | None = None
-    for key, value in record.items():
-        if value.__class__ is str and (key.endswith("Time") or key == "timestamp"):
-            if len(value) == 19 and value[10] == " " and value.count(" ") == 1:
-                continue  # the usual "yyyy-MM-dd HH:mm:ss": nothing to normalise, and no split/join to pay
+    for key in keys:
+        value = record[key]
+        if value.__class__ is str and not _is_plain_time(value):
             normal = huawei.normalise_time(value)
             if normal != value:
                 if out is None:
