@@ -34,6 +34,9 @@ def session_ids(records: list[object]) -> list[str]:
 
 
 async def test_seven_pushes_at_different_moments_give_one(settings: DedupSettings) -> None:
+    from prometheus_client import REGISTRY
+
+    duplicates_before = REGISTRY.get_sample_value("voicecall_dedup_duplicates_total") or 0.0
     doc = cdr(1)
     async with dedup_running(settings):
         for _ in range(3):
@@ -50,6 +53,7 @@ async def test_seven_pushes_at_different_moments_give_one(settings: DedupSetting
     assert len(raw) == 7
     assert session_ids(unique) == [doc["sessionId"]]
     assert unique[0].value == raw[0].value and unique[0].headers == raw[0].headers  # unchanged, ce_id kept
+    assert (REGISTRY.get_sample_value("voicecall_dedup_duplicates_total") or 0.0) - duplicates_before == 6
     assert await read_all(settings, "deadletter", idle=0.2) == []
 
 
@@ -123,3 +127,34 @@ async def test_two_instances_with_one_stopped_and_started_during_the_feed(settin
     ids = session_ids(unique)
     assert len(ids) == len(set(ids)) == 2000
     assert set(ids) == {d["sessionId"] for d in docs}
+
+
+async def test_fenced_producer_aborts_and_the_partition_is_prepared_again(settings: DedupSettings) -> None:
+    """A zombie-style takeover: another producer initialises partition 0's transactional id. The stage's next
+    transaction on it fails (fenced), is thrown away with its in-memory state, and the partition comes back from
+    the changelog and the committed offset — nothing lost, nothing twice."""
+    from prometheus_client import REGISTRY
+
+    from voicecall.runtime.kafka import group_id, make_transactional_producer
+
+    def fenced() -> float:
+        return REGISTRY.get_sample_value("voicecall_stage_fenced_total", {"stage": "dedup"}) or 0.0
+
+    before = fenced()
+    first = [cdr(3000 + i) for i in range(50)]
+    second = [cdr(3100 + i) for i in range(50)]
+    async with dedup_running(settings):
+        await produce(settings, "fee.raw", [fee_record(d) for d in first], partition=0)
+        await read_all(settings, "fee.unique", expect=50, idle=0.3)
+        txid = f"{group_id(settings, 'dedup')}-{settings.topic_prefix}fee.raw-0"
+        usurper = make_transactional_producer(settings, txid)
+        await usurper.start()
+        await usurper.begin_transaction()
+        await usurper.commit_transaction()  # InitProducerId done: the stage's producer is fenced
+        await usurper.stop()
+        await produce(settings, "fee.raw", [fee_record(d) for d in [*second, *first[:10], *second[:10]]],
+                      partition=0)
+        unique = await read_all(settings, "fee.unique", expect=100, idle=1.0, timeout=60)
+    assert fenced() > before
+    ids = session_ids(unique)
+    assert len(ids) == len(set(ids)) == 100

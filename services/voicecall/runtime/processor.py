@@ -124,6 +124,11 @@ class _Partition:
     lag_child: Any = field(default=None, repr=False)
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, runner: _Runner) -> None:
         self._runner = runner
@@ -366,15 +371,18 @@ class _Runner:
         producer = part.producer
         assert producer is not None
         started = time.monotonic()
+        sends: list[asyncio.Future[Any]] = []
         try:
             await producer.begin_transaction()
             for out in outputs:
                 partition = part.tp.partition if out.topic == self.changelog else None
-                await producer.send(out.topic, value=out.value, key=out.key, partition=partition,
-                                    headers=out.headers)
+                sends.append(await producer.send(out.topic, value=out.value, key=out.key, partition=partition,
+                                                 headers=out.headers))
             await producer.send_offsets_to_transaction({part.tp: next_offset}, self.group)
             await producer.commit_transaction()
         except Exception as error:
+            for sent in sends:  # the transaction's error is the one that counts; don't log each send's again
+                sent.add_done_callback(_retrieve)
             self.m_aborts.inc()
             with contextlib.suppress(Exception):
                 if producer._txn_manager is not None and not producer._txn_manager.is_fatal_error():
