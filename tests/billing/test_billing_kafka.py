@@ -201,8 +201,9 @@ async def test_ingress_push_through_dedup_to_billing(settings: BillingSettings, 
                 process.kill()
                 await process.wait()
     by_key = collections.Counter(r.key for r in billed)
+    logs = {name: (tmp_path / f"{name}.log").read_text()[-1500:] for name in processes}
     assert by_key == {samples.F2["sessionId"].encode(): 1, samples.F5["sessionId"].encode(): 1,
-                      samples.notification()["sessionId"].encode(): 1}
+                      samples.notification()["sessionId"].encode(): 1}, logs
     values = {r.key: orjson.loads(r.value) for r in billed}
     f2 = values[samples.F2["sessionId"].encode()]
     assert (f2["totalSeconds"], f2["totalBilledMinutes"], f2["amount"]) == (376, 8, 144)
