@@ -360,7 +360,8 @@ async def serve(settings: RecordingsSettings, stop: asyncio.Event, store: Store 
     if store is None:
         store = await open_store(settings.recordings_store, s3_endpoint_url=settings.recordings_s3_endpoint_url,
                                  s3_region=settings.recordings_s3_region,
-                                 s3_part_size=settings.recordings_s3_part_size)
+                                 s3_part_size=settings.recordings_s3_part_size,
+                                 threads=settings.recordings_concurrency + 4)
     listener = Rebalance()
     consumer = kafka.make_consumer(settings, group_id=kafka.group_id(settings, "recordings"))
     consumer.subscribe([topics.name(settings, "fee.unique")], listener=listener)
