@@ -17,6 +17,7 @@ import orjson
 from aiokafka.structs import ConsumerRecord
 from billing_kafka import BillingSettings, end_offsets, env_for, produce, read_all
 from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 
 from voicecall.billing import cli, rules
 from voicecall.billing.core import BillingCore
@@ -124,6 +125,7 @@ async def test_sigkill_repeatedly_while_feeding_loses_and_doubles_nothing(settin
                                                            stderr=log_file)
         billed = await read_all(settings, "billing", expect=len(good), idle=2.0, timeout=120)
         dead = await read_all(settings, "deadletter", expect=len(fees) - len(good), idle=0.5, timeout=30)
+        metrics_text, ready_status = await scrape(log)
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 60) == 0, log.read_text()[-2000:]
     finally:
@@ -151,6 +153,31 @@ async def test_sigkill_repeatedly_while_feeding_loses_and_doubles_nothing(settin
     assert sorted(dead_keys) == sorted(f["sessionId"].encode() for f in fees if f not in good)
     assert all(n == 1 for n in dead_keys.values())
     assert {orjson.loads(r.value)["reason"] for r in dead} == {rules.BAD_TIME}
+    # The last instance's own view: it is ready, has billed at least what was left, and its lag is drained.
+    assert ready_status == 200
+    samples_by_name = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                       for family in text_string_to_metric_families(metrics_text) for s in family.samples}
+    billed_here = sum(v for (name, _), v in samples_by_name.items() if name == "voicecall_billing_records_total")
+    assert 0 < billed_here <= len(good)
+    lags = [v for (name, labels), v in samples_by_name.items()
+            if name == "voicecall_stage_consumer_lag" and ("stage", "billing") in labels]
+    assert lags and all(v == 0 for v in lags)
+
+
+def ops_port(log: Path) -> int:
+    """The ops server's port, from the JSON log of ``voicecall billing`` (it listens on port 0 in tests)."""
+    return int(next(orjson.loads(line)["ops_port"] for line in log.read_text().splitlines()
+                    if line.startswith("{") and '"ops_port"' in line))
+
+
+async def scrape(log: Path) -> tuple[str, int]:
+    """/metrics text and /readyz status of the ``voicecall billing`` whose JSON log is ``log``."""
+    port = ops_port(log)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+            text = await response.text()
+        async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+            return text, response.status
 
 
 async def wait_http(url: str, timeout: float = 60) -> None:
