@@ -169,3 +169,58 @@ async def test_starts_without_kafka_and_spools_until_it_comes(tmp_path: Path, po
         assert ready["spool"]["entries"] == 1 and ready["spool"]["usable"] is True
     finally:
         await asyncio.wait_for(served.stop(), 30)
+
+
+async def test_leftovers_of_a_previous_run_are_drained_at_start(kafka_bootstrap: str, tmp_path: Path,
+                                                                 post: Callable[..., Any]) -> None:
+    from voicecall.ingress.parse import Parser
+    from voicecall.ingress.spool import Spool
+
+    settings = ingress_settings(kafka_bootstrap, tmp_path / "spool")
+    await create_topics(settings)
+    parser = Parser(settings)
+    left = Spool(tmp_path / "spool", 1 << 20, 1 << 12)  # small segments: several files to drain in order
+    left.open()
+    for i in range(30):
+        outcome = parser.parse(orjson.dumps(fee_push(2, tag=f"old{i}-")), received="2026-01-01T00:00:00.000Z",
+                               push_id=f"old-{i}", origin={"path": "/notify", "client": "c"})
+        await left.append(outcome.records)
+    segments = len(left.segments)
+    await left.close()
+    assert segments > 1
+
+    served = await start_ingress(settings)
+    try:
+        await wait_ready(served.url)
+        records = await read_topic(settings, "fee.raw", 60, settle=0.5)
+        assert len(records) == 60
+        # In order within each key's partition: the spool drains oldest first.
+        pushes = [header(r, "voicecall_push_id") for r in records]
+        assert set(pushes) == {f"old-{i}" for i in range(30)}
+        for _ in range(50):
+            ready = await wait_ready(served.url)
+            if ready["spool"]["segments"] == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert ready["spool"] == {**ready["spool"], "entries": 0, "segments": 0}
+        assert not list((tmp_path / "spool").glob("*.seg"))
+        assert (await post(f"{served.url}/notify", fee_push(1, tag="new-")))[0] == 200
+    finally:
+        await served.stop()
+
+
+async def test_503_when_kafka_is_away_and_the_spool_is_full(tmp_path: Path, post: Callable[..., Any]) -> None:
+    from voicecall.runtime.broker import free_port
+
+    settings = ingress_settings(f"127.0.0.1:{free_port()}", tmp_path / "spool", ingress_spool_max_bytes=1 << 16)
+    served = await start_ingress(settings)
+    try:
+        codes = [(await post(f"{served.url}/notify", fee_push(10, tag=f"p{i}-")))[0] for i in range(40)]
+        first_503 = codes.index(503)
+        assert first_503 > 0 and all(c == 200 for c in codes[:first_503])
+        status, answer = await post(f"{served.url}/notify", fee_push(10, tag="again-"))
+        assert status == 503 and answer["resultcode"] == "1"
+        ready = await wait_ready(served.url, broker="down")
+        assert ready["spool"]["bytes"] <= 1 << 16
+    finally:
+        await asyncio.wait_for(served.stop(), 30)
