@@ -34,9 +34,9 @@ class Passthrough:
 class Counter:
     """Counts records per key; the count is both the output and the changelog value."""
 
-    def __init__(self, settings: DedupSettings) -> None:
+    def __init__(self, settings: DedupSettings, changelog: str = "dedup.changelog") -> None:
         self.out = topics.name(settings, "fee.unique")
-        self.changelog = topics.name(settings, "dedup.changelog")
+        self.changelog = topics.name(settings, changelog)
         self.counts: dict[bytes, int] = {}
 
     def process(self, record: ConsumerRecord) -> list[Output]:
@@ -110,3 +110,28 @@ async def test_state_is_restored_from_the_changelog(settings: DedupSettings) -> 
     assert [struct.unpack(">I", r.value)[0] for r in both] == [1, 2, 3, 4, 5, 6, 7]
     changelog = await read_all(settings, "dedup.changelog", expect=7, idle=0.3)
     assert {r.partition for r in changelog} == {1}  # the input's partition number
+
+
+async def test_changelog_with_too_few_partitions_holds_those_partitions_without_crashing(
+        settings: DedupSettings) -> None:
+    from aiokafka.admin import NewTopic
+
+    admin = kafka.make_admin(settings)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topics.name(settings, "small.changelog"), 1, 1)])
+    finally:
+        await admin.close()
+    stage = Stage("shelltest", "fee.raw", lambda _: Counter(settings, "small.changelog"),
+                  changelog_suffix="small.changelog")
+    await produce(settings, "fee.raw", [(b"a", b"", [])], partition=0)
+    await produce(settings, "fee.raw", [(b"b", b"", [])], partition=2)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_stage(settings, stage, stop))
+    try:
+        out = await read_all(settings, "fee.unique", expect=1, idle=2.0, timeout=30)
+        assert [r.key for r in out] == [b"a"]  # partition 2 waits: its state has nowhere to live
+        assert not task.done()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)

@@ -234,6 +234,8 @@ class _Runner:
                     await self._fail(part, "producer init failed", result)
                 else:
                     started.append(part)
+            if self.changelog is not None and started:
+                started = await self._with_changelog_partition(started)
             offsets: dict[TopicPartition, int] = {}
             try:
                 for part in started:
@@ -263,6 +265,25 @@ class _Runner:
                 self.log.info("partitions ready",
                               partitions={p.tp.partition: p.next_offset for p in started if p.state == READY})
             self.m_assigned.set(sum(1 for p in self.parts.values() if p.state == READY))
+
+    async def _with_changelog_partition(self, parts: list[_Partition]) -> list[_Partition]:
+        """The partitions whose changelog partition exists; the others wait (end_offsets would hang on them)."""
+        assert self.changelog is not None and parts[0].producer is not None
+        try:
+            available = await parts[0].producer.partitions_for(self.changelog)
+        except Exception as error:
+            for part in parts:
+                await self._fail(part, "changelog metadata unavailable", error)
+            return []
+        result = []
+        for part in parts:
+            if part.tp.partition in available:
+                result.append(part)
+            else:
+                await self._fail(part, "changelog partition missing", RuntimeError(
+                    f"{self.changelog} has no partition {part.tp.partition}: it needs as many partitions as "
+                    f"{self.input_topic}"))
+        return result
 
     async def _restore(self, parts: list[_Partition]) -> dict[int, Core]:
         cores = {p.tp.partition: self.stage.make_core(p.tp.partition) for p in parts}
