@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from aiokafka.structs import ConsumerRecord
 from dedup_helpers import DedupSettings, committed_offsets, produce, read_all
+from prometheus_client import REGISTRY
 
 from voicecall import topics
 from voicecall.runtime import kafka
@@ -65,8 +66,14 @@ async def test_passthrough_commits_outputs_and_offsets(settings: DedupSettings) 
     records = [(f"k{i}".encode(), orjson.dumps({"i": i}), [("ce_id", str(i).encode())]) for i in range(300)]
     await produce(settings, "fee.raw", records)
     stage = Stage("shelltest", "fee.raw", lambda _: Passthrough(settings))
+    records_in_before = REGISTRY.get_sample_value("voicecall_stage_records_in_total", {"stage": "shelltest"}) or 0
     async with running(settings, stage):
         out = await read_all(settings, "fee.unique", expect=300, idle=0.5)
+        lag = [REGISTRY.get_sample_value("voicecall_stage_consumer_lag", {"stage": "shelltest", "partition": str(p)})
+               for p in range(3)]
+        assert lag == [0.0, 0.0, 0.0]
+    records_in = REGISTRY.get_sample_value("voicecall_stage_records_in_total", {"stage": "shelltest"})
+    assert records_in == records_in_before + 300
     assert sorted(orjson.loads(r.value)["i"] for r in out) == list(range(300))
     assert all(r.key == f"k{orjson.loads(r.value)['i']}".encode() for r in out)
     assert all(dict(r.headers)["ce_id"] == str(orjson.loads(r.value)["i"]).encode() for r in out)

@@ -447,7 +447,6 @@ class _Runner:
                     work.append((part, outputs, last + 1))
             if work:
                 await asyncio.gather(*(self._commit(part, outputs, nxt) for part, outputs, nxt in work))
-            self._update_lag()
 
     def _update_lag(self) -> None:
         for part in self.parts.values():
@@ -472,6 +471,7 @@ class _Runner:
                 generation, batch = await self._fetch()
                 if batch:
                     await self._process(generation, batch)
+                self._update_lag()  # also when idle or stuck: a lag alert must see a stage that stopped moving
         finally:
             await self._shutdown()
 
