@@ -127,6 +127,11 @@ async def test_two_instances_with_one_stopped_and_started_during_the_feed(settin
     ids = session_ids(unique)
     assert len(ids) == len(set(ids)) == 2000
     assert set(ids) == {d["sessionId"] for d in docs}
+    # keyed like the input: fee.unique partition = fee.raw partition (aiokafka's default partitioner there)
+    raw = {orjson.loads(r.value)["sessionId"]: r.partition
+           for r in await read_all(settings, "fee.raw", expect=len(feed), idle=0.2)}
+    assert all(r.partition == raw[orjson.loads(r.value)["sessionId"]] for r in unique)
+    assert len({r.partition for r in unique}) == 3
 
 
 async def test_fenced_producer_aborts_and_the_partition_is_prepared_again(settings: DedupSettings) -> None:

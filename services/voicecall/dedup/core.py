@@ -69,6 +69,9 @@ def canonical(doc: dict[str, Any]) -> bytes:
     fixes: dict[str, str] | None = None
     for key, value in doc.items():
         if key[-4:] == "Time" and (value is None or value.__class__ is str):
+            # Already normal (the common case): non-empty, no whitespace but single inner ASCII spaces.
+            if value and value.isprintable() and "  " not in value and value[0] != " " and value[-1] != " ":
+                continue
             normal = huawei.normalise_time(value) if value is not None else ""
             if normal != value or normal == "":
                 if fixes is None:

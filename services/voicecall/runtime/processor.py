@@ -48,6 +48,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from pydantic import Field
 
 from voicecall import topics
+from voicecall.ingress.partition import partitioner  # aiokafka's murmur2 result, without its per-byte loop
 from voicecall.runtime import config, deadletter, logging as vlog
 from voicecall.runtime.kafka import group_id, make_consumer, make_transactional_producer
 
@@ -110,6 +111,7 @@ ASSIGNED = Gauge("voicecall_stage_assigned_partitions", "Input partitions owned 
 
 PENDING, READY = "pending", "ready"
 _RETRY_BACKOFF = 1.0
+_LAYOUT_TTL = 30.0
 
 
 @dataclass(eq=False)
@@ -158,6 +160,7 @@ class _Runner:
         self.parts: dict[TopicPartition, _Partition] = {}
         self.generation = 0
         self.joined = False
+        self.layouts: dict[str, tuple[list[int], float]] = {}
         session_ms = int(self.opts.consumer_session_timeout * 1000)
         self.consumer = make_consumer(
             settings, group_id=self.group, session_timeout_ms=session_ms,
@@ -300,6 +303,7 @@ class _Runner:
             # read_committed: the end is the last stable offset; nobody but our own, fresh producer writes here.
             ends = await reader.end_offsets(tps)
             remaining = {tp for tp in tps if await reader.position(tp) < ends[tp]}
+            progress = time.monotonic()
             while remaining:
                 batch = await reader.getmany(*remaining, timeout_ms=500, max_records=100_000)
                 for tp, records in batch.items():
@@ -307,9 +311,12 @@ class _Runner:
                     for record in records:
                         core.restore(record)
                     applied += len(records)
+                    progress = time.monotonic()
                 for tp in list(remaining):
                     if await reader.position(tp) >= ends[tp]:
                         remaining.discard(tp)
+                if remaining and time.monotonic() - progress > self.opts.prepare_timeout:
+                    raise TimeoutError(f"changelog restore made no progress for {self.opts.prepare_timeout:.0f} s")
         finally:
             await reader.stop()
         elapsed = time.monotonic() - started
@@ -395,8 +402,17 @@ class _Runner:
         sends: list[asyncio.Future[Any]] = []
         try:
             await producer.begin_transaction()
+            # Partitions are chosen here (the same murmur2 as the default partitioner): aiokafka would otherwise
+            # rebuild the topic's partition lists for every record.
+            layout: dict[str, list[int]] = {}
             for out in outputs:
-                partition = part.tp.partition if out.topic == self.changelog else None
+                if out.topic == self.changelog:
+                    partition = part.tp.partition
+                else:
+                    choices = layout.get(out.topic)
+                    if choices is None:
+                        choices = layout[out.topic] = await self._partitions(producer, out.topic)
+                    partition = partitioner(out.key, choices, choices)
                 sends.append(await producer.send(out.topic, value=out.value, key=out.key, partition=partition,
                                                  headers=out.headers))
             await producer.send_offsets_to_transaction({part.tp: next_offset}, self.group)
@@ -418,6 +434,15 @@ class _Runner:
             per_topic[out.topic] = per_topic.get(out.topic, 0) + 1
         for topic, count in per_topic.items():
             RECORDS_OUT.labels(self.stage.name, topic).inc(count)
+
+    async def _partitions(self, producer: AIOKafkaProducer, topic: str) -> list[int]:
+        """The topic's partitions, from metadata at most ``_LAYOUT_TTL`` old (partitions are added rarely)."""
+        now = time.monotonic()
+        cached = self.layouts.get(topic)
+        if cached is None or now - cached[1] > _LAYOUT_TTL:
+            cached = (sorted(await producer.partitions_for(topic)), now)
+            self.layouts[topic] = cached
+        return cached[0]
 
     async def _process(self, generation: int, batch: dict[TopicPartition, list[ConsumerRecord]]
                        ) -> None:
