@@ -260,7 +260,8 @@ async def s3_memory_run(bootstrap: str, base_url: str, tmp: Path, args: argparse
         after_tiny = project.peak_rss()
         seconds = await project.run(big)
         after_big = project.peak_rss()
-        print(f"S3 store (SeaweedFS, 8 MiB parts): peak RSS {after_tiny / MB:.1f} MiB after {len(tiny)} × 1 MiB, "
+        print(f"S3 store (SeaweedFS, default 5 MiB parts): peak RSS {after_tiny / MB:.1f} MiB after {len(tiny)} "
+              f"× 1 MiB, "
               f"{after_big / MB:.1f} MiB after {len(big)} × 100 MiB ({len(big) * 100 / seconds:.0f} MiB/s) — growth "
               f"{(after_big - after_tiny) / MB:.1f} MiB")
     finally:

@@ -30,7 +30,8 @@ class RecordingsSettings(config.CommonSettings):
     recordings_commit_interval: config.Duration = 1.0
     recordings_s3_endpoint_url: str | None = None
     recordings_s3_region: str = "us-east-1"
-    recordings_s3_part_size: config.Size = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024)
+    # 5 MiB, the S3 minimum: each transfer in flight buffers one part (plus the SDK's copy of it while sending).
+    recordings_s3_part_size: config.Size = Field(5 * 1024 * 1024, ge=5 * 1024 * 1024)
 
     @field_validator("recordings_store")
     @classmethod

@@ -358,7 +358,7 @@ class S3Store:
 
 
 async def open_store(uri: str, *, s3_endpoint_url: str | None = None, s3_region: str = "us-east-1",
-                     s3_part_size: int = 8 * 1024 * 1024, threads: int = 20) -> Store:
+                     s3_part_size: int = 5 * 1024 * 1024, threads: int = 20) -> Store:
     """``file:///path``, a plain path, or ``s3://bucket/prefix``; ``threads`` ≈ transfers in flight + a few."""
     if uri.startswith("s3://"):
         return await S3Store.open(uri, s3_endpoint_url, s3_region, s3_part_size, threads)
