@@ -22,6 +22,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import Counter, Gauge, Histogram
+from yarl import URL
 
 from voicecall import huawei, topics
 from voicecall.recordings import fetch, safety, select
@@ -366,7 +367,11 @@ async def serve(settings: RecordingsSettings, stop: asyncio.Event, store: Store 
     consumer = kafka.make_consumer(settings, group_id=kafka.group_id(settings, "recordings"))
     consumer.subscribe([topics.name(settings, "fee.unique")], listener=listener)
     producer = kafka.make_producer(settings, client_suffix="-recordings")
-    connector = aiohttp.TCPConnector(resolver=safety.SafeResolver(settings.allowed_hosts()),
+    # The record API's own host is the operator's choice (possibly a private proxy): its addresses are trusted.
+    # Download URLs still have to pass the allowlist (safety.url_refusal) before any connection is made.
+    api_host = URL(settings.huawei_base_url).host
+    connector = aiohttp.TCPConnector(resolver=safety.SafeResolver([*settings.allowed_hosts(),
+                                                                   *([api_host] if api_host else [])]),
                                      limit=settings.recordings_concurrency * 2, ttl_dns_cache=60)
     timeout = aiohttp.ClientTimeout(total=None, connect=settings.recordings_connect_timeout,
                                     sock_read=settings.recordings_read_timeout)
