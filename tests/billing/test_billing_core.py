@@ -13,7 +13,7 @@ import jsonschema
 import orjson
 import pytest
 from aiokafka.structs import ConsumerRecord
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from voicecall import huawei
 from voicecall.billing import core, rules
@@ -179,6 +179,7 @@ fee_st = st.fixed_dictionaries(
 )
 
 
+@settings(deadline=None)
 @given(fee_st)
 def test_any_record_gives_one_byte_identical_output(fee: dict[str, Any]) -> None:
     rec = record(fee)
@@ -196,6 +197,7 @@ def test_any_record_gives_one_byte_identical_output(fee: dict[str, Any]) -> None
         assert value["payload"] == fee
 
 
+@settings(deadline=None)
 @given(st.datetimes(min_value=datetime(1000, 1, 1), timezones=st.just(UTC)).map(lambda d: d.replace(microsecond=0)))
 def test_fast_iso_is_huawei_iso_z(moment: datetime) -> None:
     # Years below 1000: strftime does not pad them on glibc, isoformat does (the valid ISO 8601); Huawei has none.

@@ -147,13 +147,14 @@ def fmt(moment: datetime, spaces: int = 1) -> str:
     return moment.strftime("%Y-%m-%d") + " " * spaces + moment.strftime("%H:%M:%S")
 
 
+@settings(deadline=None)
 @given(st.integers(min_value=0, max_value=10**9))
 def test_billed_minutes_is_ceil(seconds: int) -> None:
     minutes = rules.billed_minutes(seconds)
     assert (minutes - 1) * 60 < seconds <= minutes * 60 or (seconds == 0 and minutes == 0)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)  # a loaded CI machine must not turn slowness into failures
 @given(
     end_offset=st.integers(min_value=0, max_value=10 * 365 * 86400),
     a=st.one_of(st.none(), seconds_st),
@@ -185,6 +186,7 @@ def test_callback_legs_are_independent_and_ceiled(end_offset: int, a: int | None
     assert without_a.legs[1] == leg_b and without_a.legs[0].seconds == 0
 
 
+@settings(deadline=None)
 @given(over=st.integers(min_value=1, max_value=10**6), leg=st.sampled_from(["callOutAnswerTime", "fwdAnswerTime"]))
 def test_over_long_or_negative_legs_are_never_billed(over: int, leg: str) -> None:
     end = EPOCH + timedelta(days=30)

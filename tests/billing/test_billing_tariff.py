@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from voicecall.billing import tariff
 from voicecall.billing.config import BillingSettings
@@ -69,6 +69,7 @@ def test_describe_is_canonical() -> None:
     assert a.describe() == b.describe() == "CNY:001=20,002=18"
 
 
+@settings(deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=1441), min_size=1, max_size=2),
        st.integers(min_value=0, max_value=10**6))
 def test_amount_is_exact(minutes: list[int], rate: int) -> None:

@@ -25,7 +25,7 @@ def outcome(text: str) -> datetime | str:
     return result
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)  # a loaded CI machine must not turn slowness into failures
 @given(st.one_of(canonical_shaped, real_times))
 def test_fast_path_equals_general_path(text: str) -> None:
     fast, general = outcome(text), outcome(" " + text)
