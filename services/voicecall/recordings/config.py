@@ -26,7 +26,8 @@ class RecordingsSettings(config.CommonSettings):
     recordings_retry_initial: config.Duration = 1.0
     recordings_retry_max: config.Duration = 600.0
     recordings_connect_timeout: config.Duration = 10.0
-    recordings_read_timeout: config.Duration = 60.0  # between two chunks, not for the whole file
+    recordings_read_timeout: config.Duration = 60.0  # between two chunks
+    recordings_download_timeout: config.Duration = 1800.0  # one whole attempt: a slow drip cannot hold a slot forever
     recordings_commit_interval: config.Duration = 1.0
     recordings_s3_endpoint_url: str | None = None
     recordings_s3_region: str = "us-east-1"

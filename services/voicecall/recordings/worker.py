@@ -373,7 +373,8 @@ async def serve(settings: RecordingsSettings, stop: asyncio.Event, store: Store 
     connector = aiohttp.TCPConnector(resolver=safety.SafeResolver([*settings.allowed_hosts(),
                                                                    *([api_host] if api_host else [])]),
                                      limit=settings.recordings_concurrency * 2, ttl_dns_cache=60)
-    timeout = aiohttp.ClientTimeout(total=None, connect=settings.recordings_connect_timeout,
+    timeout = aiohttp.ClientTimeout(total=settings.recordings_download_timeout,
+                                    connect=settings.recordings_connect_timeout,
                                     sock_read=settings.recordings_read_timeout)
     session = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
                                     trust_env=False)
