@@ -35,7 +35,9 @@ async def wait_for_line(log: Path, text: str, count: int, timeout: float = 40.0)
 
 async def test_sigkill_at_random_moments_loses_and_duplicates_nothing(settings: DedupSettings,
                                                                       tmp_path: Path) -> None:
-    rng = random.Random(int.from_bytes(os.urandom(4), "big"))
+    seed = int(os.environ.get("DEDUP_CRASH_SEED") or int.from_bytes(os.urandom(4), "big"))
+    print(f"crash test seed {seed} (DEDUP_CRASH_SEED={seed} repeats the feed and the kill moments)")
+    rng = random.Random(seed)
     docs = [cdr(20_000 + i) for i in range(7000)]
     feed = [*docs, *rng.choices(docs, k=3000)]
     rng.shuffle(feed)
@@ -72,7 +74,7 @@ async def test_sigkill_at_random_moments_loses_and_duplicates_nothing(settings: 
     assert code == 0, log.read_text()[-3000:]  # the last one stops cleanly on SIGTERM
     ids = [orjson.loads(r.value)["sessionId"] for r in unique]
     missing = {d["sessionId"] for d in docs} - set(ids)
-    assert not missing, f"{len(missing)} missing"
-    assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} duplicated"
+    assert not missing, f"{len(missing)} missing (seed {seed})"
+    assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} duplicated (seed {seed})"
     assert len(ids) == 7000
     assert await read_all(settings, "deadletter", idle=0.2) == []
