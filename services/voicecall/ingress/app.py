@@ -89,7 +89,7 @@ class IngressState:
         self.parser = Parser(settings)
         self.spool = Spool(spool_dir, settings.ingress_spool_max_bytes, settings.ingress_spool_segment_bytes)
         self.producer: Any = None
-        self.publisher = Publisher(None, self.spool, settings.ingress_ack_deadline)
+        self.publisher = Publisher(None, self.spool, settings.ingress_ack_deadline, renew=self.renew_producer)
         self.clock = Clock()
         self.clients = ClientFilter(settings.ingress_allow, settings.ingress_trusted_proxies)
         self.boot = os.urandom(6).hex()
@@ -97,6 +97,26 @@ class IngressState:
         self.max_body = settings.ingress_max_body
         self.read_timeout = settings.ingress_read_timeout
         self.tasks: list[asyncio.Task[None]] = []
+
+    async def renew_producer(self) -> None:
+        """A fresh producer (new producer id) in place of one whose idempotence state the broker rejects."""
+        old = self.producer
+        fresh = make_producer(self.settings, client_suffix="-ingress", linger_ms=self.settings.ingress_linger_ms,
+                              max_batch_size=256 * 1024, partitioner=partitioner)
+        delay = 0.5
+        while True:
+            try:
+                await fresh.start()
+                break
+            except Exception as error:
+                log.warning("new producer cannot start yet", error=repr(error), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.producer = self.publisher.producer = fresh
+        log.info("new Kafka producer started")
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.stop(), 10)  # its pending sends fail; their pushes are in the spool
 
     def push_id(self) -> str:
         self.counter += 1

@@ -14,7 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
+
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    UnknownProducerId,
+)
 
 from voicecall.ingress import metrics
 from voicecall.ingress.parse import Record
@@ -27,13 +36,22 @@ DRAIN_BATCH = 500  # entries per drain round
 DRAIN_ACK_TIMEOUT = 30.0
 
 
+# After a broker restart, batches that expired on our side leave the idempotent producer's sequence numbers out of
+# step with the broker's, and every later send fails with one of these: only a new producer (new id) recovers.
+FATAL_PRODUCER_ERRORS = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch,
+                         InvalidProducerIdMapping, ProducerFenced)
+
+
 class Unavailable(Exception):
     """Neither Kafka nor the spool could take the push: answer 503."""
 
 
 class Publisher:
-    def __init__(self, producer: Any, spool: Spool | None, deadline: float) -> None:
+    def __init__(self, producer: Any, spool: Spool | None, deadline: float,
+                 renew: Callable[[], Coroutine[Any, Any, None]] | None = None) -> None:
         self.producer = producer
+        self.renew = renew  # replaces self.producer with a fresh one
+        self._renewing: asyncio.Task[None] | None = None
         self.spool = spool
         self.deadline = deadline
         self.broker_up = True
@@ -69,6 +87,7 @@ class Publisher:
             return "kafka"
         except Exception as error:  # timeout, connection, metadata: all mean "not durable in Kafka yet"
             self._mark_down(error)
+            self._renew_if_fatal(error, futures)
             return await self._spool_instead(records, futures, error)
 
     async def _spool_instead(self, records: list[Record], futures: list[asyncio.Future[Any]],
@@ -84,6 +103,13 @@ class Publisher:
         except SpoolError as spool_error:
             raise Unavailable(f"Kafka: {error!r}; spool: {spool_error}") from spool_error
         return "spool"
+
+    def _renew_if_fatal(self, error: BaseException, futures: Sequence[asyncio.Future[Any]] = ()) -> None:
+        fatal = isinstance(error, FATAL_PRODUCER_ERRORS) or any(
+            f.done() and not f.cancelled() and isinstance(f.exception(), FATAL_PRODUCER_ERRORS) for f in futures)
+        if fatal and self.renew is not None and (self._renewing is None or self._renewing.done()):
+            log.warning("producer out of step with the broker, starting a new one", error=repr(error))
+            self._renewing = asyncio.create_task(self.renew(), name="producer-renew")
 
     def _mark_up(self) -> None:
         if not self.broker_up:
@@ -105,6 +131,10 @@ class Publisher:
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._renewing is not None:
+            self._renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewing
         if self._drainer is not None:
             self._drainer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -137,6 +167,7 @@ class Publisher:
                 await self._send_entries(entries)
             except Exception as error:
                 self._mark_down(error)
+                self._renew_if_fatal(error)
                 metrics.BROKER_ERRORS.inc()
                 log.warning("spool drain waiting for Kafka", error=repr(error), retry_in=backoff)
                 await asyncio.sleep(backoff)
