@@ -1,8 +1,9 @@
 """Making a push durable: Kafka acks within a deadline, else the spool; and draining the spool back to Kafka.
 
-A push's records are sent together and their acks awaited together. When the deadline passes first, the push goes
-to the spool and the send is *not* cancelled: the spool entry keeps the pending futures, and the drainer, when it
-reaches that entry, skips it if Kafka acknowledged it after all. Only a crash in between (or an ack that fails
+A push's records go into the batcher (one Kafka batch per partition shared by concurrent pushes, see batcher.py)
+and the push waits for its batches. When a batch's deadline passes first, its pushes go to the spool and the send
+is *not* cancelled: the spool entry keeps the batches' Kafka futures, and the drainer, when it reaches that entry,
+skips it if Kafka acknowledged it after all. Only a crash in between (or an ack that fails
 after the deadline) can then put the same records into Kafka twice; fee records carry a deterministic ``ce_id``
 for the deduplicator, status records too.
 
@@ -26,6 +27,7 @@ from aiokafka.errors import (
 )
 
 from voicecall.ingress import metrics
+from voicecall.ingress.batcher import Batch, Batcher
 from voicecall.ingress.parse import Record
 from voicecall.ingress.spool import Spool, SpoolError
 from voicecall.runtime import logging as vlog
@@ -50,6 +52,7 @@ class Publisher:
     def __init__(self, producer: Any, spool: Spool | None, deadline: float,
                  renew: Callable[[], Coroutine[Any, Any, None]] | None = None) -> None:
         self.producer = producer
+        self.batcher = Batcher(lambda: self.producer, deadline)
         self.renew = renew  # replaces self.producer with a fresh one
         self._renewing: asyncio.Task[None] | None = None
         self.spool = spool
@@ -71,35 +74,53 @@ class Publisher:
             except SpoolError as error:
                 # Spool full while draining: Kafka may well be up, so try it before giving up.
                 log.warning("spool refused a push, trying Kafka", error=str(error))
-        futures: list[asyncio.Future[Any]] = []
         if self.producer is None:
-            return await self._spool_instead(records, futures, ConnectionError("Kafka producer not started"))
+            return await self._spool_instead(records, None, ConnectionError("Kafka producer not started"))
+        batches: list[Batch] = []
         try:
-            async with asyncio.timeout(self.deadline):
-                send = self.producer.send
-                for r in records:
-                    futures.append(await send(r.topic, r.value, key=r.key, headers=r.headers))
-                if len(futures) == 1:
-                    await asyncio.shield(futures[0])
-                else:
-                    await asyncio.shield(asyncio.gather(*futures))
+            batches = await self._add(records)
+            if len(batches) == 1:
+                await asyncio.shield(batches[0].answer)
+            else:
+                await asyncio.shield(asyncio.gather(*(b.answer for b in batches)))
             self._mark_up()
             return "kafka"
-        except Exception as error:  # timeout, connection, metadata: all mean "not durable in Kafka yet"
+        except Exception as error:  # deadline, connection, metadata: all mean "not durable in Kafka yet"
             self._mark_down(error)
-            self._renew_if_fatal(error, futures)
-            return await self._spool_instead(records, futures, error)
+            acked = [b.acked for b in batches]
+            self._renew_if_fatal(error, acked)
+            return await self._spool_instead(records, acked if batches else None, error)
 
-    async def _spool_instead(self, records: list[Record], futures: list[asyncio.Future[Any]],
+    async def _add(self, records: list[Record]) -> list[Batch]:
+        """The records into the batcher; the distinct batches that now hold them."""
+        batcher = self.batcher
+        if len(records) == 1:  # the usual push: one CDR, or a status
+            record = records[0]
+            partitions = batcher.partitions(record.topic)
+            if partitions is None:
+                async with asyncio.timeout(self.deadline):
+                    await batcher.wait_for_metadata(records)
+                partitions = batcher.partitions(record.topic) or []
+            return [batcher.add(record, partitions)]
+        async with asyncio.timeout(self.deadline):
+            await batcher.wait_for_metadata(records)
+        batches: list[Batch] = []
+        for record in records:
+            batch = batcher.add(record, batcher.partitions(record.topic) or [])
+            if batch not in batches:
+                batches.append(batch)
+        return batches
+
+    async def _spool_instead(self, records: list[Record], acked: list[asyncio.Future[None]] | None,
                              error: BaseException) -> str:
+        """``acked``: the Kafka futures of every record of the push, if all were handed to the producer."""
         metrics.BROKER_ERRORS.inc()
-        for future in futures:
+        for future in acked or ():
             future.add_done_callback(_consume_exception)
         if self.spool is None:
             raise Unavailable(f"Kafka: {error!r}; no spool") from error
-        pending = futures if futures and len(futures) == len(records) else None
         try:
-            await self.spool.append(records, attachment=pending)
+            await self.spool.append(records, attachment=acked)
         except SpoolError as spool_error:
             raise Unavailable(f"Kafka: {error!r}; spool: {spool_error}") from spool_error
         return "spool"
@@ -139,6 +160,7 @@ class Publisher:
             self._drainer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._drainer
+        await self.batcher.flushed()  # then producer.stop() waits for their acks
 
     async def _drain_loop(self) -> None:
         assert self.spool is not None
@@ -182,18 +204,20 @@ class Publisher:
     async def _send_entries(self, entries: list[Any]) -> None:
         """Send every entry not already acknowledged by its original attempt; all acks or an exception."""
         assert self.spool is not None
-        futures: list[asyncio.Future[Any]] = []
-        send = self.producer.send
+        batcher = self.batcher
+        acked: dict[int, asyncio.Future[None]] = {}
         async with asyncio.timeout(DRAIN_ACK_TIMEOUT):
             for entry in entries:
                 original = self.spool.attachments.pop((entry.seq, entry.offset), None)
                 if original is not None and await _all_acked(original):
                     continue
+                await batcher.wait_for_metadata(entry.records)
                 for r in entry.records:
-                    futures.append(await send(r.topic, r.value, key=r.key, headers=r.headers))
+                    batch = batcher.add(r, batcher.partitions(r.topic) or [])
+                    acked[id(batch)] = batch.acked
                     metrics.count_record(r.topic)
-            if futures:
-                await asyncio.gather(*futures)
+            if acked:
+                await asyncio.gather(*acked.values())
 
 
 async def _all_acked(futures: list[asyncio.Future[Any]]) -> bool:
