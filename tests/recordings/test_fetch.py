@@ -133,3 +133,63 @@ async def test_connection_refused_is_transient(tmp_path: Path) -> None:
             await fetch.download(session, f"http://localhost:{free_port()}/x.wav", writer, patterns=["localhost"],
                                  max_bytes=10**9)
         await writer.abort()
+
+
+async def test_every_record_api_call_has_a_fresh_nonce_and_a_utc_created(
+        recording_api: RecordingApi, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+    from datetime import UTC, datetime
+
+    # A host clock in UTC+8: the official sample's local-time Created would be 8 hours off here.
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    try:
+        name = f"{uuid.uuid4().hex}.wav"
+        recording_api.add(name)
+        for _ in range(3):
+            await fetch.download_url(http, creds(recording_api), name, "rec.test")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    signed = [s for s in recording_api.signatures if s["fileName"] == name]
+    assert len(signed) == 3 and len({s["Nonce"] for s in signed}) == 3
+    assert all(s["Username"] == APP_KEY and s["Nonce"].isalnum() and 1 <= len(s["Nonce"]) <= 128 for s in signed)
+    for s in signed:
+        created = datetime.strptime(s["Created"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        assert abs((datetime.now(UTC) - created).total_seconds()) < 60, s["Created"]
+    assert recording_api.completed[name] == 0
+
+
+async def test_a_stalled_transfer_times_out_as_transient(recording_api: RecordingApi, tmp_path: Path) -> None:
+    name = f"{uuid.uuid4().hex}.wav"
+    recording_api.add(name, size=300_000, chunk_delay=2.0)
+    timeout = aiohttp.ClientTimeout(sock_read=0.3)
+    connector = aiohttp.TCPConnector(resolver=safety.SafeResolver(["localhost"]))
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        writer = await FileStore(tmp_path).writer("2026/01/01/g.wav", {})
+        with pytest.raises(fetch.Transient) as error:
+            await fetch.download(session, recording_api.file_url(name), writer, patterns=["localhost"],
+                                 max_bytes=10**9)
+        await writer.abort()
+    assert "Timeout" in error.value.detail and recording_api.completed[name] == 0
+    assert list((tmp_path / ".tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize(("status", "body", "kind", "reason"), [
+    (404, b'{"resultcode":"1012007","resultdesc":"The record does not exist."}', fetch.Permanent, "not-found"),
+    (400, b'{"resultcode":"1023006","resultdesc":"Authentication failed"}', fetch.Permanent, "auth"),
+    (400, b'{"resultcode":"1010003","resultdesc":"Invalid app_key."}', fetch.Permanent, "auth"),
+    (400, b'{"resultcode":"1023037","resultdesc":"PasswordDigest not contained"}', fetch.Permanent, "auth"),
+    (400, b'{"resultcode":"1010013","resultdesc":"Time out limit."}', fetch.Transient, "server"),
+    (500, b'{"resultcode":"1010001","resultdesc":"Internal system error."}', fetch.Transient, "server"),
+    (400, b'{"resultcode":"1023001","resultdesc":"Internal error."}', fetch.Transient, "server"),
+    (503, b"<html>busy</html>", fetch.Transient, "server"),
+    (429, b"", fetch.Transient, "server"),
+    (404, b"", fetch.Permanent, "not-found"),
+    (403, b"", fetch.Permanent, "rejected"),
+    (200, b"RIFF....", fetch.Permanent, "unexpected-response"),  # redirects followed by something: no Location
+])
+def test_record_api_answers_are_classified(status: int, body: bytes, kind: type[fetch.FetchError],
+                                           reason: str) -> None:
+    error = fetch.classify_api_error(status, body)
+    assert type(error) is kind and error.reason == reason

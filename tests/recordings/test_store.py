@@ -7,6 +7,7 @@ import os
 import uuid
 from pathlib import Path
 
+import pytest
 from recordings_support import S3Server
 
 from voicecall.recordings.store import FileStore, S3Store, open_store
@@ -67,3 +68,19 @@ async def test_s3_store_multipart_is_invisible_until_complete(s3_server: S3Serve
         assert sorted(keys) == [f"{prefix}/2026/11/20/m.wav", f"{prefix}/2026/11/20/m.wav.json"]
     finally:
         await store.close()
+
+
+async def test_file_store_uris_absolute_and_relative(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    relative = await open_store("file://.state/recordings")  # the form the README gives as the default
+    absolute = await open_store((tmp_path / "abs").as_uri())
+    plain = await open_store("plain/dir")
+    localhost = await open_store(f"file://localhost{tmp_path / 'lh'}")
+    try:
+        assert isinstance(relative, FileStore) and relative.root == tmp_path / ".state" / "recordings"
+        assert isinstance(absolute, FileStore) and absolute.root == tmp_path / "abs"
+        assert isinstance(plain, FileStore) and plain.root == tmp_path / "plain" / "dir"
+        assert isinstance(localhost, FileStore) and localhost.root == tmp_path / "lh"
+    finally:
+        for store in (relative, absolute, plain, localhost):
+            await store.close()

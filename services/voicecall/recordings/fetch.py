@@ -61,10 +61,11 @@ def classify_api_error(status: int, body: bytes) -> FetchError:
     detail = f"HTTP {status} {code} {desc}".strip()
     if code == "1012007":
         return Permanent("not-found", detail)
-    if code.startswith(("1023", "1010")) and code not in ("1010001", "1010013"):
-        return Permanent("auth", detail)  # AK/SK and request errors: retrying will not fix them
+    # 1010001 / 1023001 = internal errors; 1010013 = clock skew on Created: a fresh signature may pass.
     if status >= 500 or status in (408, 429) or code in ("1010001", "1023001", "1010013"):
-        return Transient("server", detail)  # 1010013 = clock skew on Created: a fresh signature may pass
+        return Transient("server", detail)
+    if code.startswith(("1023", "1010")):
+        return Permanent("auth", detail)  # AK/SK and request errors: retrying will not fix them
     if status == 404:
         return Permanent("not-found", detail)
     if 400 <= status < 500:

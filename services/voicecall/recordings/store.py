@@ -115,6 +115,7 @@ class FileWriter:
         self._hash = hashlib.sha256()
         self._size = 0
         self._batcher = Batcher(self._consume, store.executor)
+        self._committing: asyncio.Future[Stored] | None = None
 
     def _consume(self, chunks: list[bytes]) -> None:
         for chunk in chunks:
@@ -144,10 +145,16 @@ class FileWriter:
 
     async def commit(self) -> Stored:
         await self._batcher.drain()
-        return await asyncio.get_running_loop().run_in_executor(self._store.executor, self._finish)
+        self._committing = asyncio.get_running_loop().run_in_executor(self._store.executor, self._finish)
+        return await asyncio.shield(self._committing)
 
     async def abort(self) -> None:
         await self._batcher.settle()
+        if self._committing is not None:
+            # Cancelled while _finish runs on its thread: let it end before closing the file under it (the file
+            # then ends up wholly under its key, or not at all).
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(self._committing)
         self._file.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._tmp)
@@ -362,5 +369,15 @@ async def open_store(uri: str, *, s3_endpoint_url: str | None = None, s3_region:
     """``file:///path``, a plain path, or ``s3://bucket/prefix``; ``threads`` ≈ transfers in flight + a few."""
     if uri.startswith("s3://"):
         return await S3Store.open(uri, s3_endpoint_url, s3_region, s3_part_size, threads)
-    path = unquote(urlparse(uri).path) if uri.startswith("file://") else uri
-    return FileStore(Path(path), threads)
+    return FileStore(Path(file_path(uri)), threads)
+
+
+def file_path(uri: str) -> str:
+    """``file:///abs`` and ``file://localhost/abs`` are absolute; ``file://.state/recordings`` (the documented
+    default's form) is relative — its "host" is the first path segment, not to be dropped; a plain path as is."""
+    if not uri.startswith("file://"):
+        return uri
+    parsed = urlparse(uri)
+    if parsed.netloc in ("", "localhost"):
+        return unquote(parsed.path)
+    return unquote(parsed.netloc + parsed.path)
