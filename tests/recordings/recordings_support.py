@@ -38,7 +38,9 @@ from voicecall.runtime.kafka import group_id, make_consumer, make_producer
 APP_KEY = "test-app-key"
 APP_SECRET = "test-app-secret-never-logged"
 BLOCK = 64 * 1024
-CALL_END = datetime(2026, 11, 20, 8, 30, 15, tzinfo=UTC)
+# Relative to now: the worker stops retrying once the platform has deleted a recording (7 days after the call),
+# so a fixed date would turn every retry test into an immediate give-up a week after it was written.
+CALL_END = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
 
 
 def wav_chunks(name: str, size: int) -> Iterator[bytes]:
@@ -78,6 +80,8 @@ class RecordingApi:
     completed: Counter[str] = field(default_factory=Counter)
     bytes_sent: Counter[str] = field(default_factory=Counter)
     tokens: dict[str, str] = field(default_factory=dict)
+    signatures: list[dict[str, str]] = field(default_factory=list)  # X-AKSK fields of every record-API call
+    transfers: list[tuple[str, int]] = field(default_factory=list)  # (name, +1 start / -1 end), in order
     port: int = 0
 
     def add(self, name: str, size: int = 200_000, *, fail_first: int = 0, chunk_delay: float = 0.0) -> str:
@@ -114,6 +118,7 @@ class RecordingApi:
     async def record(self, request: web.Request) -> web.Response:
         name = request.query.get("fileName", "")
         self.api_calls[name] += 1
+        self.signatures.append({"fileName": name, **huawei.parse_x_aksk(request.headers.get("X-AKSK", ""))})
         if not self._signed(request):
             self.bad_signatures += 1
             return web.json_response({"resultcode": "1023037", "resultdesc": "PasswordDigest invalid"}, status=400)
@@ -133,19 +138,32 @@ class RecordingApi:
         if name is None or name not in self.files:
             return web.Response(status=404)
         self.started[name] += 1
-        size = self.files[name]
-        response = web.StreamResponse(headers={"Content-Type": "audio/wav"})
-        response.content_length = size
-        await response.prepare(request)
-        delay = self.chunk_delay.get(name, 0.0)
-        for chunk in wav_chunks(name, size):
-            if delay:
-                await asyncio.sleep(delay)
-            await response.write(chunk)
-            self.bytes_sent[name] += len(chunk)
-        await response.write_eof()
-        self.completed[name] += 1
-        return response
+        self.transfers.append((name, 1))
+        try:
+            size = self.files[name]
+            response = web.StreamResponse(headers={"Content-Type": "audio/wav"})
+            response.content_length = size
+            await response.prepare(request)
+            for chunk in wav_chunks(name, size):
+                delay = self.chunk_delay.get(name, 0.0)  # read per chunk: a test may speed a transfer up
+                if delay:
+                    await asyncio.sleep(delay)
+                await response.write(chunk)
+                self.bytes_sent[name] += len(chunk)
+            await response.write_eof()
+            self.completed[name] += 1
+            return response
+        finally:
+            self.transfers.append((name, -1))
+
+    def peak_transfers(self, names: set[str]) -> int:
+        """The most transfers of ``names`` that ran at the same time."""
+        running = peak = 0
+        for name, step in self.transfers:
+            if name in names:
+                running += step
+                peak = max(peak, running)
+        return peak
 
     async def bounce(self, request: web.Request) -> web.Response:
         token = request.match_info["token"]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from recordings_support import fee_record
+from recordings_support import CALL_END, fee_record
 
 from voicecall.recordings import keys, select
 from voicecall.recordings.store import FileStore
@@ -17,7 +17,7 @@ def test_callback_with_recording_and_long_talk_is_fetched_through_the_record_api
     assert isinstance(decision, select.Fetch)
     assert (decision.record_object_name, decision.record_domain, decision.download_url) == (
         "1200_366_0_x.wav", "ostor.example", None)
-    assert decision.key.startswith("2026/11/20/s1-") and decision.key.endswith(".wav")
+    assert decision.key.startswith(f"{CALL_END:%Y/%m/%d}/s1-") and decision.key.endswith(".wav")
 
 
 def test_without_record_domain_the_download_url_is_used() -> None:

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from aiokafka import TopicPartition
 from recordings_support import (
     APP_KEY,
     APP_SECRET,
+    CALL_END,
     Pipeline,
     RecordingApi,
     S3Server,
@@ -24,7 +26,7 @@ from recordings_support import (
     running_pipeline,
 )
 
-from voicecall import topics
+from voicecall import huawei, topics
 from voicecall.recordings.store import open_store
 from voicecall.recordings.worker import SKIPPED, serve
 from voicecall.runtime import cloudevents
@@ -89,7 +91,7 @@ async def test_happy_path_to_the_file_store(sim_pipeline: Pipeline, simulator: S
     assert kind == "stored"
     assert headers["ce_type"] == cloudevents.TYPE_RECORDING_STORED.encode() and headers["ce_specversion"] == b"1.0"
     assert value["sha256"] == sha and value["bytes"] == 700_000 and value["recordObjectName"] == name
-    assert value["attempts"] == 1 and value["callEndTime"] == "2026-11-20T08:30:15Z"
+    assert value["attempts"] == 1 and value["callEndTime"] == huawei.iso_z(CALL_END)
     path = Path(value["uri"].removeprefix("file://"))
     assert inside(path, store_root) and await asyncio.to_thread(file_sha256, path) == sha
     assert simulator.attempts[name] == 1 and simulator.download_attempts[name] == 1
@@ -115,6 +117,42 @@ async def test_short_call_is_never_requested(pipeline: Pipeline, recording_api: 
     assert recording_api.api_calls[short_name] == 0 and recording_api.started[short_name] == 0
     assert short_id not in pipeline.events
     assert SKIPPED.labels("too-short")._value.get() == before + 1
+
+
+@pytest.mark.parametrize(("changes", "reason"), [
+    ({"serviceType": "001"}, "not-callback"),  # a voice notification: the platform never records one
+    ({"recordFlag": "0"}, "no-recording"),
+    ({"recordFlag": None}, "no-recording"),
+    ({"fwdAnswerTime": ""}, "not-answered"),
+])
+async def test_skipped_records_are_counted_by_reason_and_never_requested(
+        pipeline: Pipeline, recording_api: RecordingApi, changes: dict[str, Any], reason: str) -> None:
+    skipped_id, skipped_name = new_id(), f"{uuid.uuid4().hex}.wav"
+    recording_api.add(skipped_name)
+    marker_id, marker_name = new_id(), f"{uuid.uuid4().hex}.wav"
+    recording_api.add(marker_name)
+    before = SKIPPED.labels(reason)._value.get()
+    await pipeline.send(fee_record(skipped_id, object_name=skipped_name, **changes), partition=1)
+    await pipeline.send(fee_record(marker_id, object_name=marker_name), partition=1)
+    await pipeline.wait_for(marker_id)
+    assert recording_api.api_calls[skipped_name] == 0 and recording_api.started[skipped_name] == 0
+    assert skipped_id not in pipeline.events
+    assert SKIPPED.labels(reason)._value.get() == before + 1
+
+
+@pytest.mark.parametrize("object_name", [None, "x.wav"])  # no recordObjectName, or one without recordDomain
+async def test_record_file_download_url_is_used_without_record_domain(
+        pipeline: Pipeline, recording_api: RecordingApi, object_name: str | None) -> None:
+    session_id, name = new_id(), f"{uuid.uuid4().hex}.wav"
+    sha = recording_api.add(name, size=300_000)
+    fmt = "%Y-%m-%d  %H:%M:%S"  # old platform versions: two spaces between date and time
+    record = fee_record(session_id, object_name=object_name, domain="", url=recording_api.file_url(name),
+                        recordFlag="1", fwdAnswerTime=(CALL_END - timedelta(seconds=5)).strftime(fmt),
+                        callEndTime=CALL_END.strftime(fmt))
+    await pipeline.send(record)
+    kind, value, _ = only(await pipeline.wait_for(session_id))
+    assert (kind, value["sha256"], value["bytes"]) == ("stored", sha, 300_000)
+    assert recording_api.api_calls[name] == 0 and recording_api.completed[name] == 1
 
 
 async def test_503_twice_then_success(sim_pipeline: Pipeline, simulator: SimulatorApi) -> None:
@@ -145,6 +183,44 @@ async def test_transient_failures_are_retried_until_the_deadline(sim_pipeline: P
     assert (kind, value["reason"]) == ("failed", "retries-exhausted") and "503" in value["detail"]
     assert value["attempts"] >= 3 and simulator.attempts[name] == value["attempts"]  # a fresh URL every attempt
     assert simulator.download_attempts[name] == 0
+
+
+async def test_a_call_past_the_platforms_retention_is_not_retried(sim_pipeline: Pipeline,
+                                                                   simulator: SimulatorApi) -> None:
+    """The platform deletes recordings 7 days after the call: a transient failure then ends the recording."""
+    session_id, name = new_id(), f"{uuid.uuid4().hex}.wav"
+    simulator.add_file(name, 100_000, fail_first=10_000)
+    ended = CALL_END - timedelta(days=8)
+    fmt = "%Y-%m-%d %H:%M:%S"
+    await sim_pipeline.send(fee_record(session_id, object_name=name, callEndTime=ended.strftime(fmt),
+                                       fwdAnswerTime=(ended - timedelta(seconds=30)).strftime(fmt)))
+    kind, value, _ = only(await sim_pipeline.wait_for(session_id))
+    assert (kind, value["reason"], value["attempts"]) == ("failed", "retries-exhausted", 1)
+    assert simulator.attempts[name] == 1
+
+
+async def test_bad_credentials_and_oversized_files_are_reported_failed(kafka_bootstrap: str, simulator: SimulatorApi,
+                                                                       tmp_path: Path) -> None:
+    """Permanent failures are not retried: an AK/SK the platform rejects, a file over the size limit."""
+    wrong_secret = "wrong-secret-never-logged"
+    root = tmp_path / "store"
+    settings = simulator_settings(kafka_bootstrap, simulator, root.as_uri(), huawei_app_secret=wrong_secret,
+                                  recordings_max_bytes=100_000)
+    auth_id, auth_name = new_id(), f"{uuid.uuid4().hex}.wav"
+    simulator.add_file(auth_name, 50_000, domain="rec.test")
+    big_id, big_name = new_id(), f"{uuid.uuid4().hex}.wav"
+    big_url = simulator.add_file(big_name, 300_000)
+    rejected = simulator.answers["400 1023006"]
+    async with running_pipeline(settings) as running:
+        await running.send(fee_record(auth_id, object_name=auth_name))
+        await running.send(fee_record(big_id, object_name=None, url=big_url))
+        auth_kind, auth, _ = only(await running.wait_for(auth_id))
+        big_kind, big, _ = only(await running.wait_for(big_id))
+    assert (auth_kind, auth["reason"], auth["attempts"]) == ("failed", "auth", 1) and "1023006" in auth["detail"]
+    assert simulator.answers["400 1023006"] == rejected + 1 and simulator.download_attempts[auth_name] == 0
+    assert (big_kind, big["reason"], big["attempts"]) == ("failed", "too-large", 1)
+    assert [p for p in root.rglob("*") if p.is_file()] == []  # nothing under a key, no temp file left
+    assert wrong_secret not in orjson.dumps([auth, big]).decode()
 
 
 async def test_unreadable_fee_record_goes_to_deadletter(pipeline: Pipeline) -> None:
@@ -229,7 +305,7 @@ async def test_happy_path_to_s3(kafka_bootstrap: str, simulator: SimulatorApi, s
         await running.send(fee_record(session_id, object_name=name))
         kind, value, _ = only(await running.wait_for(session_id))
     assert kind == "stored" and value["sha256"] == sha and value["bytes"] == 6 * 1024 * 1024 + 3
-    assert value["uri"].startswith(f"s3://{s3_server.bucket}/{prefix}/2026/11/20/")
+    assert value["uri"].startswith(f"s3://{s3_server.bucket}/{prefix}/{CALL_END:%Y/%m/%d}/")
     store = await open_store(f"s3://{s3_server.bucket}/{prefix}", s3_endpoint_url=s3_server.endpoint)
     try:
         key = value["uri"].removeprefix(f"s3://{s3_server.bucket}/")
@@ -271,6 +347,68 @@ async def test_rebalance_hands_unfinished_downloads_to_the_new_owner(kafka_boots
         finally:
             second_stop.set()
             await asyncio.wait_for(second, timeout=30)
+
+
+async def test_a_slow_download_does_not_hold_up_its_partition(kafka_bootstrap: str, recording_api: RecordingApi,
+                                                               tmp_path: Path) -> None:
+    """Records behind a slow download on the same partition finish first; the committed offset stays at the slow
+    record until it is done, then moves to the end."""
+    settings = make_settings(kafka_bootstrap, recording_api.base_url, (tmp_path / "store").as_uri())
+    fee_topic = topics.name(settings, "fee.unique")
+    slow_id, slow_name = new_id(), f"{uuid.uuid4().hex}.wav"
+    slow_sha = recording_api.add(slow_name, size=2_000_000, chunk_delay=0.5)  # ~15 s unless sped up
+    fast = [(new_id(), f"{uuid.uuid4().hex}.wav") for _ in range(2)]
+    for _, name in fast:
+        recording_api.add(name)
+    async with running_pipeline(settings) as running:
+        slow = orjson.dumps(fee_record(slow_id, object_name=slow_name))
+        sent = await running.producer.send_and_wait(fee_topic, slow, key=slow_id.encode(), partition=0)
+        for session_id, name in fast:
+            await running.send(fee_record(session_id, object_name=name), partition=0)
+        await running.send(fee_record(new_id(), recordFlag=0), partition=0)  # a skip, finished at once
+        for session_id, _ in fast:
+            await running.wait_for(session_id)
+        assert recording_api.completed[slow_name] == 0 and slow_id not in running.events
+        tp = TopicPartition(fee_topic, 0)
+        checker = make_consumer(settings, group_id=group_id(settings, "recordings"))
+        await checker.start()
+        try:
+            await asyncio.sleep(5 * settings.recordings_commit_interval)  # several commit rounds after the others
+            assert await checker.committed(tp) == sent.offset  # not past the unfinished record
+            end = (await checker.end_offsets([tp]))[tp]
+            recording_api.chunk_delay[slow_name] = 0.0
+            kind, value, _ = only(await running.wait_for(slow_id))
+            assert (kind, value["sha256"]) == ("stored", slow_sha)
+            for _ in range(50):
+                if await checker.committed(tp) == end:
+                    break
+                await asyncio.sleep(0.2)
+            assert await checker.committed(tp) == end
+        finally:
+            await checker.stop()
+
+
+async def test_downloads_are_bounded_by_the_concurrency_setting(kafka_bootstrap: str, recording_api: RecordingApi,
+                                                                tmp_path: Path) -> None:
+    settings = make_settings(kafka_bootstrap, recording_api.base_url, (tmp_path / "store").as_uri(),
+                             recordings_concurrency=2)
+    calls = [(new_id(), f"{uuid.uuid4().hex}.wav") for _ in range(6)]
+    shas = {name: recording_api.add(name, size=400_000, chunk_delay=0.1) for _, name in calls}
+    async with running_pipeline(settings) as running:
+        for index, (session_id, name) in enumerate(calls):
+            await running.send(fee_record(session_id, object_name=name), partition=index % 3)
+        for session_id, name in calls:
+            kind, value, _ = only(await running.wait_for(session_id, timeout=60))
+            assert (kind, value["sha256"]) == ("stored", shas[name])
+    assert recording_api.peak_transfers({name for _, name in calls}) == 2
+
+
+def test_default_concurrency_and_size_limit() -> None:
+    from voicecall.recordings.config import RecordingsSettings
+    from voicecall.runtime import config
+
+    settings = config.load(RecordingsSettings)
+    assert settings.recordings_concurrency == 16 and settings.recordings_max_bytes == 200_000_000
 
 
 async def until_started(api: RecordingApi, names: list[str], timeout: float = 60.0) -> None:
