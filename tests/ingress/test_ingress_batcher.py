@@ -1,0 +1,71 @@
+"""The batcher on the real broker: concurrent pushes share a batch, order per partition holds, the deadline answers."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from ingress_support import create_topics, ingress_settings
+
+from voicecall import topics
+from voicecall.ingress.batcher import Batch, Batcher
+from voicecall.ingress.parse import Record
+from voicecall.ingress.partition import partitioner
+from voicecall.runtime.kafka import make_consumer, make_producer
+
+
+async def test_concurrent_records_share_batches_and_keep_their_order(kafka_bootstrap: str, tmp_path: Path) -> None:
+    settings = ingress_settings(kafka_bootstrap, tmp_path / "spool")
+    await create_topics(settings)
+    topic = topics.name(settings, "fee.raw")
+    producer = make_producer(settings, linger_ms=1, partitioner=partitioner)
+    await producer.start()
+    try:
+        batcher = Batcher(lambda: producer, deadline=10.0)
+        records = [Record(topic, f"call-{i % 7}".encode(), f"{i}".encode(), [("n", str(i).encode())])
+                   for i in range(300)]
+        await batcher.wait_for_metadata(records)
+        partitions = batcher.partitions(topic)
+        assert partitions == [0, 1, 2]
+        batches = [batcher.add(r, partitions) for r in records]  # as concurrent requests would, no await between
+        distinct = {id(b): b for b in batches}
+        assert len(distinct) <= 3 < len(records)  # one open batch per partition took every record
+        await asyncio.gather(*(b.answer for b in distinct.values()))
+        assert all(b.acked.done() and b.acked.exception() is None for b in distinct.values())
+        await batcher.flushed()
+    finally:
+        await producer.stop()
+
+    consumer = make_consumer(settings, topic, group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        got: list[tuple[bytes, int, bytes]] = []
+        while len(got) < len(records):
+            batch = await consumer.getmany(timeout_ms=2000)
+            assert batch, f"only {len(got)} of {len(records)} records arrived"
+            for tp, messages in batch.items():
+                got.extend((m.key, tp.partition, m.value) for m in messages)
+    finally:
+        await consumer.stop()
+    # Same partitions as aiokafka's own partitioner, and per key the order of adding.
+    for key, partition, _ in got:
+        assert partition == partitioner(key, [0, 1, 2], [0, 1, 2])
+    for k in range(7):
+        values = [int(v) for key, _, v in got if key == f"call-{k}".encode()]
+        assert values == sorted(values) and len(values) == len([i for i in range(300) if i % 7 == k])
+
+
+async def test_a_batch_not_acked_in_time_answers_timeout_and_keeps_waiting_for_kafka() -> None:
+    loop = asyncio.get_running_loop()
+    batch = Batch(builder=None, loop=loop, deadline=0.2)
+    started = loop.time()
+    try:
+        await batch.answer
+    except TimeoutError:
+        waited = loop.time() - started
+    else:
+        raise AssertionError("a batch nobody acknowledged was answered as durable")
+    assert 0.15 < waited < 2.0
+    assert not batch.acked.done()  # the spool keeps it and looks again when draining
+    batch.settle(None)  # Kafka acknowledges late: the drainer then skips the spooled copy
+    assert batch.acked.done() and batch.acked.exception() is None
