@@ -13,10 +13,8 @@ COPY services ./services
 COPY schemas ./schemas
 # A regular (non-editable) install: the final stage gets the wheel's files, not a link to /src.
 RUN /opt/voicecall/bin/pip install --no-cache-dir .
-# The ingress reads its JSON Schemas from schemas/ three levels above its module (the repository root in a
-# checkout); the same relative place in the virtualenv is lib/pythonX.Y/schemas.
-RUN cp -r schemas "$(/opt/voicecall/bin/python -c 'import pathlib, voicecall; print(pathlib.Path(voicecall.__file__).resolve().parents[2])')/schemas" \
-    && /opt/voicecall/bin/python -m compileall -q /opt/voicecall/lib \
+# schemas/ is in the wheel as package data (services/voicecall/schemas links to it).
+RUN /opt/voicecall/bin/python -m compileall -q /opt/voicecall/lib \
     && /opt/voicecall/bin/voicecall --help > /dev/null \
     && /opt/voicecall/bin/python -c "from voicecall.ingress.parse import validator; validator('status_push.schema.json'); validator('fee_push.schema.json')"
 

@@ -24,7 +24,7 @@ from voicecall.runtime.config import CommonSettings
 STATUS_EVENTS = frozenset({"callout", "alerting", "answer", "collectInfo", "disconnect"})
 SOURCE = "/voicecall/ingress"
 STAGE = "ingress"
-SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"  # the top-level schemas/, linked into the package
 _BOM = b"\xef\xbb\xbf"
 
 # Reasons (deadletter ``reason``); the human detail goes to ``resultdesc`` and the deadletter ``detail``.
