@@ -1,8 +1,11 @@
-"""`voicecall dev`: starts the services against the broker, answers on its ports, exits 0 on SIGTERM."""
+"""`voicecall dev`: starts the services against the broker, answers on its ports, exits 0 on SIGTERM, and with
+`--simulate` (what `make run` runs) billing records arrive and a Ctrl-C (SIGINT to the whole process group, as a
+terminal sends it) stops every service cleanly, leaving no process behind."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -12,13 +15,34 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-SERVICES = ("ingress", "dedup", "billing", "recordings")
+import orjson
+
+CONSUMERS = ("dedup", "billing", "recordings")
+SERVICES = ("ingress", *CONSUMERS)
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port_run(count: int) -> int:
+    """A port such that it and the next ``count - 1`` are free right now."""
+    for _ in range(100):
+        base = free_port()
+        if base + count <= 65535 and all(port_free(base + i) for i in range(count)):
+            return base
+    raise AssertionError("no run of free ports")
 
 
 def get(url: str) -> int:
@@ -29,31 +53,59 @@ def get(url: str) -> int:
         return 0
 
 
-def test_dev_runs_every_service_and_stops_cleanly(kafka_bootstrap: str, tmp_path: Path) -> None:
-    ingress_port, metrics_base = free_port(), free_port()
-    while any(free_port() == metrics_base + i for i in range(1, 4)):  # pragma: no cover - port race guard
-        metrics_base = free_port()
-    env = {**os.environ, "VOICECALL_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:8]}.", "VOICECALL_INGRESS_PORT":
-           str(ingress_port), "VOICECALL_INGRESS_HOST": "127.0.0.1", "VOICECALL_LOG_FORMAT": "json"}
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped by its parent) is not running
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def dev_env(ingress_port: int, prefix: str) -> dict[str, str]:
+    return {**os.environ, "VOICECALL_TOPIC_PREFIX": prefix, "VOICECALL_INGRESS_PORT": str(ingress_port),
+            "VOICECALL_INGRESS_HOST": "127.0.0.1", "VOICECALL_LOG_FORMAT": "json"}
+
+
+def read_until_running(process: subprocess.Popen[str], timeout: float = 90) -> str:
+    lines: list[str] = []
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        lines.append(line)
+        if "stop:       Ctrl-C" in line or not line:
+            break
+    return "".join(lines)
+
+
+def child_pids(output: str) -> dict[str, int]:
+    return {name: int(pid) for name, pid in re.findall(r"^  (\w+)\s+pid (\d+)", output, re.MULTILINE)}
+
+
+def test_dev_runs_every_service_and_stops_cleanly_on_sigterm(kafka_bootstrap: str, tmp_path: Path) -> None:
+    ingress_port, metrics_base = free_port(), free_port_run(len(CONSUMERS))
+    env = dev_env(ingress_port, f"t{uuid.uuid4().hex[:8]}.")
+    env["VOICECALL_METRICS_PORT"] = str(metrics_base)  # the consumers' ports: this one and the next two
     process = subprocess.Popen(
         [sys.executable, "-m", "voicecall", "dev", "--broker", "external", "--bootstrap", kafka_bootstrap,
-         "--state-dir", str(tmp_path), "--metrics-base-port", str(metrics_base), "--partitions", "2"],
+         "--state-dir", str(tmp_path), "--partitions", "2"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pids: dict[str, int] = {}
     try:
-        lines: list[str] = []
-        assert process.stdout is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            lines.append(line)
-            if "voicecall dev is running" in line or not line:
-                break
-        output = "".join(lines)
+        output = read_until_running(process)
         assert "voicecall dev is running" in output, output
         assert "skipped" not in output, output  # every service is part of the build
+        pids = child_pids(output)
+        assert set(pids) == set(SERVICES), output
 
         urls = [f"http://127.0.0.1:{ingress_port}/healthz"] + [
-            f"http://127.0.0.1:{metrics_base + i}/metrics" for i in range(1, len(SERVICES))]
+            f"http://127.0.0.1:{metrics_base + i}/metrics" for i in range(len(CONSUMERS))]
+        for url in urls:
+            assert url.rsplit("/", 1)[0] in output  # printed where to look
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not all(get(url) == 200 for url in urls):
             time.sleep(0.5)
@@ -61,8 +113,76 @@ def test_dev_runs_every_service_and_stops_cleanly(kafka_bootstrap: str, tmp_path
         for service in SERVICES:
             assert (tmp_path / "logs" / f"{service}.log").exists()
     finally:
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(timeout=60)
-    assert code == 0
+        process.send_signal(signal.SIGTERM)  # dev alone: it stops each child itself
+        code = process.wait(timeout=90)
     rest = process.stdout.read() if process.stdout else ""
-    assert "dev stopped" in rest
+    assert code == 0, rest
+    assert "dev stopped" in rest and "not cleanly" not in rest, rest
+    for service in SERVICES:
+        assert f"{service:<11} exited 0" in rest, rest
+        assert not alive(pids[service]), service
+
+
+def test_dev_simulate_delivers_billing_and_ctrl_c_leaves_nothing_behind(kafka_bootstrap: str,
+                                                                         tmp_path: Path) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    ingress_port, metrics_base, recording_port = free_port(), free_port_run(len(CONSUMERS)), free_port()
+    env = dev_env(ingress_port, prefix)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "voicecall", "dev", "--simulate", "--rate", "5", "--broker", "external",
+         "--bootstrap", kafka_bootstrap, "--state-dir", str(tmp_path), "--partitions", "2",
+         "--metrics-base-port", str(metrics_base), "--recording-port", str(recording_port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)  # its own process group, like a shell job: Ctrl-C goes to the whole group
+    pids: dict[str, int] = {}
+    try:
+        output = read_until_running(process)
+        pids = child_pids(output)
+        assert set(pids) == {*SERVICES, "simulate"}, output
+        assert f"recording API http://127.0.0.1:{recording_port}" in output, output
+        assert "tail billing" in output and f"VOICECALL_TOPIC_PREFIX={prefix}" in output, output
+        # the app secret reaches the simulator through its environment, not its command line (ps shows that)
+        cmdline = Path(f"/proc/{pids['simulate']}/cmdline").read_bytes()
+        assert b"simulate" in cmdline and b"dev-app-secret" not in cmdline
+
+        tail = subprocess.run(
+            [sys.executable, "-m", "voicecall", "tail", "billing", "--from-beginning", "--max", "1",
+             "--timeout", "90"],
+            env={**env, "VOICECALL_KAFKA_BOOTSTRAP": kafka_bootstrap}, capture_output=True, text=True, timeout=120)
+        assert tail.returncode == 0, tail.stderr
+        lines = tail.stdout.splitlines()
+        assert len(lines) == 1, (tail.stdout, tail.stderr, output)
+        record = orjson.loads(lines[0])
+        assert record["topic"] == prefix + "billing"
+        assert record["value"]["sessionId"] == record["key"]
+        assert {"legs", "totalSeconds", "totalBilledMinutes", "answered"} <= set(record["value"])
+    finally:
+        os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        code = process.wait(timeout=90)
+    rest = process.stdout.read() if process.stdout else ""
+    assert code == 0, rest
+    assert "dev stopped" in rest and "not cleanly" not in rest, rest
+    for name in (*SERVICES, "simulate"):
+        assert f"{name:<11} exited 0" in rest, rest
+    assert "simulated platform: seed" in rest and "receiver lost" in rest, rest  # the simulator's summary
+    for name, pid in pids.items():
+        assert not alive(pid), name
+    for name in SERVICES:
+        log = (tmp_path / "logs" / f"{name}.log").read_text()
+        assert "second signal" not in log, name  # each child got exactly one signal and drained
+        assert "stopped cleanly" in log, name
+
+
+def test_dev_names_the_variable_of_a_taken_port(kafka_bootstrap: str, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "voicecall", "dev", "--broker", "external", "--bootstrap", kafka_bootstrap,
+             "--state-dir", str(tmp_path)],
+            env=dev_env(port, "unused."), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"VOICECALL_INGRESS_PORT={port}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "voicecall dev is running" not in result.stdout

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 from pathlib import Path
 
 from voicecall.runtime import config, logging as vlog
-from voicecall.runtime.broker import start_broker
+from voicecall.runtime.broker import BrokerError, start_broker
 
 BROKER_KINDS = ("auto", "apache", "noida", "external")
 
@@ -39,12 +40,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     settings = config.load(config.CommonSettings, kafka_bootstrap=args.bootstrap)
     vlog.setup(settings.log_level, settings.log_format)
-    handle = start_broker(args.broker, port=listen_port(settings.kafka_bootstrap),
-                          state_dir=args.state_dir / "broker", bootstrap=settings.kafka_bootstrap)
-    print(f"broker ({handle.kind}) listening on {handle.bootstrap}; stop with Ctrl-C", flush=True)
+    # Handlers first: a SIGTERM while the broker is still starting must not leave it running without us.
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
+    try:
+        handle = start_broker(args.broker, port=listen_port(settings.kafka_bootstrap),
+                              state_dir=args.state_dir / "broker", bootstrap=settings.kafka_bootstrap)
+    except BrokerError as error:
+        print(f"voicecall broker: {error}\n(VOICECALL_KAFKA_BOOTSTRAP={settings.kafka_bootstrap} is where it "
+              "listens; set another host:port)", file=sys.stderr)
+        return 1
+    print(f"broker ({handle.kind}) listening on {handle.bootstrap}; stop with Ctrl-C", flush=True)
     stopped.wait()
     handle.stop()
     print("broker stopped", flush=True)

@@ -1,8 +1,10 @@
 """``voicecall dev``: the embedded default — broker, topics and every service, optionally fed by the simulator.
 
 Each service runs as its own child process (exactly as in production, one ``voicecall <service>`` per process), with
-its log in ``.state/logs/<service>.log``. SIGTERM/SIGINT stops the children first (so they flush and commit), then
-the broker, and exits 0.
+its log in ``.state/logs/<service>.log``. Children run in their own process groups, so a Ctrl-C on the terminal
+reaches ``voicecall dev`` alone; it then stops the simulator, the ingress and the consumers in that order with one
+SIGTERM each (so they flush and commit), then the broker, prints each child's exit status and exits 0 when every
+service stopped cleanly. A second Ctrl-C kills everything at once.
 """
 
 from __future__ import annotations
@@ -12,17 +14,23 @@ import asyncio
 import contextlib
 import importlib.util
 import os
+import signal
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from voicecall import topics
 from voicecall.cli import COMMANDS
 from voicecall.devenv.broker_cli import add_broker_arguments, listen_port
 from voicecall.runtime import config, lifecycle, logging as vlog
-from voicecall.runtime.broker import BrokerHandle, start_broker
+from voicecall.runtime.broker import BrokerError, BrokerHandle, start_broker
 
 SERVICES = ("ingress", "dedup", "billing", "recordings")
+CONSUMERS = ("dedup", "billing", "recordings")  # each serves /metrics on its own port: base, base+1, base+2
+DEFAULT_RECORDING_PORT = 18080
+DEFAULT_BOOTSTRAP = "localhost:9092"
 DEV_APP_KEY = "dev-app-key"
 DEV_APP_SECRET = "dev-app-secret"  # the simulator's recording API checks signatures made with it
 
@@ -33,9 +41,11 @@ class Child:
     argv: list[str]
     env: dict[str, str]
     log_path: Path
+    oneshot: bool = False  # the simulator: when it finishes by itself it is not started again
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
-    log_file: object = field(default=None, repr=False)
+    log_start: int = 0  # size of the (appended) log before this run
+    log_file: IO[bytes] | None = field(default=None, repr=False)
 
 
 def available(command: str) -> bool:
@@ -48,6 +58,10 @@ class DevSettings(topics.TopicSettings):
     ingress_port: int = 8080
 
 
+def metrics_ports(base: int) -> dict[str, int]:
+    return {name: base + offset for offset, name in enumerate(CONSUMERS)}
+
+
 def child_env(settings: DevSettings, state: Path, recording_api: str | None) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
@@ -57,10 +71,13 @@ def child_env(settings: DevSettings, state: Path, recording_api: str | None) -> 
         "VOICECALL_INGRESS_PORT": str(settings.ingress_port),
         "VOICECALL_LOG_FORMAT": "json",
     })
+    env.setdefault("VOICECALL_METRICS_HOST", "127.0.0.1")  # a dev machine: ops endpoints on loopback only
     env.setdefault("VOICECALL_INGRESS_SPOOL_DIR", str(state / "spool"))
     env.setdefault("VOICECALL_RECORDINGS_STORE", (state / "recordings").resolve().as_uri())
     if recording_api:
-        # --simulate: the services talk to the simulator's recording API on loopback, explicitly allowed.
+        # --simulate: the services talk to the simulator's recording API on loopback, explicitly allowed. The
+        # simulator reads the same key and secret from the environment (never from its command line, which
+        # `ps` shows to everyone).
         env.update({
             "VOICECALL_HUAWEI_BASE_URL": recording_api,
             "VOICECALL_HUAWEI_APP_KEY": DEV_APP_KEY,
@@ -70,37 +87,106 @@ def child_env(settings: DevSettings, state: Path, recording_api: str | None) -> 
     return env
 
 
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class PortInUse(Exception):
+    pass
+
+
+def choose_ports(settings: DevSettings, args: argparse.Namespace) -> tuple[int, int | None]:
+    """Check the ports the services will listen on before anything starts; returns (metrics base, recording API
+    port). A taken port stops ``voicecall dev`` with a message naming the setting to change; only the recording
+    API's default port (an internal detail of --simulate) is replaced by a free one."""
+    problems = []
+    if settings.ingress_port and not port_is_free(settings.ingress_host, settings.ingress_port):
+        problems.append(f"VOICECALL_INGRESS_PORT={settings.ingress_port}: {settings.ingress_host}:"
+                        f"{settings.ingress_port} is already in use")
+    base = args.metrics_base_port if args.metrics_base_port is not None else settings.metrics_port
+    source = "--metrics-base-port" if args.metrics_base_port is not None else "VOICECALL_METRICS_PORT"
+    for name, port in metrics_ports(base).items():
+        if not 0 < port <= 65535 or not port_is_free("127.0.0.1", port):
+            problems.append(f"{source}={base}: port {port} ({name} /metrics) is already in use or invalid "
+                            f"(the consumers use {base}..{base + len(CONSUMERS) - 1})")
+    recording_port: int | None = None
+    if args.simulate:
+        recording_port = args.recording_port
+        if recording_port is None:
+            recording_port = (DEFAULT_RECORDING_PORT if port_is_free("127.0.0.1", DEFAULT_RECORDING_PORT)
+                              else free_port())
+        elif not port_is_free("127.0.0.1", recording_port):
+            problems.append(f"--recording-port={recording_port}: 127.0.0.1:{recording_port} is already in use")
+    if problems:
+        raise PortInUse("\n  ".join(problems))
+    return base, recording_port
+
+
 async def start_child(child: Child) -> None:
     child.log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_file = open(child.log_path, "ab")  # noqa: SIM115, ASYNC230 - open for the child's lifetime; local file
-    child.log_file = log_file
+    if child.log_file is None:
+        child.log_file = open(child.log_path, "ab")  # noqa: SIM115, ASYNC230 - open for the child's lifetime
+        child.log_start = child.log_file.tell()
+    # start_new_session: a terminal Ctrl-C reaches only `voicecall dev`, which then stops each child with exactly
+    # one SIGTERM; a second signal would make a child skip its drain.
     child.process = await asyncio.create_subprocess_exec(
-        *child.argv, env=child.env, stdout=log_file, stderr=log_file, stdin=asyncio.subprocess.DEVNULL)
+        *child.argv, env=child.env, stdout=child.log_file, stderr=child.log_file, stdin=asyncio.subprocess.DEVNULL,
+        start_new_session=True)
 
 
 async def stop_child(child: Child, timeout: float = 30.0) -> None:
     process = child.process
-    if process is None or process.returncode is not None:
-        return
-    process.terminate()
-    try:
-        await asyncio.wait_for(process.wait(), timeout)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
+    if process is not None and process.returncode is None:
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), timeout)
+        except TimeoutError:
+            kill_child(child)
+            await process.wait()
+    if child.log_file is not None:
+        child.log_file.close()
+        child.log_file = None
+
+
+def kill_child(child: Child) -> None:
+    process = child.process
+    if process is not None and process.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 async def supervise(children: list[Child], stop: asyncio.Event, log: object) -> None:
-    """Restart a child that died on its own (at most 5 times), like a Deployment would."""
+    """Restart a service that died on its own (at most 5 times), like a Deployment would. The simulator is not
+    restarted once it has finished (``--duration``) — it would replay another run."""
     while not stop.is_set():
         for child in children:
-            if child.process is not None and child.process.returncode is not None and child.restarts < 5:
+            process = child.process
+            if process is None or process.returncode is None:
+                continue
+            if child.oneshot:
+                log.info("child finished", child=child.name, code=process.returncode,  # type: ignore[attr-defined]
+                         log=str(child.log_path))
+                child.process = None
+                continue
+            if child.restarts < 5:
                 child.restarts += 1
                 log.warning("child exited, restarting", child=child.name,  # type: ignore[attr-defined]
-                            code=child.process.returncode, log=str(child.log_path))
+                            code=process.returncode, log=str(child.log_path))
                 await start_child(child)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 2.0)
+            await asyncio.wait_for(stop.wait(), 1.0)
 
 
 def simulator_argv(settings: DevSettings, args: argparse.Namespace, recording_port: int) -> list[str]:
@@ -108,7 +194,6 @@ def simulator_argv(settings: DevSettings, args: argparse.Namespace, recording_po
     return [sys.executable, "-m", "voicecall", "simulate",
             "--status-url", f"{base}/notify/status", "--fee-url", f"{base}/notify/fee",
             "--serve-recordings", f"127.0.0.1:{recording_port}",
-            "--app-key", DEV_APP_KEY, "--app-secret", DEV_APP_SECRET,
             "--rate", str(args.rate), "--duration", str(args.duration)]
 
 
@@ -124,14 +209,47 @@ async def wait_for_port(host: str, port: int, timeout: float = 30.0) -> bool:
     return False
 
 
-async def run_dev(settings: DevSettings, args: argparse.Namespace, stop: asyncio.Event) -> None:
+@dataclass
+class DevRun:
+    """What ``voicecall dev`` started; ``force_stop`` is the second-signal path (kill everything now)."""
+
+    children: list[Child] = field(default_factory=list)
+    broker: BrokerHandle | None = None
+    unclean: list[str] = field(default_factory=list)
+
+    def force_stop(self) -> None:
+        for child in self.children:
+            kill_child(child)
+        if self.broker is not None:
+            self.broker.kill()
+
+
+async def stop_all(run: DevRun) -> None:
+    """The simulator first (no new pushes), then the ingress (its last pushes reach Kafka), then the consumers;
+    one SIGTERM each, so each drains, flushes and commits against a live broker; then the broker."""
+    by_name = {child.name: child for child in run.children}
+    for first in ("simulate", "ingress"):
+        if first in by_name:
+            await stop_child(by_name[first])
+    await asyncio.gather(*(stop_child(child) for child in run.children if child.name not in ("simulate", "ingress")))
+    for child in run.children:
+        if child.process is None:
+            continue  # a finished simulator, reported when it finished
+        code = child.process.returncode
+        print(f"  {child.name:<11} exited {code}", flush=True)
+        if code != 0:
+            run.unclean.append(child.name)
+
+
+async def run_dev(settings: DevSettings, args: argparse.Namespace, stop: asyncio.Event, run: DevRun) -> None:
     log = vlog.get("dev")
     state: Path = args.state_dir
+    metrics_base, recording_port = choose_ports(settings, args)
     handle: BrokerHandle = await asyncio.to_thread(
         start_broker, args.broker, port=listen_port(settings.kafka_bootstrap), state_dir=state / "broker",
         bootstrap=settings.kafka_bootstrap)
+    run.broker = handle
     print(f"broker ({handle.kind}) on {handle.bootstrap}", flush=True)
-    children: list[Child] = []
     try:
         settings = settings.model_copy(update={"kafka_bootstrap": handle.bootstrap})
         if handle.kind == "noida":
@@ -139,44 +257,78 @@ async def run_dev(settings: DevSettings, args: argparse.Namespace, stop: asyncio
             settings = settings.model_copy(update={"topic_retention": 3600.0})
         outcome = await topics.create(settings)
         print(f"topics ready: {len(outcome)} ({settings.topic_prefix}*)", flush=True)
-        recording_port = args.recording_port
-        recording_api = f"http://127.0.0.1:{recording_port}" if args.simulate else None
+        recording_api = f"http://127.0.0.1:{recording_port}" if recording_port is not None else None
         env = child_env(settings, state, recording_api)
+        ports = metrics_ports(metrics_base)
         for name in SERVICES:
             if not available(name):
                 print(f"  {name}: not in this build, skipped", flush=True)
                 continue
-            env_child = dict(env, VOICECALL_METRICS_PORT=str(args.metrics_base_port + SERVICES.index(name)))
-            children.append(Child(name, [sys.executable, "-m", "voicecall", name], env_child,
-                                  state / "logs" / f"{name}.log"))
-        if args.simulate and available("simulate"):
-            children.append(Child("simulate", simulator_argv(settings, args, recording_port), env,
-                                  state / "logs" / "simulate.log"))
-        for child in children:
+            env_child = dict(env, VOICECALL_METRICS_PORT=str(ports[name])) if name in ports else env
+            run.children.append(Child(name, [sys.executable, "-m", "voicecall", name], env_child,
+                                      state / "logs" / f"{name}.log"))
+        if recording_port is not None and available("simulate"):
+            run.children.append(Child("simulate", simulator_argv(settings, args, recording_port), env,
+                                      state / "logs" / "simulate.log", oneshot=True))
+        for child in run.children:
+            if stop.is_set():
+                return
             if child.name == "simulate":
                 await wait_for_port(settings.ingress_host, settings.ingress_port)
             await start_child(child)
-        print_next_steps(settings, args, children, state)
-        await supervise(children, stop, log)
+        print_next_steps(settings, args, run.children, state, handle, recording_api)
+        await supervise(run.children, stop, log)
     finally:
-        # Services first, so they flush and commit against a live broker; then the broker.
-        await asyncio.gather(*(stop_child(child) for child in reversed(children)))
+        await stop_all(run)
         await asyncio.to_thread(handle.stop)
-        print("dev stopped", flush=True)
+        print_simulator_summary(run)
+        print("dev stopped" + (f" (not cleanly: {', '.join(run.unclean)})" if run.unclean else ""), flush=True)
 
 
-def print_next_steps(settings: DevSettings, args: argparse.Namespace, children: list[Child], state: Path) -> None:
+def print_simulator_summary(run: DevRun) -> None:
+    """The simulator's own summary (calls, pushes, re-pushes, answers, what the receiver lost) from its log."""
+    for child in run.children:
+        if child.name != "simulate":
+            continue
+        try:
+            with child.log_path.open("rb") as log:
+                log.seek(child.log_start)
+                text = log.read().decode(errors="replace")
+        except OSError:
+            return
+        at = text.rfind("simulated platform: seed")
+        if at >= 0:
+            print(text[at:].rstrip(), flush=True)
+
+
+def print_next_steps(settings: DevSettings, args: argparse.Namespace, children: list[Child], state: Path,
+                     broker: BrokerHandle, recording_api: str | None) -> None:
     base = f"http://{settings.ingress_host}:{settings.ingress_port}"
     lines = ["", "voicecall dev is running:"]
+    broker_log = f"  log {broker.log_path}" if broker.log_path else ""
+    lines.append(f"  {'broker':<11} pid {broker.pid or '-':<7} {broker.kind} Kafka on {broker.bootstrap}{broker_log}")
     for child in children:
         port = child.env.get("VOICECALL_METRICS_PORT")
-        where = f"{base}/metrics" if child.name == "ingress" else (
-            f"http://127.0.0.1:{port}/metrics" if child.name != "simulate" else "simulated platform")
+        if child.name == "ingress":
+            where = f"{base}/notify  {base}/metrics"
+        elif child.name == "simulate":
+            where = f"simulated platform, recording API {recording_api}"
+        else:
+            where = f"http://127.0.0.1:{port}/metrics"
         lines.append(f"  {child.name:<11} pid {child.process.pid if child.process else '-':<7} {where}"
                      f"  log {child.log_path}")
+    env_prefix = []
+    if settings.kafka_bootstrap != DEFAULT_BOOTSTRAP:
+        env_prefix.append(f"VOICECALL_KAFKA_BOOTSTRAP={settings.kafka_bootstrap}")
+    if settings.topic_prefix != "voicecall.":
+        env_prefix.append(f"VOICECALL_TOPIC_PREFIX={settings.topic_prefix}")
+    script = Path(sys.executable).parent / "voicecall"
+    with contextlib.suppress(ValueError):
+        script = script.relative_to(Path.cwd())
+    tail = " ".join([*env_prefix, f"{script} tail billing"])
     lines += [
         f"  pushes:     curl -X POST {base}/notify -d @your-push.json",
-        "  events:     .venv/bin/voicecall tail billing   (or status.raw, fee.unique, recording.stored, deadletter)",
+        f"  events:     {tail}   (or status.raw, fee.unique, recording.stored, deadletter)",
         f"  recordings: {state / 'recordings'}",
         "  stop:       Ctrl-C", "",
     ]
@@ -191,12 +343,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", default="0",
                         help="how long the simulator runs, e.g. 10m; 0 = until stopped (default)")
     parser.add_argument("--partitions", type=int, default=3, help="partitions per topic in dev (default 3)")
-    parser.add_argument("--recording-port", type=int, default=18080, help="simulator recording API port")
-    parser.add_argument("--metrics-base-port", type=int, default=9101, help="first consumer metrics port")
+    parser.add_argument("--recording-port", type=int, default=None,
+                        help=f"simulator recording API port (default {DEFAULT_RECORDING_PORT}, or a free one "
+                             "when that is taken)")
+    parser.add_argument("--metrics-base-port", type=int, default=None,
+                        help="first consumer /metrics port: dedup, billing, recordings use it and the next two "
+                             "(default $VOICECALL_METRICS_PORT, 9100)")
 
 
 def main(args: argparse.Namespace) -> int:
     settings = config.load(DevSettings, kafka_bootstrap=args.bootstrap, topic_partitions=args.partitions,
                            topic_replication=1)
     vlog.setup(settings.log_level, settings.log_format)
-    return lifecycle.run(lambda stop: run_dev(settings, args, stop))
+    try:
+        config.parse_duration(args.duration)
+    except ValueError as error:
+        print(f"voicecall dev: --duration: {error}", file=sys.stderr)
+        return 2
+    if args.rate <= 0:
+        print("voicecall dev: --rate must be positive", file=sys.stderr)
+        return 2
+    run = DevRun()
+    failed: list[str] = []
+
+    async def service(stop: asyncio.Event) -> None:
+        try:
+            await run_dev(settings, args, stop, run)
+        except PortInUse as error:
+            failed.append(f"voicecall dev: a port it needs is taken:\n  {error}")
+        except BrokerError as error:
+            failed.append(f"voicecall dev: the broker did not start: {error}\n(VOICECALL_KAFKA_BOOTSTRAP="
+                          f"{settings.kafka_bootstrap} is where it listens; set another host:port, or use "
+                          "--broker external for a running cluster)")
+
+    code = lifecycle.run(service, on_force=run.force_stop)
+    if failed:
+        print(failed[0], file=sys.stderr)
+        return 1
+    if code == 0 and run.unclean:
+        return 1
+    return code

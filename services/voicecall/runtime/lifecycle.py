@@ -26,14 +26,21 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
 
 
-def install_stop_handlers(stop: asyncio.Event) -> None:
-    """First SIGTERM/SIGINT sets ``stop`` (graceful); a second one exits immediately."""
+def install_stop_handlers(stop: asyncio.Event, on_force: Callable[[], None] | None = None) -> None:
+    """First SIGTERM/SIGINT sets ``stop`` (graceful); a second one exits immediately.
+
+    ``on_force`` runs just before that immediate exit (a supervisor kills its children there, so a second Ctrl-C
+    never leaves processes behind).
+    """
     loop = asyncio.get_running_loop()
     log = vlog.get("lifecycle")
 
     def on_signal(signum: int) -> None:
         if stop.is_set():
             log.warning("second signal, exiting now", signal=signal.Signals(signum).name)
+            if on_force is not None:
+                with contextlib.suppress(Exception):
+                    on_force()
             os._exit(1)
         log.info("stopping", signal=signal.Signals(signum).name)
         stop.set()
@@ -43,13 +50,13 @@ def install_stop_handlers(stop: asyncio.Event) -> None:
             loop.add_signal_handler(signum, on_signal, signum)
 
 
-def run(service: Service) -> int:
+def run(service: Service, on_force: Callable[[], None] | None = None) -> int:
     """Run ``service`` until it returns after a stop signal; 0 on a clean stop, 1 on a crash."""
     log = vlog.get("lifecycle")
 
     async def wrapper() -> None:
         stop = asyncio.Event()
-        install_stop_handlers(stop)
+        install_stop_handlers(stop, on_force)
         await service(stop)
 
     loop = new_event_loop()
