@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -27,7 +29,7 @@ from recordings_support import (
 )
 
 from voicecall import huawei, topics
-from voicecall.recordings.store import open_store
+from voicecall.recordings.store import FileStore, Stored, open_store
 from voicecall.recordings.worker import SKIPPED, serve
 from voicecall.runtime import cloudevents
 from voicecall.runtime.kafka import group_id, make_consumer
@@ -221,6 +223,40 @@ async def test_bad_credentials_and_oversized_files_are_reported_failed(kafka_boo
     assert (big_kind, big["reason"], big["attempts"]) == ("failed", "too-large", 1)
     assert [p for p in root.rglob("*") if p.is_file()] == []  # nothing under a key, no temp file left
     assert wrong_secret not in orjson.dumps([auth, big]).decode()
+
+
+class FlakyFileStore(FileStore):
+    """A real file store whose existence check fails the first ``failures`` times (a store outage)."""
+
+    def __init__(self, root: Path, failures: int) -> None:
+        super().__init__(root)
+        self.failures = failures
+        self.checks: list[float] = []
+
+    async def existing(self, key: str) -> Stored | None:
+        self.checks.append(time.monotonic())
+        if len(self.checks) <= self.failures:
+            raise OSError("store unavailable")
+        return await super().existing(key)
+
+
+async def test_store_outage_backs_off_exponentially_then_stores(kafka_bootstrap: str, recording_api: RecordingApi,
+                                                                tmp_path: Path) -> None:
+    settings = make_settings(kafka_bootstrap, recording_api.base_url, (tmp_path / "unused").as_uri(),
+                             recordings_retry_initial="0.4s", recordings_retry_max="10s")
+    store = FlakyFileStore(tmp_path / "store", failures=4)
+    session_id, name = new_id(), f"{uuid.uuid4().hex}.wav"
+    sha = recording_api.add(name)
+    try:
+        async with running_pipeline(settings, store) as running:
+            await running.send(fee_record(session_id, object_name=name))
+            kind, value, _ = only(await running.wait_for(session_id))
+    finally:
+        await store.close()
+    assert (kind, value["sha256"], value["attempts"]) == ("stored", sha, 1)
+    gaps = [b - a for a, b in itertools.pairwise(store.checks)]
+    # Jittered between half and all of 0.4 s · 2^(n-1): 0.2-0.4, 0.4-0.8, 0.8-1.6, 1.6-3.2 s.
+    assert len(gaps) == 4 and gaps[0] < 1.0 and gaps[2] >= 0.8 and gaps[3] >= 1.6, gaps
 
 
 async def test_unreadable_fee_record_goes_to_deadletter(pipeline: Pipeline) -> None:

@@ -184,7 +184,7 @@ class Worker:
         started = time.time()
         deadline = min(started + self.settings.recordings_retry_deadline,
                        max(job.call_end.timestamp() + RECORDING_LIFETIME, started))
-        attempts = 0
+        attempts = failures = 0  # downloads tried; failed rounds (a store error can fail one before any download)
         while True:
             try:
                 existing = await self.store.existing(job.key)
@@ -207,8 +207,8 @@ class Worker:
                 if not isinstance(error, fetch.Transient | OSError | BotoCoreError | ClientError):
                     self.log.exception("unexpected error in a recording", sessionId=job.session_id)
                 reason = error.reason if isinstance(error, fetch.FetchError) else type(error).__name__
-                delay = backoff(max(attempts, 1), self.settings.recordings_retry_initial,
-                                self.settings.recordings_retry_max)
+                failures += 1
+                delay = backoff(failures, self.settings.recordings_retry_initial, self.settings.recordings_retry_max)
                 if time.time() + delay > deadline:
                     detail = str(error) if isinstance(error, fetch.FetchError) else f"{reason}: {error}"
                     await self._emit_failed(job.session_id, job.record_object_name, "retries-exhausted", detail,
