@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
+from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError
 from replay_helpers import Area, fee_headers, read_all
 
 from voicecall.replay import names, window
@@ -40,7 +41,10 @@ async def dedup_caught_up(area: Area, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while True:
             ends = await consumer.end_offsets(tps)
-            done = await admin.list_consumer_group_offsets(group_id(area.settings, "dedup"), partitions=tps)
+            try:
+                done = await admin.list_consumer_group_offsets(group_id(area.settings, "dedup"), partitions=tps)
+            except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+                done = {}  # a fresh broker creates __consumer_offsets on the first group's demand
             if all(tp in done and done[tp].offset >= ends[tp] for tp in tps):
                 return
             assert time.monotonic() < deadline, (ends, done)

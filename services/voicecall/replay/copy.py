@@ -1,10 +1,17 @@
 """``voicecall replay copy``: re-publish the records of a time window from one topic to another.
 
 Window: exactly the records whose Kafka timestamp ``t`` has ``from <= t < to``. Each partition is read from the
-first offset at/after ``from`` (no earlier offset can hold a record of the window) up to the first offset at/after
-``to + grace``, or the end of the partition as it was when the copy started (so a copy into its own source ends);
-every record read is checked against the window. The grace (default 60 s) covers producers whose clocks or send
-times disagree, which leaves timestamps slightly out of order within a partition.
+first offset at/after ``from`` (no earlier offset can hold a record of the window) up to the first record stamped
+at/after ``to + grace``, or the end of the partition as it was when the copy started (so a copy into its own source
+ends); every record read is checked against the window. The grace (default 60 s) covers producers whose clocks or
+send times disagree, which leaves timestamps slightly out of order within a partition.
+
+The stop is decided on the records read, not by ``offsets_for_times(to + grace)``: on a transactional topic
+(fee.unique, billing) that lookup also sees the transaction markers, which carry the time they were written, so it
+can answer the offset of a marker written long after the records before it — ahead of records of the window
+(after a backlog, or with records stamped in the past). Reading is ``read_committed``: records of aborted
+transactions are never copied, and the copy ends at the last stable offset (an open transaction's records are not
+copied).
 
 Partitions are copied one after the other, in offset order, in batches whose
 acknowledgements are awaited before the next batch is read: memory stays bounded by the fetch size and one batch,
@@ -87,6 +94,8 @@ class Summary:
         lines = [f"replay {self.replay_id}: {self.source} → {self.target}, "
                  f"window [{window.iso(self.win.start)}, {end})"]
         for p in self.partitions:
+            if p.stop <= p.first:  # its first record is already past the window: nothing read
+                continue
             lines.append(f"  partition {p.partition}: {verb} {p.copied}, skipped {p.skipped} "
                          f"(offsets {p.first}..{p.stop - 1})")
         lines.append(f"total: {verb} {self.copied} records, skipped {self.skipped} (outside the window or "
@@ -147,16 +156,16 @@ async def copy(settings: CommonSettings, source: str, target: str, win: window.W
         target_count = len(existing[target])
         tps = [TopicPartition(source, p) for p in source_parts]
         ranges = await _ranges(consumer, tps, win, grace_ms)
-        progress = Progress(sum(stop_ - first for first, stop_ in ranges.values()), err)
+        progress = Progress(sum(estimate - first for first, estimate, _ in ranges.values()), err)
         for tp in tps:
-            first, last = ranges[tp]
-            if first >= last:
+            first, estimate, end = ranges[tp]
+            if first >= end:
                 continue
-            result = PartitionResult(tp.partition, first, last)
+            result = PartitionResult(tp.partition, first, end)
             summary.partitions.append(result)
             partition = target_partition(tp.partition, len(source_parts), target_count)
             await _copy_partition(consumer, producer, tp, result, target, partition, win, key, replay_id,
-                                  dry_run, batch, stop, progress)
+                                  dry_run, batch, stop, progress, estimate, grace_ms)
             if stop.is_set():
                 summary.interrupted = True
                 break
@@ -170,8 +179,13 @@ async def copy(settings: CommonSettings, source: str, target: str, win: window.W
 
 
 async def _ranges(consumer: Any, tps: list[TopicPartition], win: window.Window, grace_ms: int
-                  ) -> dict[TopicPartition, tuple[int, int]]:
-    """``[first, stop)`` offsets per partition, fixed before anything is copied."""
+                  ) -> dict[TopicPartition, tuple[int, int, int]]:
+    """``(first, estimate, end)`` offsets per partition, fixed before anything is copied.
+
+    ``first``: the first offset at/after the window's start; ``end``: the partition's end (last stable offset) now,
+    which is never read past; ``estimate``: where the first record at/after ``to + grace`` probably is — only for
+    the progress bar, since a transaction marker may answer the time lookup (see the module docstring).
+    """
     ends = await consumer.end_offsets(tps)
     starts = await consumer.offsets_for_times({tp: win.start for tp in tps})
     stops = (await consumer.offsets_for_times({tp: win.end + grace_ms for tp in tps})
@@ -179,23 +193,36 @@ async def _ranges(consumer: Any, tps: list[TopicPartition], win: window.Window, 
     result = {}
     for tp in tps:
         end = ends[tp]
-        first = starts[tp].offset if starts.get(tp) else end
-        last = stops[tp].offset if stops.get(tp) else end
-        result[tp] = (first, min(last, end))
+        first = min(starts[tp].offset, end) if starts.get(tp) else end
+        estimate = min(stops[tp].offset, end) if stops.get(tp) else end
+        result[tp] = (first, max(first, estimate), end)
     return result
 
 
 async def _copy_partition(consumer: Any, producer: Any, tp: TopicPartition, result: PartitionResult, target: str,
                           partition: int | None, win: window.Window, key: bytes | None, replay_id: str,
-                          dry_run: bool, batch: int, stop: asyncio.Event, progress: Progress) -> None:
+                          dry_run: bool, batch: int, stop: asyncio.Event, progress: Progress, estimate: int,
+                          grace_ms: int) -> None:
+    """Copy ``[result.first, result.stop)`` or less: reading ends at the first record stamped at/after
+    ``to + grace``, whose offset becomes ``result.stop``."""
     consumer.assign([tp])
     consumer.seek(tp, result.first)
+    limit = None if win.end is None else win.end + grace_ms
+    end = result.stop
     position = result.first
-    while position < result.stop and not stop.is_set():
+    reported = 0  # offsets counted on the progress bar so far, at most estimate - first
+    budget = estimate - result.first
+    finished = False
+    while position < end and not finished and not stop.is_set():
         fetched = await consumer.getmany(tp, timeout_ms=500, max_records=batch)
         acks = []
         for record in fetched.get(tp, ()):
-            if record.offset >= result.stop:
+            if record.offset >= end:
+                finished = True
+                break
+            if limit is not None and record.timestamp >= limit:
+                result.stop = record.offset
+                finished = True
                 break
             if not selected(record.timestamp, record.key, win, key):
                 result.skipped += 1
@@ -209,6 +236,9 @@ async def _copy_partition(consumer: Any, producer: Any, tp: TopicPartition, resu
         if acks:
             # Waiting for this batch's acknowledgements before reading on keeps at most one batch in flight.
             await asyncio.gather(*acks)
-        new_position = await consumer.position(tp)
-        progress.advance(min(new_position, result.stop) - position)
-        position = new_position
+        position = result.stop if finished else await consumer.position(tp)
+        done = min(position - result.first, budget)
+        progress.advance(max(0, done - reported))
+        reported = max(reported, done)
+    if finished or position >= end:
+        progress.advance(budget - reported)  # what the estimate expected beyond the real stop

@@ -1,15 +1,21 @@
-"""``voicecall replay reset``: move a service's consumer group back to the first offset at or after a time.
+"""``voicecall replay reset``: move a service's consumer group back to the first record at or after a time.
 
 The service then reprocesses everything from that time on when it next starts. Offsets are committed for the
 group by a consumer that is *assigned* the partitions (it never joins the group), which Kafka accepts only while
 the group has no members — so the command first refuses while any member is active.
+
+The new offset of a partition is that of its first record stamped at/after the time (a transaction marker that
+``offsets_for_times`` may answer is skipped), or the partition's end when there is none. ``--dry-run`` counts the
+records from there to the end by reading them (``read_committed``, so neither markers nor aborted records count)
+when there are at most :data:`COUNT_LIMIT` offsets to look at; beyond that it prints the offset span as an upper
+bound.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
 from aiokafka import TopicPartition
@@ -26,17 +32,27 @@ INPUTS: dict[str, str] = {"dedup": "fee.raw", "billing": "fee.unique", "recordin
 EXIT_ACTIVE = 3  # the group has members: nothing was changed
 
 
+# --dry-run counts the records to reprocess exactly (by reading them) up to this many offsets in all; beyond it, it
+# prints the offset span, an upper bound (transaction markers of fee.unique occupy offsets too).
+COUNT_LIMIT = 1_000_000
+
+
 @dataclass(frozen=True)
 class PartitionPlan:
     partition: int
     current: int | None  # the group's committed offset; None = nothing committed yet
     new: int
     end: int  # the last stable offset (read_committed high watermark) at planning time
+    records: int | None = None  # counted records in [new, end); None = not counted
+
+    @property
+    def span(self) -> int:
+        """Offsets between the new position and the end: the record count, or more on a transactional topic."""
+        return max(0, self.end - self.new)
 
     @property
     def to_reprocess(self) -> int:
-        """Offsets between the new position and the end; transaction markers make it an upper bound."""
-        return max(0, self.end - self.new)
+        return self.span if self.records is None else self.records
 
 
 @dataclass(frozen=True)
@@ -48,23 +64,74 @@ class Member:
 
 def plan(partitions: list[int], committed: Mapping[int, int | None], found: Mapping[int, int | None],
          ends: Mapping[int, int]) -> list[PartitionPlan]:
-    """Per partition: the first offset at/after the time, or the end offset when no record is that recent."""
+    """Per partition: the first record at/after the time (``found``), or the end offset when none is that recent."""
     result = []
     for partition in sorted(partitions):
         target = found.get(partition)
         end = ends[partition]
-        result.append(PartitionPlan(partition, committed.get(partition), end if target is None else target, end))
+        new = end if target is None else target
+        # Nothing between the new offset and the end: the count is known without reading.
+        result.append(PartitionPlan(partition, committed.get(partition), new, end, 0 if new >= end else None))
     return result
 
 
 def format_plan(topic: str, group: str, since_ms: int, rows: list[PartitionPlan]) -> str:
+    """The plan as a table. Counts prefixed with ``<=`` are offset spans (not counted): upper bounds."""
     lines = [f"group {group} on {topic}, from {window.iso(since_ms)}:",
              f"{'partition':>9}  {'current':>10}  {'new':>10}  {'end':>10}  {'to reprocess':>12}"]
     for row in rows:
         current = "-" if row.current is None else str(row.current)
-        lines.append(f"{row.partition:>9}  {current:>10}  {row.new:>10}  {row.end:>10}  {row.to_reprocess:>12}")
-    lines.append(f"total to reprocess: {sum(row.to_reprocess for row in rows)}")
+        count = str(row.records) if row.records is not None else f"<={row.span}"
+        lines.append(f"{row.partition:>9}  {current:>10}  {row.new:>10}  {row.end:>10}  {count:>12}")
+    total = sum(row.to_reprocess for row in rows)
+    if all(row.records is not None for row in rows):
+        lines.append(f"total to reprocess: {total} records")
+    else:
+        lines.append(f"total to reprocess: at most {total} records (offsets from new to end, not counted; "
+                     f"transaction markers occupy offsets too)")
     return "\n".join(lines)
+
+
+async def first_record_at(consumer: Any, tp: TopicPartition, start: int, end: int, since_ms: int) -> int:
+    """The offset of the first record (by offset) stamped at/after ``since_ms``, reading from ``start``; ``end``
+    when there is none before it.
+
+    ``offsets_for_times`` answers the first *offset* at/after the time, and on a transactional topic that may be a
+    transaction marker, which carries the time it was written, not the time of the records before and after it:
+    starting there would reprocess records older than the time. Normally the record at ``start`` is the answer and
+    this costs one fetch.
+    """
+    consumer.assign([tp])
+    consumer.seek(tp, start)
+    position = start
+    while position < end:
+        fetched = await consumer.getmany(tp, timeout_ms=500, max_records=500)
+        for record in fetched.get(tp, ()):
+            if record.offset >= end:
+                return end
+            if record.timestamp >= since_ms:
+                return int(record.offset)
+        position = await consumer.position(tp)
+    return end
+
+
+async def count_records(consumer: Any, tps: list[TopicPartition], rows: list[PartitionPlan]) -> list[PartitionPlan]:
+    """The rows with ``records`` counted by reading ``[new, end)`` of each partition (read_committed: records of
+    aborted transactions and markers are not counted). Memory: one fetch at a time, nothing kept."""
+    counted = []
+    for tp, row in zip(tps, rows, strict=True):
+        records = 0
+        if row.span:
+            consumer.assign([tp])
+            consumer.seek(tp, row.new)
+            position = row.new
+            while position < row.end:
+                fetched = await consumer.getmany(tp, timeout_ms=500, max_records=10_000)
+                records += sum(1 for record in fetched.get(tp, ()) if record.offset < row.end)
+                position = await consumer.position(tp)
+        counted.append(replace(row, records=records))
+    consumer.assign(tps)
+    return counted
 
 
 def refusal(service: str, group: str, members: list[Member]) -> str:
@@ -118,8 +185,15 @@ async def reset(settings: CommonSettings, service: str, since_ms: int, dry_run: 
         committed = {tp.partition: await consumer.committed(tp) for tp in tps}
         found = await consumer.offsets_for_times({tp: since_ms for tp in tps})
         ends = await consumer.end_offsets(tps)
-        rows = plan(partitions, committed, {tp.partition: (o.offset if o else None) for tp, o in found.items()},
-                    {tp.partition: offset for tp, offset in ends.items()})
+        firsts: dict[int, int | None] = {}
+        for tp in tps:
+            hit = found.get(tp)
+            firsts[tp.partition] = (None if hit is None or hit.offset >= ends[tp] else
+                                    await first_record_at(consumer, tp, hit.offset, ends[tp], since_ms))
+        consumer.assign(tps)
+        rows = plan(partitions, committed, firsts, {tp.partition: offset for tp, offset in ends.items()})
+        if dry_run and sum(row.span for row in rows) <= COUNT_LIMIT:
+            rows = await count_records(consumer, tps, rows)
         print(format_plan(topic, group, since_ms, rows), file=out)
         if dry_run:
             print("dry run: nothing committed", file=out)
