@@ -9,7 +9,10 @@ read_committed consume, group commits, transactions with send_offsets_to_transac
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import io
+import json
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,6 +31,7 @@ from aiokafka.protocol.admin import CreateAclsRequest
 from deploy_support import K8S
 
 from voicecall import manifests, topics
+from voicecall.replay import copy as replay_copy, reset as replay_reset, tail, window
 from voicecall.runtime import config, kafka
 
 # Kafka's wire codes (org.apache.kafka.common.resource.ResourceType, PatternType, acl.AclOperation, AclPermissionType)
@@ -221,6 +225,28 @@ async def test_each_service_is_denied_everything_else(cluster: Cluster, service:
         assert await transaction(settings, tid, []) == "TransactionalIdAuthorizationFailed", (service, other)
     if not access.transactional:
         assert await transaction(settings, f"{group(service)}-x-0", []) == "TransactionalIdAuthorizationFailed"
+
+
+async def test_operator_runs_the_replay_and_tail_commands(cluster: Cluster) -> None:
+    """`voicecall replay reset|copy` and `voicecall tail` themselves, as the voicecall-operator user."""
+    settings = cluster.as_user("operator")
+    out = io.StringIO()
+    assert await asyncio.wait_for(replay_reset.reset(settings, "recordings", 0, dry_run=False, out=out), STEP) == 0
+    assert "committed new offsets" in out.getvalue()
+    now = window.parse("now")
+    summary = await asyncio.wait_for(replay_copy.copy(settings, "fee.unique", "fee.raw", window.Window(0, now + 1000),
+                                                      replay_id="acl-test", err=io.StringIO()), STEP)
+    assert summary.copied >= 1
+    printed = io.BytesIO()
+    args = argparse.Namespace(topic="fee.raw", from_beginning=True, since=None, key=None, headers=True, max=50,
+                              timeout=3.0)
+    await asyncio.wait_for(tail.tail(settings, args, asyncio.Event(), printed), STEP)
+    lines = [json.loads(line) for line in printed.getvalue().splitlines()]
+    assert any(line["headers"].get("voicecall-replay-id") == "acl-test" for line in lines), lines
+    # ...but a copy into the deduplicator's internal state is refused.
+    with pytest.raises(TopicAuthorizationFailedError):
+        await asyncio.wait_for(replay_copy.copy(settings, "fee.unique", "dedup.changelog",
+                                                window.Window(0, now + 1000), err=io.StringIO()), STEP)
 
 
 async def test_a_wrong_password_is_refused(cluster: Cluster) -> None:
