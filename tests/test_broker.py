@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -171,3 +174,63 @@ def test_errors_are_clear(tmp_path: Path) -> None:
         port = s.getsockname()[1]
     with pytest.raises(BrokerError, match=f"127.0.0.1:{port}"):
         start_broker("external", bootstrap=f"127.0.0.1:{port}", state_dir=tmp_path, wait_timeout=1)
+
+
+def test_broker_cli_noida_runs_until_sigterm_and_leaves_nothing(tmp_path: Path) -> None:
+    # `voicecall broker --broker noida`: the fallback of `make run` on a machine without java/mvn
+    port = _free_port()
+    state = tmp_path / "state"
+    env = {**os.environ, "VOICECALL_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}"}
+    process = subprocess.Popen([sys.executable, "-m", "voicecall", "broker", "--broker", "noida", "--state-dir",
+                                str(state)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert f"broker (noida) listening on 127.0.0.1:{port}" in line, line + process.stdout.read()
+        wait_for_kafka(f"127.0.0.1:{port}", timeout=10)
+        topic = f"cli.{uuid.uuid4().hex[:8]}"
+        asyncio.run(_produce(f"127.0.0.1:{port}", topic, [b"a", b"b"]))
+        got = asyncio.run(_consume(f"127.0.0.1:{port}", topic, 2, group_id=f"g-{topic}", session_timeout_ms=10_000))
+        assert got == [b"a", b"b"]
+        brokers = _processes_mentioning(str(state))
+        assert brokers, "the noida-db process was not found"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=60)
+    assert code == 0
+    assert "broker stopped" in (process.stdout.read() if process.stdout else "")
+    assert all(_pid_gone(pid) for pid in brokers)
+    assert _port_free(port)
+
+
+def test_broker_cli_taken_port_names_the_variable(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "voicecall", "broker", "--broker", "noida", "--state-dir",
+                                 str(tmp_path)], env={**os.environ, "VOICECALL_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}"},
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"VOICECALL_KAFKA_BOOTSTRAP=127.0.0.1:{port}" in result.stderr and "already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline and "voicecall broker" not in cmdline and "-m voicecall" not in cmdline:
+            found.append(int(entry.name))
+    return found
