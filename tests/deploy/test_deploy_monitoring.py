@@ -96,3 +96,54 @@ def test_podmonitor_scrapes_ports_the_workloads_declare(built: dict[str, list[di
         assert declared & ports, f"{workload['metadata']['name']} is not scraped"
         relabel = monitor["spec"]["podMetricsEndpoints"][0]["relabelings"][0]
         assert relabel["targetLabel"] == "service" and "component" in relabel["sourceLabels"][0]
+
+
+# Labels Prometheus adds to every scraped series (target labels and the PodMonitor's relabelings).
+TARGET_LABELS = {"pod", "namespace", "service", "instance", "job", "container", "endpoint"}
+
+
+def declared_labels() -> dict[str, set[str]]:
+    """Every voicecall_* series name the services register → its label names, from the live registry."""
+    import importlib
+
+    from prometheus_client import REGISTRY
+
+    for module in ("voicecall.ingress.metrics", "voicecall.runtime.processor", "voicecall.recordings.worker",
+                   "voicecall.dedup.cli", "voicecall.billing.cli"):
+        importlib.import_module(module)
+    return {name: set(getattr(collector, "_labelnames", ()) or ())
+            for name, collector in REGISTRY._names_to_collectors.items() if name.startswith("voicecall_")}
+
+
+def selector_labels(text: str) -> list[tuple[str, set[str]]]:
+    """(metric, label names) of every ``voicecall_x{a="…", b!~"…"}`` selector in a PromQL text or series line."""
+    found = []
+    for metric, body in re.findall(r"\b(voicecall_[a-z0-9_]+)\{([^}]*)\}", text):
+        found.append((metric, set(re.findall(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)", body))))
+    return found
+
+
+def test_rules_and_their_unit_tests_use_the_labels_the_services_export() -> None:
+    """A rule grouping or filtering by a label the metric does not have never fires; a unit test feeding a series
+    with invented labels proves nothing. Both are checked against the services' real label names."""
+    declared = declared_labels()
+    used: list[tuple[str, str, set[str]]] = []
+    for alert in alerts():
+        expr = alert["expr"]
+        used += [(alert["alert"], metric, labels) for metric, labels in selector_labels(expr)]
+        for labels, metric in re.findall(r"by \(([^)]*)\) \((?:increase|rate)?\(?(voicecall_[a-z0-9_]+)", expr):
+            used.append((alert["alert"], metric, {label.strip() for label in labels.split(",")}))
+    for test in yaml.safe_load(RULE_TESTS.read_text())["tests"]:
+        for series in test["input_series"]:
+            used += [("alerts.test.yaml", metric, labels) for metric, labels in selector_labels(series["series"])]
+    assert any(where == "alerts.test.yaml" for where, _, _ in used) and len(used) > 10
+    for where, metric, labels in used:
+        assert metric in declared, f"{where}: {metric} is not exported"
+        unknown = labels - declared[metric] - TARGET_LABELS
+        assert not unknown, f"{where}: {metric} has no label {sorted(unknown)} (it has {sorted(declared[metric])})"
+
+
+def test_the_label_check_catches_an_invented_label() -> None:
+    declared = declared_labels()
+    (metric, labels), = selector_labels('voicecall_recordings_failed_total{cause="x",pod="p"}')
+    assert labels - declared[metric] - TARGET_LABELS == {"cause"}
