@@ -98,9 +98,9 @@ def describe_error(cls: type[BaseSettings], error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         field = str(item["loc"][0]) if item["loc"] else "?"
-        lines.append(f"{prefix}{field.upper()}: {item['msg']} (got {item.get('input')!r})"
-                     if "password" not in field and "secret" not in field
-                     else f"{prefix}{field.upper()}: {item['msg']}")
+        secret = any(part in field.lower() for part in ("secret", "password", "token", "credential"))
+        lines.append(f"{prefix}{field.upper()}: {item['msg']}" if secret
+                     else f"{prefix}{field.upper()}: {item['msg']} (got {item.get('input')!r})")
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 

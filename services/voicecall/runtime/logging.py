@@ -9,14 +9,32 @@ from typing import Any
 import orjson
 import structlog
 
-_SECRET_KEYS = ("secret", "password", "token", "authorization", "x-aksk")
+SECRET_KEYS = ("secret", "password", "token", "authorization", "x-aksk", "x_aksk", "credential")
+
+
+def is_secret_key(key: object) -> bool:
+    return isinstance(key, str) and any(part in key.lower() for part in SECRET_KEYS)
+
+
+def _scrub(value: Any, depth: int = 0) -> Any:
+    """A copy of ``value`` with every secret-looking key's value replaced, in nested dicts and lists too
+    (``log.info("settings", settings=settings.model_dump())`` must not print the app secret)."""
+    if depth > 8:
+        return value
+    if isinstance(value, dict):
+        return {k: "***" if is_secret_key(k) else _scrub(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v, depth + 1) for v in value]
+    return value
 
 
 def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     """Last line of defence: never print a value whose key looks like a secret."""
-    for key in event:
-        if any(part in key.lower() for part in _SECRET_KEYS):
+    for key, value in event.items():
+        if is_secret_key(key):
             event[key] = "***"
+        elif isinstance(value, dict | list | tuple):
+            event[key] = _scrub(value)
     return event
 
 
