@@ -74,6 +74,8 @@ def test_f2_billing_record() -> None:
         "icid": "9c2012a5bcb2721681009cb6c245fdc3.3663053204.1117803.14",
     }
     VALIDATOR.validate(value)
+    # Integers of minor units, never floats (144 == 144.0 in Python, so look at the bytes).
+    assert b'"amount":144,' in out.value and b'"rate":18,' in out.value and b'"amountDecimal":"1.44"' in out.value
     # Sorted keys: the bytes do not depend on the order the code built the dict in.
     assert out.value == orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     assert cloudevents.header(out.headers, "ce_type") == "voicecall.billing.computed"
@@ -155,6 +157,19 @@ def test_bad_records_go_to_deadletter_with_reason_and_original(value: Any, raw: 
     assert cloudevents.header(out.headers, "ce_type") == "voicecall.deadletter"
     # Deterministic too: a retried transaction writes the same deadletter event.
     assert make().process(rec) == result.outputs
+
+
+def test_record_nested_too_deep_for_orjson_to_write_is_still_handled() -> None:
+    # orjson reads 1024 levels but writes only 254: the deadletter keeps the raw text instead of raising.
+    nested = b"[" * 300 + b"]" * 300
+    good = orjson.dumps(samples.notification())[:-1] + b',"userData":' + nested + b"}"
+    out, value = only(make().process(record(None, raw=good)))
+    assert out.topic == "t.billing" and value["totalBilledMinutes"] == 1 and "userData" not in value
+    bad = orjson.dumps(samples.notification(callEndTime="24/01/2019"))[:-1] + b',"userData":' + nested + b"}"
+    result = make().evaluate(record(None, raw=bad))
+    out, dead = only(result.outputs)
+    assert out.topic == "t.deadletter" and result.reason == rules.BAD_TIME
+    assert dead["reason"] == rules.BAD_TIME and dead["payload"] == bad.decode()
 
 
 def test_restore_is_a_no_op() -> None:

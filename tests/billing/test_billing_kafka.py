@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import random
 import signal
 import sys
@@ -24,6 +25,7 @@ from voicecall.billing.core import BillingCore
 from voicecall.runtime import cloudevents
 from voicecall.runtime.broker import free_port
 
+KILLS = 5  # as the dedup crash test: at least five SIGKILLs at random moments
 FEE_HEADERS = cloudevents.headers(cloudevents.TYPE_FEE, "/voicecall/dedup", "fixed-id", "2019-01-24T04:01:07.000Z")
 
 
@@ -89,7 +91,10 @@ def crash_feed(count: int) -> list[dict[str, Any]]:
 
 async def test_sigkill_repeatedly_while_feeding_loses_and_doubles_nothing(settings: BillingSettings,
                                                                           tmp_path: Path) -> None:
-    fees = crash_feed(3000)
+    seed = int(os.environ.get("BILLING_CRASH_SEED") or int.from_bytes(os.urandom(4), "big"))
+    print(f"crash test seed {seed} (BILLING_CRASH_SEED={seed} repeats the kill moments)")
+    rng = random.Random(seed)
+    fees = crash_feed(6000)  # ~48 s of feed: five starts and kills fit in it on a loaded 2-core machine
     good = [f for f in fees if f.get("callOutAnswerTime") != "garbage"]
     env = env_for(settings)
     command = [sys.executable, "-m", "voicecall", "billing"]
@@ -104,16 +109,18 @@ async def test_sigkill_repeatedly_while_feeding_loses_and_doubles_nothing(settin
     process: asyncio.subprocess.Process | None = None
     log = tmp_path / "billing.log"
     try:
-        for attempt in range(3):
+        for attempt in range(KILLS):
             with (tmp_path / f"killed-{attempt}.log").open("wb") as killed_log:
                 process = await asyncio.create_subprocess_exec(*command, env=env, stdout=asyncio.subprocess.DEVNULL,
                                                                stderr=killed_log)
-            # Kill only once this instance has committed something, at a random moment of its work.
-            before = await end_offsets(settings, "billing")
-            while await end_offsets(settings, "billing") == before:
-                assert process.returncode is None, (tmp_path / f"killed-{attempt}.log").read_text()[-3000:]
-                await asyncio.sleep(0.1)
-            await asyncio.sleep(random.uniform(0.0, 1.0))
+            if attempt % 3 == 2:  # while it starts, joins the group or initialises its producers
+                await asyncio.sleep(rng.uniform(0.3, 3.0))
+            else:  # once this instance has committed something, at a random moment of its work
+                before = await end_offsets(settings, "billing")
+                while await end_offsets(settings, "billing") == before:
+                    assert process.returncode is None, (tmp_path / f"killed-{attempt}.log").read_text()[-3000:]
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(rng.uniform(0.0, 1.0))
             assert process.returncode is None, (tmp_path / f"killed-{attempt}.log").read_text()[-3000:]
             process.send_signal(signal.SIGKILL)
             await asyncio.wait_for(process.wait(), 10)
@@ -135,11 +142,11 @@ async def test_sigkill_repeatedly_while_feeding_loses_and_doubles_nothing(settin
         if process is not None and process.returncode is None:
             process.kill()
             await process.wait()
-    assert kills == 3
+    assert kills == KILLS
     counts = collections.Counter(r.key for r in billed)
     doubled = [k for k, n in counts.items() if n > 1]
     missing = {f["sessionId"].encode() for f in good} - set(counts)
-    assert not doubled and not missing, (doubled[:5], sorted(missing)[:5])
+    assert not doubled and not missing, (seed, doubled[:5], sorted(missing)[:5])
     assert len(billed) == len(good)
     # Each committed record is byte for byte what the pure core gives for its input.
     reference = BillingCore(billing_topic="x", deadletter_topic="y", tariff=settings.make_tariff())

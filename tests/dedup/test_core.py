@@ -92,6 +92,7 @@ def test_window_expiry_tombstones_and_passes_again() -> None:
         outputs = core.process(record(dict(CDR, sessionId=f"new{i}"), offset=i + 1))
         tombstones += [o for o in outputs if o.topic == "p.dedup.changelog" and o.value is None]
     assert [t.key for t in tombstones] == [dedup.id_hash("old").to_bytes(8, "big")]
+    assert core.state.get(dedup.id_hash("old")) is None and len(core.state) == 100  # gone from the state too
     outputs = core.process(record(old, offset=200))
     assert topics_of(outputs) == ["p.fee.unique"]  # outside the window: passes, not remembered
     assert core.expired == 1
@@ -139,6 +140,18 @@ def test_restore_rebuilds_state_and_clock() -> None:
     for i, doc in enumerate(docs):
         assert decisions(first.process(record(copy.deepcopy(doc), offset=100 + i))) == \
             decisions(second.process(record(copy.deepcopy(doc), offset=100 + i)))
+
+
+def test_record_nested_too_deep_to_fingerprint_is_deadlettered_not_raised() -> None:
+    # orjson reads 1024 levels but writes only 254: such a record must not reach the shell as an exception (whose
+    # own deadletter would fail to encode the same document again and stop the stage on every restart).
+    deep = b'{"sessionId":"s","callEndTime":"2023-11-14 22:13:20","userData":' + b"[" * 300 + b"]" * 300 + b"}"
+    core = make()
+    outputs = core.process(record(deep))
+    assert topics_of(outputs) == ["p.deadletter"]
+    value = orjson.loads(outputs[0].value)
+    assert value["reason"] == "invalid-record" and value["payload"] == deep.decode()
+    assert len(core.state) == 0
 
 
 def test_record_without_cloudevents_headers_gets_them() -> None:

@@ -12,8 +12,11 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 from dedup_helpers import DedupSettings, cdr, fee_record, produce, read_all
+from prometheus_client import REGISTRY
 
+from voicecall import topics
 from voicecall.dedup import cli, core as dedup
+from voicecall.runtime.kafka import make_transactional_producer
 from voicecall.runtime.processor import run_stage
 
 
@@ -33,9 +36,32 @@ def session_ids(records: list[object]) -> list[str]:
     return [orjson.loads(r.value)["sessionId"] for r in records]  # type: ignore[attr-defined]
 
 
-async def test_seven_pushes_at_different_moments_give_one(settings: DedupSettings) -> None:
-    from prometheus_client import REGISTRY
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
+
+METRICS = {  # the issue's list: records in, unique out, duplicates, conflicts, restore time, transaction latency
+    "in": ("voicecall_stage_records_in_total", {"stage": "dedup"}),
+    "unique": ("voicecall_dedup_unique_total", {}),
+    "unique_committed": ("voicecall_stage_records_out_total", {"stage": "dedup", "topic": "fee.unique"}),
+    "duplicates": ("voicecall_dedup_duplicates_total", {}),
+    "conflicts": ("voicecall_dedup_conflicts_total", {}),
+    "missing_id": ("voicecall_dedup_rejected_total", {"reason": "missing-session-id"}),
+    "restores": ("voicecall_stage_restore_seconds_count", {"stage": "dedup"}),
+    "transactions": ("voicecall_stage_transaction_seconds_count", {"stage": "dedup"}),
+}
+
+
+def metrics(settings: DedupSettings) -> dict[str, float]:
+    result = {}
+    for what, (name, labels) in METRICS.items():
+        if "topic" in labels:
+            labels = {**labels, "topic": topics.name(settings, labels["topic"])}
+        result[what] = sample(name, **labels)
+    return result
+
+
+async def test_seven_pushes_at_different_moments_give_one(settings: DedupSettings) -> None:
     duplicates_before = REGISTRY.get_sample_value("voicecall_dedup_duplicates_total") or 0.0
     doc = cdr(1)
     async with dedup_running(settings):
@@ -67,10 +93,21 @@ async def test_two_identical_records_in_one_push_give_one(settings: DedupSetting
 
 async def test_conflicting_duplicate_gives_one_unique_and_one_deadletter(settings: DedupSettings) -> None:
     first, later = cdr(4), cdr(4, end="2026-11-23 10:00:07")
-    await produce(settings, "fee.raw", [fee_record(first), fee_record(later), fee_record({"callEndTime": "x"})])
+    await produce(settings, "fee.raw", [fee_record(first), fee_record(later), fee_record({"callEndTime": "x"}),
+                                        fee_record(first)])
+    before = metrics(settings)
     async with dedup_running(settings):
         unique = await read_all(settings, "fee.unique", expect=1, idle=1.0)
         dead = await read_all(settings, "deadletter", expect=2, idle=0.5)
+        state_keys, state_bytes = sample("voicecall_dedup_state_keys"), sample("voicecall_dedup_state_bytes")
+        lag = [sample("voicecall_stage_consumer_lag", stage="dedup", partition=str(p)) for p in range(3)]
+    after = metrics(settings)
+    delta = {what: after[what] - before[what] for what in METRICS}
+    assert delta == {"in": 4, "unique": 1, "unique_committed": 1, "duplicates": 1, "conflicts": 1, "missing_id": 1,
+                     "restores": delta["restores"], "transactions": delta["transactions"]}
+    assert delta["restores"] >= 1 and delta["transactions"] >= 1
+    assert state_keys >= 1 and state_bytes >= 3 * 1024 * 20  # three partitions' tables of at least 1024 slots
+    assert lag == [0.0, 0.0, 0.0]
     assert [orjson.loads(r.value) for r in unique] == [first]
     reasons = sorted(orjson.loads(r.value)["reason"] for r in dead)
     assert reasons == ["conflicting-duplicate", "missing-session-id"]
@@ -78,6 +115,31 @@ async def test_conflicting_duplicate_gives_one_unique_and_one_deadletter(setting
     assert conflict["payload"] == later and conflict["stage"] == "dedup"
     assert conflict["fingerprints"] == {"first": f"{dedup.fingerprint(first):016x}",
                                         "later": f"{dedup.fingerprint(later):016x}"}
+
+
+async def test_aborted_records_in_fee_raw_and_in_the_changelog_are_never_seen(settings: DedupSettings) -> None:
+    """read_committed on both reads: an aborted fee.raw record is not deduplicated into fee.unique, and an aborted
+    changelog entry is not restored (else the CDR it names would be dropped as a duplicate)."""
+    aborted, named, plain = cdr(600), cdr(601), cdr(602)
+    producer = make_transactional_producer(settings, f"{settings.topic_prefix}test-aborter")
+    await producer.start()
+    try:
+        await producer.begin_transaction()
+        key, value, headers = fee_record(aborted)
+        await (await producer.send(topics.name(settings, "fee.raw"), value=value, key=key, headers=headers,
+                                   partition=0))
+        moment = dedup.epoch_seconds(named["callEndTime"])
+        assert moment is not None
+        await (await producer.send(topics.name(settings, "dedup.changelog"),
+                                   key=dedup.id_hash(named["sessionId"]).to_bytes(8, "big"),
+                                   value=dedup.encode_entry(dedup.fingerprint(named), moment), partition=0))
+        await producer.abort_transaction()
+    finally:
+        await producer.stop()
+    await produce(settings, "fee.raw", [fee_record(named), fee_record(plain)], partition=0)
+    async with dedup_running(settings):
+        unique = await read_all(settings, "fee.unique", expect=2, idle=1.0)
+    assert sorted(session_ids(unique)) == sorted([named["sessionId"], plain["sessionId"]])
 
 
 async def test_expired_entry_passes_again_and_leaves_a_tombstone(kafka_bootstrap: str,
@@ -138,9 +200,7 @@ async def test_fenced_producer_aborts_and_the_partition_is_prepared_again(settin
     """A zombie-style takeover: another producer initialises partition 0's transactional id. The stage's next
     transaction on it fails (fenced), is thrown away with its in-memory state, and the partition comes back from
     the changelog and the committed offset — nothing lost, nothing twice."""
-    from prometheus_client import REGISTRY
-
-    from voicecall.runtime.kafka import group_id, make_transactional_producer
+    from voicecall.runtime.kafka import group_id
 
     def fenced() -> float:
         return REGISTRY.get_sample_value("voicecall_stage_fenced_total", {"stage": "dedup"}) or 0.0

@@ -10,7 +10,8 @@ re-push that switched forms must still count as the same CDR).
 - same id, same fingerprint, within the window → dropped and counted;
 - same id, different fingerprint, within the window → the first stays; this one goes to ``deadletter`` with reason
   ``conflicting-duplicate`` and both fingerprints, for a human to decide;
-- no usable ``sessionId`` / not a JSON object → ``deadletter`` (``missing-session-id`` / ``invalid-record``).
+- no usable ``sessionId`` / not a JSON object (or one nested too deep to fingerprint) → ``deadletter``
+  (``missing-session-id`` / ``invalid-record``).
 
 The window is measured on the call's ``callEndTime``, not on when a copy was received. Every copy of a CDR — the
 platform's six hourly re-pushes and a support engineer's manual push days later — carries the same
@@ -178,8 +179,12 @@ class DedupCore:
         if not isinstance(session_id, str) or not session_id.strip():
             REJECTED.labels(MISSING_ID).inc()
             return [self._deadletter(record, MISSING_ID, doc)]
+        try:
+            fp = fingerprint(doc)
+        except orjson.JSONEncodeError:  # nested deeper than orjson writes (255 levels): no CDR is, keep the raw
+            REJECTED.labels(INVALID).inc()
+            return [self._deadletter(record, INVALID, None)]
         key = id_hash(session_id)
-        fp = fingerprint(doc)
         moment = self.window_time(doc, record)
         cutoff = self.clock - self.window
         entry = self.state.get(key)
