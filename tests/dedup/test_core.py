@@ -116,6 +116,20 @@ def test_future_call_end_is_bounded_by_receive_time() -> None:
     assert len(core.state) == 2  # "y" (T0) is within two hours of the bounded clock, not 76 years
 
 
+def test_times_past_the_state_field_are_clamped_not_raised() -> None:
+    # A producer may set any timestamp; the state stores 4-byte times. Raising half-way through State.put would
+    # leave a key behind in a core that must be unchanged when it raises.
+    core = make()
+    year_2200 = 7_258_118_400
+    doc = dict(CDR, callEndTime="2200-01-01 00:00:00")
+    outputs = core.process(record(doc, received=year_2200))
+    assert topics_of(outputs) == ["p.fee.unique", "p.dedup.changelog"]
+    assert dedup.decode_entry(outputs[1].value)[1] == dedup.MAX_MOMENT
+    no_end = {k: v for k, v in CDR.items() if k != "callEndTime"} | {"sessionId": "other"}
+    outputs = core.process(record(no_end, offset=1, headers=[("voicecall_received", b"2200-01-01T00:00:00Z")]))
+    assert dedup.decode_entry(outputs[1].value)[1] == dedup.MAX_MOMENT and len(core.state) == 2
+
+
 def test_receive_header_stands_in_for_missing_call_end() -> None:
     core = make()
     doc = {k: v for k, v in CDR.items() if k != "callEndTime"}

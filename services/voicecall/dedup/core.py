@@ -47,6 +47,7 @@ CONFLICT = "conflicting-duplicate"
 MISSING_ID = "missing-session-id"
 INVALID = "invalid-record"
 RECEIVED_HEADER = "voicecall_received"
+MAX_MOMENT = 0xFFFF_FFFF  # the state keeps window times as unsigned 32-bit seconds
 SWEEP_SLOTS = 32  # table slots checked for expiry per record: a full pass every capacity/32 records
 
 _ENTRY = struct.Struct(">QI")
@@ -161,11 +162,12 @@ class DedupCore:
     expired: int = 0
 
     def window_time(self, doc: dict[str, Any], record: ConsumerRecord) -> int:
+        # Kept in the state's 4-byte unsigned field: a producer-set timestamp past 2106 must not overflow it.
         ended = epoch_seconds(doc.get("callEndTime"))
         if ended is None:
-            return max(0, _received(record))
+            return max(0, min(_received(record), MAX_MOMENT))
         # The Kafka timestamp (the ingress's produce time) bounds it; cheaper than parsing the header every time.
-        return max(0, min(ended, int(record.timestamp) // 1000 + int(self.max_skew)))
+        return max(0, min(ended, int(record.timestamp) // 1000 + int(self.max_skew), MAX_MOMENT))
 
     def process(self, record: ConsumerRecord) -> list[Output]:
         try:
