@@ -169,11 +169,19 @@ class RecordingApi:
         token = request.match_info["token"]
         return web.Response(status=302, headers={"Location": f"http://127.0.0.1:{self.port}/files/{token}"})
 
+    def hop_url(self, name: str) -> str:
+        """Served on localhost, redirects (relative Location) to the same file on the same origin."""
+        return f"http://localhost:{self.port}/hop/{hashlib.sha256(name.encode()).hexdigest()[:24]}"
+
+    async def hop(self, request: web.Request) -> web.Response:
+        return web.Response(status=307, headers={"Location": f"/files/{request.match_info['token']}"})
+
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/rest/provision/voice/record/v1.0", self.record)
         app.router.add_get("/files/{token}", self.download)
         app.router.add_get("/bounce/{token}", self.bounce)
+        app.router.add_get("/hop/{token}", self.hop)
         return app
 
 

@@ -101,6 +101,15 @@ async def test_redirect_to_another_host_is_not_followed(recording_api: Recording
     assert recording_api.started[name] == 0
 
 
+async def test_a_redirect_on_the_same_origin_is_followed(recording_api: RecordingApi, http: aiohttp.ClientSession,
+                                                         tmp_path: Path) -> None:
+    name = f"{uuid.uuid4().hex}.wav"
+    sha = recording_api.add(name)
+    writer = await FileStore(tmp_path).writer("2026/01/01/h.wav", {})
+    stored = await fetch.download(http, recording_api.hop_url(name), writer, patterns=["localhost"], max_bytes=10**9)
+    assert stored.sha256 == sha and recording_api.completed[name] == 1
+
+
 async def test_wildcard_host_resolving_to_loopback_is_refused_by_the_resolver(recording_api: RecordingApi,
                                                                               tmp_path: Path) -> None:
     name = f"{uuid.uuid4().hex}.wav"
