@@ -75,6 +75,11 @@ def test_dry_run_lists_every_topic_of_the_interface() -> None:
                    "deadletter"):
         assert f"voicecall.{suffix} " in result.stdout
     assert "cleanup.policy=compact" in result.stdout  # the dedup changelog
+    header, *rows = result.stdout.splitlines()
+    assert header.split()[:4] == ["topic", "partitions", "replicas", "key"]  # a table
+    fee_raw = next(row.split() for row in rows if row.startswith("voicecall.fee.raw "))
+    assert fee_raw[1:4] == ["12", "3", "sessionId"]
+    assert "retention.ms=1209600000" in fee_raw[4] and "min.insync.replicas=2" in fee_raw[4]
 
 
 def test_unknown_command_exits_non_zero_with_a_message() -> None:

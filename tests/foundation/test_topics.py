@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -49,3 +52,33 @@ async def test_create_is_idempotent_and_configs_read_back(kafka_bootstrap: str) 
         assert seen[prefix + "fee.raw"]["retention.ms"] == str(3 * 86_400_000)
     finally:
         await admin.close()
+
+
+def test_plan_defaults_match_the_interface() -> None:
+    planned = {t.spec.suffix: t for t in topics.plan(config.load(topics.TopicSettings))}
+    interface = {"status.raw", "fee.raw", "fee.unique", "billing", "recording.stored", "recording.failed",
+                 "deadletter"}
+    assert interface <= set(planned)
+    for suffix in interface - {"deadletter"}:
+        t = planned[suffix]
+        assert (t.name, t.partitions, t.replication) == (f"voicecall.{suffix}", 12, 3)
+        assert t.configs["retention.ms"] == str(14 * 86_400_000)  # replay needs history
+        assert t.configs["min.insync.replicas"] == "2"
+        assert t.configs["cleanup.policy"] == "delete"
+    changelog = planned["dedup.changelog"]
+    assert changelog.configs["cleanup.policy"] == "compact" and changelog.spec.internal
+
+
+def test_cli_create_twice_against_the_broker(kafka_bootstrap: str) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    env = {**os.environ, "VOICECALL_TOPIC_PREFIX": prefix, "VOICECALL_TOPIC_PARTITIONS": "2"}
+    command = [sys.executable, "-m", "voicecall", "topics", "create", "--bootstrap", kafka_bootstrap]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert sorted(first.stdout.splitlines()) == sorted(f"{prefix}{spec.suffix}: created" for spec in topics.TOPICS)
+    # a second run with another partition count changes nothing about partitions and says so
+    second = subprocess.run([*command, "--partitions", "3"], env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    lines = second.stdout.splitlines()
+    assert len(lines) == len(topics.TOPICS)
+    assert all("exists (configs applied); has 2 partitions, the plan says 3 (left as is)" in line for line in lines)
