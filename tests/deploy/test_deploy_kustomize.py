@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -161,7 +162,7 @@ def test_every_topic_has_a_kafkatopic_under_the_configured_prefix(built: Built, 
     names = sorted(d["spec"]["topicName"] for d in by_kind(docs, "KafkaTopic"))
     assert names == sorted(prefix + spec.suffix for spec in topics.TOPICS)
     for doc in by_kind(docs, "KafkaTopic"):
-        assert doc["spec"]["config"]["min.insync.replicas"] <= str(doc["spec"]["replicas"])
+        assert 1 <= int(doc["spec"]["config"]["min.insync.replicas"]) <= doc["spec"]["replicas"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -264,3 +265,20 @@ def test_prod_is_bigger_than_dev(built: Built) -> None:
     assert {s["replicas"] for s in prod_topics.values()} == {3}
     assert {s["replicas"] for s in (d["spec"] for d in by_kind(built["dev"], "KafkaTopic"))} == {1}
     assert one(built["prod"], "Ingress", "voicecall-ingress")["spec"]["tls"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_replay_reset_tells_how_to_stop_a_workload_that_exists(built: Built, overlay: str) -> None:
+    """`voicecall replay reset` refuses while a service runs and prints the kubectl command that stops it."""
+    from voicecall.replay import reset as replay_reset
+
+    docs = built[overlay]
+    member = replay_reset.Member("m", "c", "h")
+    for service in replay_reset.INPUTS:
+        text = replay_reset.refusal(service, "g", [member])
+        kind, name = re.search(r"kubectl scale (\w+)/([\w.-]+) --replicas=0", text).groups()  # type: ignore[union-attr]
+        workload = workload_of(docs, service)
+        assert (kind, name) == (workload["kind"].lower(), workload["metadata"]["name"]), service
+        # ...and the topic it rewinds is the one the workload consumes.
+        assert replay_reset.INPUTS[service] in {a for acc in manifests.SERVICES if acc.service == service
+                                               for a in acc.reads}
