@@ -18,7 +18,7 @@ from referencing.exceptions import Unresolvable
 
 from contracts import validate as contract
 from voicecall import topics
-from voicecall.runtime import config, deadletter
+from voicecall.runtime import cloudevents, config, deadletter
 
 OFFICIAL = json.loads((Path(__file__).parent / "asyncapi-3.0.0.schema.json").read_text())
 
@@ -164,3 +164,27 @@ def test_shared_deadletter_builder_fits_the_contract() -> None:
         key, value, headers = deadletter.encode(case, "/voicecall/test")
         contract.validate_record("voicecall.deadletter", key, value, headers)
     assert cases[3]["truncated"] is True
+
+
+CE_TYPES = {"status.raw": cloudevents.TYPE_STATUS + "answer", "fee.raw": cloudevents.TYPE_FEE,
+            "fee.unique": cloudevents.TYPE_FEE, "billing": cloudevents.TYPE_BILLING,
+            "recording.stored": cloudevents.TYPE_RECORDING_STORED,
+            "recording.failed": cloudevents.TYPE_RECORDING_FAILED, "deadletter": cloudevents.TYPE_DEADLETTER}
+
+
+@pytest.mark.parametrize("suffix", sorted(CE_TYPES))
+def test_every_message_requires_the_cloudevents_headers_with_the_type_the_stages_write(suffix: str) -> None:
+    """Each topic's header schema: the ce_type the code writes (runtime/cloudevents.py), every required CloudEvents
+    attribute, and no other topic's ce_type."""
+    assert set(CE_TYPES) == set(contract.contracts())
+    good = {name: value.decode() for name, value in cloudevents.headers(CE_TYPES[suffix], "/voicecall/test")}
+    contract.check_headers(suffix, good)
+    for name in ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "content-type"):
+        with pytest.raises(contract.ContractError):
+            contract.check_headers(suffix, {k: v for k, v in good.items() if k != name})
+    for ce_type in CE_TYPES.values():
+        if ce_type != CE_TYPES[suffix]:
+            with pytest.raises(contract.ContractError):
+                contract.check_headers(suffix, good | {"ce_type": ce_type})
+    with pytest.raises(contract.ContractError):
+        contract.check_headers(suffix, good | {"ce_specversion": "0.3"})
