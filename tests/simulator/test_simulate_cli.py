@@ -109,3 +109,21 @@ async def test_cli_stopped_by_sigterm_exits_0_and_still_reports_losses(receiver:
     summary = orjson.loads(out.splitlines()[-1])
     assert summary["stopped"] is True
     assert summary["status_lost"] >= 1 and summary["lost"] == summary["status_lost"] + summary["fee_records_given_up"]
+
+
+async def test_cli_prints_progress_lines_while_running(receiver: Receiver) -> None:
+    # 20x real time: the calls (up to a minute long each) play out over a few wall seconds, progress every 0.2 s
+    process = await simulate("--status-url", receiver.status_url, "--fee-url", receiver.fee_url, "--calls", "12",
+                             "--rate", "1", "--seed", "4", "--mix", "verify=1", "--speed", "20",
+                             "--progress-interval", "0.2")
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, err.decode()
+    progress = [line for line in err.decode().splitlines() if "calls " in line and "re-pushes" in line]
+    assert len(progress) >= 3, err.decode()
+    delivered = [int(line.split("status ", 1)[1].split("/")[0]) for line in progress]
+    assert delivered == sorted(delivered)
+    assert delivered[0] < len(receiver.on("/notify/status"))  # a running count, not only the end state
+    assert "lost" in progress[0] and "given up" in progress[0]
+    text = out.decode()  # the summary: calls, pushes, re-pushes, answers by status code, what was lost
+    assert "calls            12 (verify: 12)" in text
+    assert "answers 200:" in text and "re-pushes 0" in text and "receiver lost    0" in text
