@@ -76,3 +76,18 @@ def test_bad_store_value_names_the_variable(capsys: pytest.CaptureFixture[str]) 
 def test_allowed_hosts_from_a_comma_separated_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VOICECALL_RECORDINGS_ALLOWED_HOSTS", "obs.example.com, *.myhuaweicloud.com")
     assert config.load(RecordingsSettings).allowed_hosts() == ["obs.example.com", "*.myhuaweicloud.com"]
+
+
+def test_help_lists_every_recordings_setting() -> None:
+    import argparse
+
+    from voicecall.recordings import cli
+
+    parser = argparse.ArgumentParser(prog="voicecall recordings")
+    cli.add_arguments(parser)
+    text = parser.format_help()
+    names = [n.upper() for n in RecordingsSettings.model_fields if n.startswith(("recordings_", "huawei_"))]
+    assert len(names) >= 15
+    # Listed in full, or as a "/ _SUFFIX" of the variable before it on the same line.
+    missing = [n for n in names if f"VOICECALL_{n}" not in text and f"_{n.split('_', 1)[1]}" not in text]
+    assert missing == []
