@@ -43,8 +43,11 @@ def _top_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     top = _top_parser()
-    if not argv or argv[0].startswith("-"):
-        top.parse_args(argv or ["--help"])
+    if not argv:
+        top.print_help(sys.stderr)  # no command is a usage error, not a success
+        return 2
+    if argv[0].startswith("-"):
+        top.parse_args(argv)  # --help / --version exit 0 here, anything else is an argparse error (2)
         return 2
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:

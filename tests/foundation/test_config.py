@@ -86,3 +86,14 @@ def test_unknown_command_exits_non_zero_with_a_message() -> None:
     result = run_cli("definitely-not-a-command")
     assert result.returncode != 0
     assert "definitely-not-a-command" in result.stderr
+
+
+def test_no_command_is_a_usage_error_and_help_lists_every_command() -> None:
+    result = run_cli()
+    assert result.returncode == 2
+    assert "commands:" in result.stderr
+    help_text = run_cli("--help")
+    assert help_text.returncode == 0
+    for command in ("ingress", "dedup", "billing", "recordings", "topics", "replay", "tail", "simulate", "broker",
+                    "dev"):
+        assert f"  {command} " in help_text.stdout, command
