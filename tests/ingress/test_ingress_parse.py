@@ -181,3 +181,19 @@ def test_any_whitespace_in_times_gives_the_same_id(end_time: str) -> None:
     single = dict(record, callEndTime="2019-01-24 03:04:49", fooTime="2019-01-24 03:04:49")
     assert parse.content_id(record) == parse.content_id(single)
     assert record["callEndTime"] == end_time  # the record itself is left as received
+
+
+@pytest.mark.parametrize("template", [
+    '{"eventType":"fee","feeLst":[{"sessionId":"s-1","x":%s}]}',
+    '{"eventType":"callout","statusInfo":{"sessionId":"s-1","x":%s}}',
+    '{"eventType":"someday","x":%s}',
+    '%s',
+])
+def test_nesting_orjson_reads_but_cannot_write_is_400_with_the_text_kept(parser: parse.Parser,
+                                                                        template: str) -> None:
+    body = (template % ("[" * 300 + "]" * 300)).encode()
+    orjson.loads(body)  # it parses (1024 levels) ...
+    outcome = run(parser, body)  # ... and must not end in an exception (a 500 loses a status push for good)
+    assert (outcome.status, outcome.reason) == (400, parse.INVALID_SHAPE)
+    [record] = outcome.records
+    assert orjson.loads(record.value)["payload"] == body.decode()

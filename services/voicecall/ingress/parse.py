@@ -174,6 +174,14 @@ class Parser:
 
     def parse(self, body: bytes, *, received: str, push_id: str, origin: dict[str, Any]) -> Outcome:
         """One push → its records (200) or a rejection with its deadletter record (400)."""
+        try:
+            return self._parse(body, received, push_id, origin)
+        except orjson.JSONEncodeError as error:
+            # orjson reads 1024 levels of nesting but writes only 254: such a body is kept as text instead.
+            return self.reject(body, INVALID_SHAPE, f"body cannot be re-encoded as JSON: {error}", origin,
+                               received, push_id)
+
+    def _parse(self, body: bytes, received: str, push_id: str, origin: dict[str, Any]) -> Outcome:
         if body.startswith(_BOM):
             body = body[3:]
         try:
