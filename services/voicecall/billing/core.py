@@ -151,12 +151,7 @@ class BillingCore:
         extra: dict[str, Any] = {"parsed": parsed} if has_parsed else {}
         value = deadletter.value(reason, STAGE, origin, raw=record.value or b"", max_bytes=self.max_payload,
                                  detail=detail, **extra)
-        try:
-            body = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-        except orjson.JSONEncodeError:  # parsed, but nested deeper than orjson writes (255 levels): keep the raw
-            value = deadletter.value(reason, STAGE, origin, raw=record.value or b"", max_bytes=self.max_payload,
-                                     detail=detail)
-            body = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        body = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
         # Derived from the record's position, so a retried transaction writes the same event id again.
         ce_id = _event_id(record.topic, record.partition, record.offset, reason)
         headers = cloudevents.headers(cloudevents.TYPE_DEADLETTER, SOURCE, ce_id, _record_time(record))

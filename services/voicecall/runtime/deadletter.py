@@ -21,11 +21,11 @@ def value(reason: str, stage: str, origin: dict[str, Any], raw: bytes | None = N
     """Build a deadletter value from the raw bytes (and the parsed document when there is one)."""
     record: dict[str, Any] = {"reason": reason, "stage": stage, "origin": origin}
     record.update(extra)
-    if parsed is not _UNPARSED and (raw is None or len(raw) <= max_bytes):
+    if parsed is not _UNPARSED and (raw is None or len(raw) <= max_bytes) and _writable(parsed):
         record["payload"] = parsed
         return record
     if raw is None:
-        raw = orjson.dumps(parsed)
+        raw = orjson.dumps(parsed) if _writable(parsed) else repr(parsed).encode()
     truncated = len(raw) > max_bytes
     cut = raw[:max_bytes]
     try:
@@ -40,6 +40,15 @@ def value(reason: str, stage: str, origin: dict[str, Any], raw: bytes | None = N
         record["truncated"] = True
         record["size"] = len(raw)
     return record
+
+
+def _writable(parsed: Any) -> bool:
+    """orjson reads 1024 levels of nesting but writes only 254: such a document is kept as its raw text."""
+    try:
+        orjson.dumps(parsed)
+    except orjson.JSONEncodeError:
+        return False
+    return True
 
 
 def encode(record: dict[str, Any], source: str, key: bytes | None = None
