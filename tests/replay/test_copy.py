@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -114,3 +116,36 @@ def test_progress_writes_lines_when_not_a_terminal() -> None:
     progress.finish()
     assert stream.getvalue().splitlines() == [f"[{'#' * 7:<30}]  25.0% 50/200 offsets",
                                               f"[{'#' * 30}] 100.0% 200/200 offsets"]
+
+
+async def test_copy_stops_cleanly_on_sigterm_and_says_so(area: Area, producer: Any) -> None:
+    """SIGTERM mid-copy: the batch in flight is acknowledged, the summary counts exactly what reached the target,
+    says INTERRUPTED, and the command exits 0."""
+    base = (int(time.time()) - 900) * 1000
+    total = 4000
+    pending = []
+    for n in range(total):
+        sid = f"s{n:05d}"
+        pending.append(await producer.send(area.topic("fee.unique"), fee_value(sid, n), key=sid.encode(),
+                                           partition=0, timestamp_ms=base + n, headers=fee_headers(sid)))
+    await asyncio.gather(*pending)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voicecall", "replay", "copy", "--from-topic", "fee.unique", "--to-topic", "fee.raw",
+        "--from", window.iso(base), "--to", window.iso(base + total), "--batch", "1", env=area.env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not await read_all(area, "fee.raw", idle=0.1):
+            assert time.monotonic() < deadline and proc.returncode is None, "the copy never started"
+        proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    summary = out.decode()
+    assert "INTERRUPTED, run again to finish" in summary, summary
+    copied = int(re.search(r"total: copied (\d+) records", summary).group(1))  # type: ignore[union-attr]
+    assert 0 < copied < total
+    assert len(await read_all(area, "fee.raw", expected=copied)) == copied
