@@ -301,11 +301,18 @@ def print_simulator_summary(run: DevRun) -> None:
             print(text[at:].rstrip(), flush=True)
 
 
+def relative(path: Path) -> Path:
+    """``path`` relative to the current directory when it is below it (shorter lines to copy)."""
+    with contextlib.suppress(ValueError):
+        return path.resolve().relative_to(Path.cwd().resolve())
+    return path
+
+
 def print_next_steps(settings: DevSettings, args: argparse.Namespace, children: list[Child], state: Path,
                      broker: BrokerHandle, recording_api: str | None) -> None:
     base = f"http://{settings.ingress_host}:{settings.ingress_port}"
     lines = ["", "voicecall dev is running:"]
-    broker_log = f"  log {broker.log_path}" if broker.log_path else ""
+    broker_log = f"  log {relative(broker.log_path)}" if broker.log_path else ""
     lines.append(f"  {'broker':<11} pid {broker.pid or '-':<7} {broker.kind} Kafka on {broker.bootstrap}{broker_log}")
     for child in children:
         port = child.env.get("VOICECALL_METRICS_PORT")
@@ -318,13 +325,11 @@ def print_next_steps(settings: DevSettings, args: argparse.Namespace, children: 
         lines.append(f"  {child.name:<11} pid {child.process.pid if child.process else '-':<7} {where}"
                      f"  log {child.log_path}")
     env_prefix = []
-    if settings.kafka_bootstrap != DEFAULT_BOOTSTRAP:
-        env_prefix.append(f"VOICECALL_KAFKA_BOOTSTRAP={settings.kafka_bootstrap}")
+    if args.bootstrap or os.environ.get("VOICECALL_KAFKA_BOOTSTRAP", DEFAULT_BOOTSTRAP) != DEFAULT_BOOTSTRAP:
+        env_prefix.append(f"VOICECALL_KAFKA_BOOTSTRAP={settings.kafka_bootstrap}")  # tail's default would miss it
     if settings.topic_prefix != "voicecall.":
         env_prefix.append(f"VOICECALL_TOPIC_PREFIX={settings.topic_prefix}")
-    script = Path(sys.executable).parent / "voicecall"
-    with contextlib.suppress(ValueError):
-        script = script.relative_to(Path.cwd())
+    script = relative(Path(sys.executable).parent / "voicecall")
     tail = " ".join([*env_prefix, f"{script} tail billing"])
     lines += [
         f"  pushes:     curl -X POST {base}/notify -d @your-push.json",
