@@ -15,7 +15,9 @@ from aiokafka import TopicPartition
 from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError
 from replay_helpers import Area, fee_headers, read_all
 
+from contracts.validate import validate_records
 from voicecall.replay import names, window
+from voicecall.replay.copy import REPLAY_ID
 from voicecall.runtime.kafka import group_id, make_admin, make_consumer
 
 CALLS = 10
@@ -86,6 +88,10 @@ async def test_replaying_a_window_twice_leaves_no_duplicate_after_dedup(area: Ar
 
         raw = await read_all(area, "fee.raw", expected=3 * CALLS)
         assert len(raw) == 3 * CALLS  # the originals and two replays of them
+        # The copies still fit fee.raw's contract (the replay headers are part of it) and say which run made them.
+        assert validate_records(raw, prefix=area.prefix) == 3 * CALLS
+        runs = {dict(r.headers).get(REPLAY_ID) for r in raw}
+        assert len(runs) == 3 and None in runs
         unique = await read_all(area, "fee.unique", expected=CALLS)
         assert sorted(r.key for r in unique) == sorted(r.key for r in first)  # nothing new got through
         assert [(r.key, r.value) for r in unique] == [(r.key, r.value) for r in first]
