@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 .PHONY: run test lint venv clean kafka bench bench-ingress bench-dedup bench-billing bench-recordings image
 
 $(STAMP): pyproject.toml
+	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "voicecall-pipeline needs Python 3.11 or newer; $(PY) is $$($(PY) -V 2>&1). Use make PY=python3.11" >&2; exit 1; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
