@@ -186,3 +186,14 @@ def test_dev_names_the_variable_of_a_taken_port(kafka_bootstrap: str, tmp_path: 
     assert f"VOICECALL_INGRESS_PORT={port}" in result.stderr
     assert "Traceback" not in result.stderr
     assert "voicecall dev is running" not in result.stdout
+
+
+def test_dev_checks_every_service_setting_before_starting_anything(tmp_path: Path) -> None:
+    # a bad value meant for one service stops `voicecall dev` at once, naming the variable; no broker is contacted
+    env = {**dev_env(free_port(), "unused."), "VOICECALL_DEDUP_WINDOW": "forever", "VOICECALL_INGRESS_ALLOW": "x/99"}
+    result = subprocess.run(
+        [sys.executable, "-m", "voicecall", "dev", "--broker", "external", "--bootstrap", "127.0.0.1:1",
+         "--state-dir", str(tmp_path)], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "VOICECALL_DEDUP_WINDOW" in result.stderr and "VOICECALL_INGRESS_ALLOW" in result.stderr
+    assert "Traceback" not in result.stderr and "broker" not in result.stdout

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from pydantic import ValidationError
+
 from voicecall import topics
 from voicecall.cli import COMMANDS
 from voicecall.devenv.broker_cli import add_broker_arguments, listen_port
@@ -46,6 +48,34 @@ class Child:
     restarts: int = 0
     log_start: int = 0  # size of the (appended) log before this run
     log_file: IO[bytes] | None = field(default=None, repr=False)
+
+
+# Each service's settings class: validated up front, so a bad VOICECALL_* value stops `voicecall dev` at start with
+# the variable's name instead of a child that fails again and again behind a "running" banner.
+SETTINGS_CLASSES = {
+    "ingress": ("voicecall.ingress.config", "IngressSettings"),
+    "dedup": ("voicecall.dedup.config", "DedupSettings"),
+    "billing": ("voicecall.billing.config", "BillingSettings"),
+    "recordings": ("voicecall.recordings.config", "RecordingsSettings"),
+    "simulate": ("voicecall.simulator.cli", "SimulateSettings"),
+}
+EXIT_USAGE = 2  # what every command exits with on a bad setting or argument
+
+
+def check_service_settings(names: tuple[str, ...]) -> list[str]:
+    """The configuration errors each service would stop with, from the current environment."""
+    problems = []
+    for name in names:
+        module_name, class_name = SETTINGS_CLASSES[name]
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError):
+            continue  # not in this build; skipped later
+        try:
+            cls()
+        except ValidationError as error:
+            problems.append(f"{name}: {config.describe_error(cls, error)}")
+    return problems
 
 
 def available(command: str) -> bool:
@@ -175,6 +205,14 @@ async def supervise(children: list[Child], stop: asyncio.Event, log: object) -> 
             process = child.process
             if process is None or process.returncode is None:
                 continue
+            if process.returncode == EXIT_USAGE and not child.oneshot:
+                # a bad setting or argument: starting it again cannot help
+                log.error("child refused its configuration, not restarting",  # type: ignore[attr-defined]
+                          child=child.name, log=str(child.log_path))
+                print(f"voicecall dev: {child.name} stopped at start (exit {EXIT_USAGE}, bad configuration); "
+                      f"see {child.log_path}:\n{log_tail(child)}", file=sys.stderr, flush=True)
+                child.restarts = 5
+                continue
             if child.oneshot:
                 log.info("child finished", child=child.name, code=process.returncode,  # type: ignore[attr-defined]
                          log=str(child.log_path))
@@ -187,6 +225,15 @@ async def supervise(children: list[Child], stop: asyncio.Event, log: object) -> 
                 await start_child(child)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
+
+
+def log_tail(child: Child, lines: int = 15) -> str:
+    try:
+        with child.log_path.open("rb") as log:
+            log.seek(child.log_start)
+            return "\n".join(log.read().decode(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def simulator_argv(settings: DevSettings, args: argparse.Namespace, recording_port: int) -> list[str]:
@@ -368,6 +415,11 @@ def main(args: argparse.Namespace) -> int:
     if args.rate <= 0:
         print("voicecall dev: --rate must be positive", file=sys.stderr)
         return 2
+    problems = check_service_settings(tuple(name for name in (*SERVICES, "simulate")
+                                            if name != "simulate" or args.simulate))
+    if problems:
+        print("voicecall dev: " + "\n".join(problems), file=sys.stderr)
+        return EXIT_USAGE
     run = DevRun()
     failed: list[str] = []
 
