@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import defaultdict
 from typing import Any
 
@@ -18,6 +19,7 @@ from replay_helpers import Area, fee_headers, read_all
 from contracts.validate import ASYNCAPI, validate_records
 from voicecall.replay import reset as replay_reset
 from voicecall.runtime import cloudevents
+from voicecall.runtime.kafka import make_transactional_producer
 
 CALLS = 12
 
@@ -44,16 +46,30 @@ async def run_billing(area: Area, expected_total: int, **extra_env: str) -> list
     return records
 
 
-async def produce_calls(area: Area, producer: Any) -> tuple[int, int, set[bytes]]:
-    """CALLS fee records one minute apart in fee.unique; returns (base, the reset time, keys at/after it)."""
+async def produce_calls(area: Area, producer: Any, transactions: bool = False) -> tuple[int, int, set[bytes]]:
+    """CALLS fee records one minute apart in fee.unique; returns (base, the reset time, keys at/after it).
+
+    With ``transactions``, each record is written in its own transaction, as the deduplicator writes fee.unique
+    when lightly loaded: every record is followed by a marker stamped with the time it was written (now)."""
     base = (int(time.time()) - 7200) * 1000
     since = base + (CALLS // 2) * 60_000
     templates = fee_examples()
-    for n in range(CALLS):
-        fee = copy.deepcopy(templates[n % len(templates)])
-        fee["sessionId"] = sid = f"call-{n:02d}@callenabler245.huaweicaas.com"
-        await producer.send_and_wait(area.topic("fee.unique"), orjson.dumps(fee), key=sid.encode(),
-                                     timestamp_ms=base + n * 60_000, headers=fee_headers(sid))
+    if transactions:
+        producer = make_transactional_producer(area.settings, f"test-reprocess-{uuid.uuid4().hex[:8]}")
+        await producer.start()
+    try:
+        for n in range(CALLS):
+            fee = copy.deepcopy(templates[n % len(templates)])
+            fee["sessionId"] = sid = f"call-{n:02d}@callenabler245.huaweicaas.com"
+            if transactions:
+                await producer.begin_transaction()
+            await producer.send_and_wait(area.topic("fee.unique"), orjson.dumps(fee), key=sid.encode(),
+                                         timestamp_ms=base + n * 60_000, headers=fee_headers(sid))
+            if transactions:
+                await producer.commit_transaction()
+    finally:
+        if transactions:
+            await producer.stop()
     in_window = {f"call-{n:02d}@callenabler245.huaweicaas.com".encode() for n in range(CALLS // 2, CALLS)}
     return base, since, in_window
 
@@ -68,7 +84,7 @@ def after_first_run(first: list[Any], both: list[Any]) -> list[Any]:
 
 async def test_reset_then_run_billing_again_gives_the_same_records_for_the_window(area: Area,
                                                                                    producer: Any) -> None:
-    _, since, in_window = await produce_calls(area, producer)
+    _, since, in_window = await produce_calls(area, producer, transactions=True)
 
     first = await run_billing(area, CALLS)
     assert {r.key for r in first} == {f"call-{n:02d}@callenabler245.huaweicaas.com".encode() for n in range(CALLS)}
