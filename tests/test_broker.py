@@ -18,7 +18,14 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from voicecall.runtime.broker import BrokerError, BrokerHandle, start_broker, wait_for_kafka
+from voicecall.runtime.broker import (
+    BrokerError,
+    BrokerHandle,
+    apache_kafka_version,
+    ensure_kafka_jars,
+    start_broker,
+    wait_for_kafka,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -234,3 +241,16 @@ def _processes_mentioning(text: str) -> list[int]:
         if text in cmdline and "voicecall broker" not in cmdline and "-m voicecall" not in cmdline:
             found.append(int(entry.name))
     return found
+
+
+def test_kafka_jars_fetched_once_with_a_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # a fresh machine: `make run` says why it is busy while Maven fetches the jars; later starts reuse them
+    lib = tmp_path / "lib"
+    monkeypatch.setenv("VOICECALL_KAFKA_LIB", str(lib))
+    assert ensure_kafka_jars() == lib
+    first = capsys.readouterr().err
+    assert f"fetching the Kafka {apache_kafka_version()} jars from Maven Central" in first
+    assert (lib / f"kafka_2.13-{apache_kafka_version()}.jar").is_file()
+    assert ensure_kafka_jars() == lib
+    assert "fetching" not in capsys.readouterr().err  # cached (re-fetched only when the pom changes)

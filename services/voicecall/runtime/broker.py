@@ -39,6 +39,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 import weakref
 from collections.abc import Iterator, Sequence
@@ -316,6 +317,8 @@ def ensure_kafka_jars() -> Path:
         mvn = shutil.which("mvn")
         if mvn is None:
             raise BrokerError("apache broker: `mvn` is not on PATH (needed once to fetch the Kafka jars)")
+        print(f"apache broker: fetching the Kafka {apache_kafka_version() or ''} jars from Maven Central into {lib} "
+              "(once; this can take a few minutes)", file=sys.stderr, flush=True)
         lib.mkdir(parents=True, exist_ok=True)
         for old in lib.glob("*.jar"):
             old.unlink()
