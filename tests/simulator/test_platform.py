@@ -215,3 +215,15 @@ async def test_lag_is_reported_when_the_receiver_cannot_keep_up(receiver: Receiv
     # ~250 pushes one at a time (≥ 100 µs each on loopback) cannot fit into < 1 ms of wall time
     assert summary.max_lag > 0.01
     assert "max_lag" in summary.as_dict()
+
+
+async def test_signed_pushes_with_beijing_created(receiver: Receiver) -> None:
+    from datetime import UTC, datetime
+
+    summary = await Platform(receiver.status_url, receiver.fee_url, seed=12, calls=2, sign_pushes=True,
+                             push_created_zone="beijing", app_key="ak", app_secret="sk", **FAST).run()
+    assert summary.lost == 0 and receiver.pushes
+    now = datetime.now(UTC).replace(tzinfo=None)
+    for push in receiver.pushes:
+        created = datetime.strptime(huawei.parse_x_aksk(push.headers["X-AKSK"])["Created"], "%Y-%m-%dT%H:%M:%SZ")
+        assert abs((created - now).total_seconds() - 8 * 3600) < 30

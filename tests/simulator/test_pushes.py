@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import struct
 from collections import Counter
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -107,3 +108,16 @@ def test_call_options_are_plain_data() -> None:
     # Platform builds its options with dataclasses.replace; an unknown option must fail loudly.
     with pytest.raises(TypeError):
         dataclasses.replace(CallOptions(), no_such_option=1)  # type: ignore[call-arg]
+
+
+def test_push_created_zone_is_switchable() -> None:
+    # UNCONFIRMED (reference §1.3): UTC as the example's "Z" says, or Beijing time as the text says
+    now = datetime(2026, 3, 1, 20, 30, 5, tzinfo=UTC)
+    assert pushes.push_created("utc", now) == "2026-03-01T20:30:05Z"
+    assert pushes.push_created("beijing", now) == "2026-03-02T04:30:05Z"
+    with pytest.raises(ValueError):
+        pushes.push_created("mars", now)
+    before = datetime.now(UTC)
+    headers = pushes.push_headers("http://x/fee", "key", "secret", "newline", created_zone="beijing")
+    created = datetime.strptime(huawei.parse_x_aksk(headers["X-AKSK"])["Created"], "%Y-%m-%dT%H:%M:%SZ")
+    assert abs((created.replace(tzinfo=UTC) - before).total_seconds() - 8 * 3600) < 5

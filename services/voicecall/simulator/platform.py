@@ -124,7 +124,8 @@ class Platform:
                  notify_url: str | None = None, seed: int = 0, rate: float = 10.0, calls: int | None = None,
                  duration: float | None = None, mix: dict[str, float] | None = None,
                  repush_interval: float = 3600.0, max_repushes: int = MAX_REPUSHES, sign_pushes: bool = False,
-                 push_signature: str = "newline", app_key: str = "sim-app-key", app_secret: str = "sim-app-secret",
+                 push_signature: str = "newline", push_created_zone: str = "utc", app_key: str = "sim-app-key",
+                 app_secret: str = "sim-app-secret",
                  recording_api: RecordingApi | None = None, start_time: datetime | None = None,
                  speed: float = 1.0, concurrency: int = 64, push_timeout: float = 10.0,
                  on_progress: Callable[[Summary], None] | None = None, progress_interval: float = 1.0,
@@ -135,6 +136,8 @@ class Platform:
             raise ValueError("give status_url and fee_url, or notify_url")
         if push_signature not in pushes.PUSH_SIGNATURES:
             raise ValueError(f"push_signature must be one of {pushes.PUSH_SIGNATURES}")
+        if push_created_zone not in pushes.PUSH_CREATED_ZONES:
+            raise ValueError(f"push_created_zone must be one of {pushes.PUSH_CREATED_ZONES}")
         if speed < 0 or concurrency < 1 or max_repushes < 0 or repush_interval < 0:
             raise ValueError("speed, repush_interval and max_repushes must be ≥ 0, concurrency ≥ 1")
         start = (start_time or datetime.now(UTC).replace(microsecond=0)).astimezone(UTC)
@@ -151,6 +154,7 @@ class Platform:
         self.max_repushes = max_repushes
         self.signing = (app_key, app_secret) if sign_pushes else None
         self.push_signature = push_signature
+        self.push_created_zone = push_created_zone
         self.recording_api = recording_api
         self.speed = speed
         self.concurrency = concurrency
@@ -247,7 +251,8 @@ class Platform:
         """One POST → (HTTP status or None, answer body, answer key for the counters)."""
         assert self._session is not None
         signing = self.signing
-        headers = pushes.push_headers(url, *signing, signature=self.push_signature) if signing else PLAIN_HEADERS
+        headers = (pushes.push_headers(url, *signing, signature=self.push_signature,
+                                       created_zone=self.push_created_zone) if signing else PLAIN_HEADERS)
         target = self._urls.get(url)
         if target is None:
             target = self._urls[url] = URL(url)  # parsed once, not on every push

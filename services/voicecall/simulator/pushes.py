@@ -15,6 +15,7 @@ import itertools
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -132,15 +133,27 @@ def push_digest(app_secret: str, url: str, nonce: str, created: str, form: str) 
 
 
 PUSH_SIGNATURES = ("newline", "concat", "request")
+# Created on pushes (UNCONFIRMED, reference §1.3): the text says UTC+8 (Beijing time), the example ends in "Z".
+PUSH_CREATED_ZONES = ("utc", "beijing")
+
+
+def push_created(zone: str = "utc", now: datetime | None = None) -> str:
+    """``Created`` of a push: UTC, or Beijing time (UTC+8) written with the same trailing ``Z`` as the doc's example."""
+    if zone not in PUSH_CREATED_ZONES:
+        raise ValueError(f"push Created zone must be one of {PUSH_CREATED_ZONES}")
+    moment = now or datetime.now(UTC)
+    if zone == "beijing":
+        moment += timedelta(hours=8)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def push_headers(url: str, app_key: str | None = None, app_secret: str | None = None,
-                 signature: str = "newline") -> dict[str, str]:
+                 signature: str = "newline", created_zone: str = "utc") -> dict[str, str]:
     """Headers of one push; the documented ``Authorization``/``X-AKSK`` pair only when signing is on."""
     headers = {"Content-Type": CONTENT_TYPE}
     if app_key is not None and app_secret is not None:
         nonce = secrets.token_hex(16).upper()
-        created = huawei.created_now()
+        created = push_created(created_zone)
         digest = push_digest(app_secret, url, nonce, created, signature)
         headers["Authorization"] = huawei.AUTHORIZATION
         headers["X-AKSK"] = (f'UsernameToken Username="{app_key}",PasswordDigest="{digest}",'
