@@ -23,7 +23,7 @@ from voicecall import huawei
 from voicecall.runtime import config, lifecycle, logging as vlog
 from voicecall.simulator.calls import parse_mix
 from voicecall.simulator.platform import Platform, Summary, random_seed
-from voicecall.simulator.pushes import PUSH_CREATED_ZONES, PUSH_SIGNATURES
+from voicecall.simulator.pushes import PUSH_CREATED_ZONES, PUSH_SIGNATURES, REPUSH_BODIES
 from voicecall.simulator.recording_api import RecordingApi
 
 EXIT_LOST = 4
@@ -129,6 +129,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     delivery.add_argument("--push-signature", choices=PUSH_SIGNATURES, default="newline",
                           help="push PasswordDigest form: url\\nnonce\\ncreated (default), url+nonce+created, "
                                "or nonce+created")
+    delivery.add_argument("--repush-body", choices=REPUSH_BODIES, default="same",
+                          help="re-pushes resend the same bytes (default), or the same records reordered, fields "
+                               "too (UNCONFIRMED which the platform does)")
     delivery.add_argument("--push-created", choices=PUSH_CREATED_ZONES, default="utc",
                           help="time zone of Created in signed pushes: utc (default) or beijing (UTC+8, still "
                                "written with Z, as the reference's text says; UNCONFIRMED)")
@@ -201,7 +204,7 @@ async def simulate(args: argparse.Namespace, settings: SimulateSettings, stop: a
             args.status_url, args.fee_url, notify_url=args.notify_url, seed=seed, rate=args.rate, calls=args.calls,
             duration=duration, mix=args.mix, repush_interval=args.repush_interval, max_repushes=args.max_repushes,
             sign_pushes=args.sign_pushes, push_signature=args.push_signature,
-            push_created_zone=args.push_created, app_key=app_key,
+            push_created_zone=args.push_created, repush_bodies=args.repush_body, app_key=app_key,
             app_secret=app_secret, recording_api=api, start_time=args.start_time, speed=args.speed,
             concurrency=args.concurrency, push_timeout=args.timeout, on_progress=_printer(tty),
             progress_interval=interval, record_share=args.record_share, url_only_share=args.url_only_share,

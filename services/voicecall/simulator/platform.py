@@ -124,7 +124,8 @@ class Platform:
                  notify_url: str | None = None, seed: int = 0, rate: float = 10.0, calls: int | None = None,
                  duration: float | None = None, mix: dict[str, float] | None = None,
                  repush_interval: float = 3600.0, max_repushes: int = MAX_REPUSHES, sign_pushes: bool = False,
-                 push_signature: str = "newline", push_created_zone: str = "utc", app_key: str = "sim-app-key",
+                 push_signature: str = "newline", push_created_zone: str = "utc", repush_bodies: str = "same",
+                 app_key: str = "sim-app-key",
                  app_secret: str = "sim-app-secret",
                  recording_api: RecordingApi | None = None, start_time: datetime | None = None,
                  speed: float = 1.0, concurrency: int = 64, push_timeout: float = 10.0,
@@ -136,6 +137,8 @@ class Platform:
             raise ValueError("give status_url and fee_url, or notify_url")
         if push_signature not in pushes.PUSH_SIGNATURES:
             raise ValueError(f"push_signature must be one of {pushes.PUSH_SIGNATURES}")
+        if repush_bodies not in pushes.REPUSH_BODIES:
+            raise ValueError(f"repush_bodies must be one of {pushes.REPUSH_BODIES}")
         if push_created_zone not in pushes.PUSH_CREATED_ZONES:
             raise ValueError(f"push_created_zone must be one of {pushes.PUSH_CREATED_ZONES}")
         if speed < 0 or concurrency < 1 or max_repushes < 0 or repush_interval < 0:
@@ -155,6 +158,7 @@ class Platform:
         self.signing = (app_key, app_secret) if sign_pushes else None
         self.push_signature = push_signature
         self.push_created_zone = push_created_zone
+        self.repush_bodies = repush_bodies
         self.recording_api = recording_api
         self.speed = speed
         self.concurrency = concurrency
@@ -294,7 +298,8 @@ class Platform:
                 if attempt:
                     summary.repushes += 1
                 async with self._slots:
-                    status, body, key = await self._post(str(self.fee_url), push.body)
+                    payload = (pushes.repush_body(push.records, self.repush_bodies, attempt) if attempt else None)
+                    status, body, key = await self._post(str(self.fee_url), payload or push.body)
                 if backlogged:
                     self._backlog.release()  # a push waiting for its re-push holds no place in the backlog
                     backlogged = False

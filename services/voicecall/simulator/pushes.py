@@ -105,6 +105,25 @@ def timeline(calls: Iterable[Call]) -> Iterator[Emission]:
                 yield FeePush(at, records, body)
 
 
+REPUSH_BODIES = ("same", "reordered")
+
+
+def repush_body(records: tuple[dict[str, Any], ...], form: str, attempt: int) -> bytes | None:
+    """The body of re-push number ``attempt`` (≥ 1), or ``None`` for the first push's bytes.
+
+    Whether a re-push is byte-identical is UNCONFIRMED (reference §2.1): ``same`` resends the bytes, ``reordered``
+    sends the same records in another order with their fields in another order (every other re-push reversed),
+    so a receiver that de-duplicates by body bytes instead of by record is caught.
+    """
+    if form == "same":
+        return None
+    if form != "reordered":
+        raise ValueError(f"re-push body form must be one of {REPUSH_BODIES}")
+    ordered = list(records) if attempt % 2 == 0 else list(reversed(records))
+    reshaped = [dict(reversed(list(record.items()))) for record in ordered]
+    return orjson.dumps({"eventType": "fee", "feeLst": reshaped})
+
+
 def fee_accepted(status: int, body: bytes) -> bool:
     """The platform's success test for a CDR push: HTTP 200, and ``resultcode`` "0" when the body carries one.
 
