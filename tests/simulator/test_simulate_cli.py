@@ -50,7 +50,7 @@ async def test_cli_exits_4_when_the_receiver_lost_data(receiver: Receiver) -> No
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 4, err.decode()
     text = out.decode()
-    assert "receiver lost" in text and "given up" in text
+    assert "receiver lost" in text and "given up after 2 re-pushes 3," in text  # the policy in force
     fee = [push for push in receiver.pushes if push.json["eventType"] == "fee"]
     assert len(fee) == 3 * len({push.body for push in fee})  # first push + 2 re-pushes each
 

@@ -60,6 +60,7 @@ class Summary:
     elapsed: float = 0.0
     max_lag: float = 0.0  # furthest the pushes fell behind simulated time (wall seconds; receiver too slow)
     stopped: bool = False  # ended by the stop event rather than by running out of calls
+    max_repushes: int = MAX_REPUSHES  # the policy in force, for the text summary
 
     @property
     def lost(self) -> int:
@@ -104,7 +105,7 @@ class Summary:
             f"  answers {counts(self.status_answers)}",
             f"  fee pushes       {self.fee_pushes} with {self.fee_records} records, re-pushes {self.repushes}"
             f"  answers {counts(self.fee_answers)}",
-            f"  fee records      accepted {self.fee_records_delivered}, given up after {MAX_REPUSHES} re-pushes "
+            f"  fee records      accepted {self.fee_records_delivered}, given up after {self.max_repushes} re-pushes "
             f"{self.fee_records_given_up}, pending at stop {self.fee_records_pending}, calls unfinished at stop "
             f"{self.unfinished}",
             f"  recordings       {self.recordings} (missing on purpose {self.recordings_missing})",
@@ -165,7 +166,7 @@ class Platform:
         self.push_timeout = push_timeout
         self.on_progress = on_progress
         self.progress_interval = progress_interval
-        self.summary = Summary(seed=seed, start_time=huawei.iso_z(start))
+        self.summary = Summary(seed=seed, start_time=huawei.iso_z(start), max_repushes=max_repushes)
         self._stop = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)  # requests in flight
         # Pushes handed out but not yet sent: keeps the generator from running far ahead of a slow receiver.
