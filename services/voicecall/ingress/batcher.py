@@ -106,9 +106,9 @@ class Batcher:
         queue = part.queue
         try:
             while queue:
-                batch = queue[0]
-                batch.builder.close()  # from here on it belongs to the producer
-                queue.popleft()
+                # Left open: aiokafka lingers an open batch (linger_ms), so the batches of several partitions
+                # leave in one produce request; nothing else appends to it once it is off the queue.
+                batch = queue.popleft()
                 try:
                     sent = await self._producer().send_batch(batch.builder, tp[0], partition=tp[1])
                 except Exception as error:
