@@ -50,7 +50,14 @@ class TopicSettings(config.CommonSettings):
     topic_retention: config.Duration = 14 * 86400.0  # raw and derived topics: replay needs history
 
 
+SUFFIXES = frozenset(spec.suffix for spec in TOPICS)
+
+
 def name(settings: config.CommonSettings, suffix: str) -> str:
+    """The full name of one of :data:`TOPICS`; a topic not defined there is a programming error (this table is
+    what ``topics create``, the manifests and the docs are made from)."""
+    if suffix not in SUFFIXES:
+        raise ValueError(f"{suffix!r} is not a topic of voicecall.topics.TOPICS ({', '.join(sorted(SUFFIXES))})")
     return f"{settings.topic_prefix}{suffix}"
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import uuid
 
+import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from voicecall import topics
@@ -82,3 +83,10 @@ def test_cli_create_twice_against_the_broker(kafka_bootstrap: str) -> None:
     lines = second.stdout.splitlines()
     assert len(lines) == len(topics.TOPICS)
     assert all("exists (configs applied); has 2 partitions, the plan says 3 (left as is)" in line for line in lines)
+
+
+def test_every_topic_a_service_names_is_in_the_one_definition() -> None:
+    settings = config.load(topics.TopicSettings)
+    assert topics.name(settings, "fee.unique") == "voicecall.fee.unique"
+    with pytest.raises(ValueError, match="not a topic"):
+        topics.name(settings, "fee.uniq")
