@@ -197,3 +197,32 @@ def test_dev_checks_every_service_setting_before_starting_anything(tmp_path: Pat
     assert result.returncode == 2, result.stderr
     assert "VOICECALL_DEDUP_WINDOW" in result.stderr and "VOICECALL_INGRESS_ALLOW" in result.stderr
     assert "Traceback" not in result.stderr and "broker" not in result.stdout
+
+
+def test_dev_simulate_on_the_noida_fallback_broker(tmp_path: Path) -> None:
+    # `make run` on a machine without java/mvn: the noida-db broker, the services' transactions and groups on it
+    kafka_port, ingress_port, metrics_base = free_port(), free_port(), free_port_run(len(CONSUMERS))
+    env = {**dev_env(ingress_port, "voicecall."), "VOICECALL_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka_port}"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "voicecall", "dev", "--simulate", "--rate", "5", "--broker", "noida",
+         "--state-dir", str(tmp_path), "--metrics-base-port", str(metrics_base), "--recording-port",
+         str(free_port())], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pids: dict[str, int] = {}
+    try:
+        output = read_until_running(process)
+        assert f"broker (noida) on 127.0.0.1:{kafka_port}" in output, output
+        pids = child_pids(output)
+        assert set(pids) == {"broker", *SERVICES, "simulate"}, output
+        tail = subprocess.run([sys.executable, "-m", "voicecall", "tail", "billing", "--from-beginning", "--max", "1",
+                               "--timeout", "90"], env=env, capture_output=True, text=True, timeout=120)
+        assert tail.returncode == 0 and len(tail.stdout.splitlines()) == 1, (tail.stdout, tail.stderr)
+        assert orjson.loads(tail.stdout)["topic"] == "voicecall.billing"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=90)
+    rest = process.stdout.read() if process.stdout else ""
+    assert code == 0, rest
+    assert "not cleanly" not in rest, rest
+    for name, pid in pids.items():
+        assert not alive(pid), name
+    assert port_free(kafka_port)
