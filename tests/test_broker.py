@@ -254,3 +254,24 @@ def test_kafka_jars_fetched_once_with_a_message(tmp_path: Path, monkeypatch: pyt
     assert (lib / f"kafka_2.13-{apache_kafka_version()}.jar").is_file()
     assert ensure_kafka_jars() == lib
     assert "fetching" not in capsys.readouterr().err  # cached (re-fetched only when the pom changes)
+
+
+def test_auto_falls_back_to_noida_when_the_kafka_jars_cannot_be_had(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # java and mvn present, but Maven fails (offline machine): `auto` runs noida-db and says why
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    mvn = fake_bin / "mvn"
+    mvn.write_text("#!/bin/sh\necho 'Could not transfer artifact (offline)' >&2\nexit 1\n")
+    mvn.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("VOICECALL_KAFKA_LIB", str(tmp_path / "no-jars"))
+    handle = start_broker("auto", state_dir=tmp_path / "state")
+    try:
+        assert handle.kind == "noida"
+        wait_for_kafka(handle.bootstrap, timeout=10)
+    finally:
+        handle.stop()
+    err = capsys.readouterr().err
+    assert "Apache Kafka is not available" in err and "offline" in err and "using noida-db" in err
+    assert handle.pid is not None and _pid_gone(handle.pid)

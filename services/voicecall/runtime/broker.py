@@ -16,7 +16,8 @@ broker has succeeded:
 ``"external"``
     An already running cluster (``bootstrap`` or ``$VOICECALL_KAFKA_BOOTSTRAP``); ``stop()`` does nothing.
 ``"auto"``
-    ``"apache"`` when ``java`` and ``mvn`` are on PATH, otherwise ``"noida"``.
+    ``"apache"`` when ``java`` and ``mvn`` are on PATH and the jars can be had, otherwise ``"noida"`` (said on
+    stderr).
 
 Everything a broker writes lives under ``state_dir``: starting again on the same ``state_dir`` (``restart()``,
 or a new ``start_broker`` call) keeps the data and, unless another port is asked for, the port.
@@ -191,6 +192,14 @@ def start_broker(
         raise BrokerError(f"unknown broker kind {kind!r}; expected one of {', '.join(KINDS)}")
     if kind == "auto":
         kind = "apache" if shutil.which("java") and shutil.which("mvn") else "noida"
+        if kind == "apache":
+            try:  # the jars (Maven Central, once) and a JVM: without them, fall back rather than fail
+                ensure_kafka_jars()
+                _java()
+            except BrokerError as exc:
+                print(f"auto broker: Apache Kafka is not available ({exc}); using noida-db instead",
+                      file=sys.stderr, flush=True)
+                kind = "noida"
     if kind == "external":
         address = bootstrap or os.environ.get("VOICECALL_KAFKA_BOOTSTRAP")
         if not address:
