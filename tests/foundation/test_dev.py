@@ -226,3 +226,25 @@ def test_dev_simulate_on_the_noida_fallback_broker(tmp_path: Path) -> None:
     for name, pid in pids.items():
         assert not alive(pid), name
     assert port_free(kafka_port)
+
+
+def test_dev_second_ctrl_c_exits_at_once_leaving_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
+    ingress_port, metrics_base = free_port(), free_port_run(len(CONSUMERS))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "voicecall", "dev", "--broker", "external", "--bootstrap", kafka_bootstrap,
+         "--state-dir", str(tmp_path), "--partitions", "1", "--metrics-base-port", str(metrics_base)],
+        env=dev_env(ingress_port, f"t{uuid.uuid4().hex[:8]}."), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    output = read_until_running(process)
+    pids = child_pids(output)
+    assert set(pids) == set(SERVICES), output
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.1)  # two separate signals (the kernel merges two sent at the same instant into one)
+    process.send_signal(signal.SIGINT)
+    code = process.wait(timeout=30)
+    rest = process.stdout.read() if process.stdout else ""
+    assert code == 1 and "second signal, exiting now" in rest, rest
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(alive(pid) for pid in pids.values()):
+        time.sleep(0.1)
+    assert [name for name, pid in pids.items() if alive(pid)] == []

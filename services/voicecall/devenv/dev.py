@@ -244,9 +244,15 @@ def simulator_argv(settings: DevSettings, args: argparse.Namespace, recording_po
             "--rate", str(args.rate), "--duration", str(args.duration)]
 
 
-async def wait_for_port(host: str, port: int, timeout: float = 30.0) -> bool:
+async def wait_for_port(host: str, port: int, timeout: float = 30.0, child: Child | None = None,
+                        stop: asyncio.Event | None = None) -> bool:
+    """Until something listens on ``host:port`` (False on timeout, when ``child`` exited or ``stop`` is set)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
+        if child is not None and child.process is not None and child.process.returncode is not None:
+            return False
+        if stop is not None and stop.is_set():
+            return False
         try:
             _, writer = await asyncio.open_connection(host, port)
             writer.close()
@@ -317,12 +323,20 @@ async def run_dev(settings: DevSettings, args: argparse.Namespace, stop: asyncio
         if recording_port is not None and available("simulate"):
             run.children.append(Child("simulate", simulator_argv(settings, args, recording_port), env,
                                       state / "logs" / "simulate.log", oneshot=True))
+        by_name = {child.name: child for child in run.children}
+        ingress_host = "127.0.0.1" if settings.ingress_host in ("0.0.0.0", "::", "") else settings.ingress_host
         for child in run.children:
             if stop.is_set():
                 return
-            if child.name == "simulate":
-                await wait_for_port(settings.ingress_host, settings.ingress_port)
+            if child.name == "simulate":  # pushes start only once the ingress listens
+                await wait_for_port(ingress_host, settings.ingress_port, 60, by_name.get("ingress"), stop)
             await start_child(child)
+        # "running" means listening: a Ctrl-C after the banner finds every service with its signal handlers set
+        for child in run.children:
+            port = settings.ingress_port if child.name == "ingress" else ports.get(child.name)
+            host = ingress_host if child.name == "ingress" else "127.0.0.1"
+            if port and not await wait_for_port(host, port, 60, child, stop) and not stop.is_set():
+                log.warning("service not listening yet", child=child.name, port=port, log=str(child.log_path))
         print_next_steps(settings, args, run.children, state, handle, recording_api)
         await supervise(run.children, stop, log)
     finally:
