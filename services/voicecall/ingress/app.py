@@ -89,7 +89,8 @@ class IngressState:
         self.parser = Parser(settings)
         self.spool = Spool(spool_dir, settings.ingress_spool_max_bytes, settings.ingress_spool_segment_bytes)
         self.producer: Any = None
-        self.publisher = Publisher(None, self.spool, settings.ingress_ack_deadline, renew=self.renew_producer)
+        self.publisher = Publisher(None, self.spool, settings.ingress_ack_deadline, renew=self.renew_producer,
+                                   linger=settings.ingress_linger_ms / 1000)
         self.clock = Clock()
         self.clients = ClientFilter(settings.ingress_allow, settings.ingress_trusted_proxies)
         self.boot = os.urandom(6).hex()

@@ -5,9 +5,12 @@ ingress sends one or two records per push, so that was most of the gap to the na
 ``BatchBuilder`` costs ~3 µs; the batch goes to the producer with ``send_batch`` (same accumulator, same
 idempotent sequence numbers, same acks), and every push in it waits on the batch's one future.
 
-Per partition there is a queue of builders: the last one is open; a flusher task submits them in order, one at a
-time (``send_batch`` itself waits until the partition's previous batch has left the accumulator), so records
-of one partition reach Kafka in the order they were added while the next batch fills.
+Per partition there is a queue of builders: the last one is open. The first record after a quiet moment starts
+one linger timer for all partitions; when it fires, every partition's batches are handed to the producer in the
+same loop iteration, closed (aiokafka sends a closed batch at once, without lingering it again), so they leave
+together in one produce request. A flusher task per partition submits its batches in order, one at a time
+(``send_batch`` waits until the partition's previous batch has left the accumulator), so records of one partition
+reach Kafka in the order they were added while the next batch fills.
 
 Each batch has two futures: ``acked`` says what Kafka did (kept by the spool to skip records acknowledged
 late), ``answer`` is what pushes wait on: the ack, or ``TimeoutError`` once the batch is older than the deadline.
@@ -63,9 +66,11 @@ class _Partition:
 class Batcher:
     """``add`` a record, get its batch; the batch's futures tell when it is durable."""
 
-    def __init__(self, producer: Callable[[], Any], deadline: float) -> None:
+    def __init__(self, producer: Callable[[], Any], deadline: float, linger: float = 0.001) -> None:
         self._producer = producer  # the current producer: the publisher may replace it
         self.deadline = deadline
+        self.linger = linger
+        self._timer: asyncio.TimerHandle | None = None
         self._parts: dict[tuple[str, int], _Partition] = {}
         self._partitions: dict[str, tuple[set[int], list[int]]] = {}
 
@@ -98,17 +103,22 @@ class Batcher:
                 batch.settle(ValueError(f"record of {len(record.value)} bytes does not fit in a batch"))
                 return batch
             queue.append(batch)
-        if part.flusher is None:
-            part.flusher = asyncio.create_task(self._flush(tp, part))
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.linger, self._flush_all)
         return queue[-1]
+
+    def _flush_all(self) -> None:
+        self._timer = None
+        for tp, part in self._parts.items():
+            if part.queue and part.flusher is None:
+                part.flusher = asyncio.create_task(self._flush(tp, part))
 
     async def _flush(self, tp: tuple[str, int], part: _Partition) -> None:
         queue = part.queue
         try:
             while queue:
-                # Left open: aiokafka lingers an open batch (linger_ms), so the batches of several partitions
-                # leave in one produce request; nothing else appends to it once it is off the queue.
                 batch = queue.popleft()
+                batch.builder.close()  # lingered here already; and nothing may append to it from now on
                 try:
                     sent = await self._producer().send_batch(batch.builder, tp[0], partition=tp[1])
                 except Exception as error:
@@ -120,6 +130,9 @@ class Batcher:
 
     async def flushed(self) -> None:
         """Every batch handed to the producer (call before ``producer.stop()``, which then waits for the acks)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._flush_all()
         while flushers := [p.flusher for p in self._parts.values() if p.flusher is not None]:
             await asyncio.gather(*flushers, return_exceptions=True)
 

@@ -50,9 +50,9 @@ class Unavailable(Exception):
 
 class Publisher:
     def __init__(self, producer: Any, spool: Spool | None, deadline: float,
-                 renew: Callable[[], Coroutine[Any, Any, None]] | None = None) -> None:
+                 renew: Callable[[], Coroutine[Any, Any, None]] | None = None, linger: float = 0.001) -> None:
         self.producer = producer
-        self.batcher = Batcher(lambda: self.producer, deadline)
+        self.batcher = Batcher(lambda: self.producer, deadline, linger)
         self.renew = renew  # replaces self.producer with a fresh one
         self._renewing: asyncio.Task[None] | None = None
         self.spool = spool
