@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -72,17 +73,24 @@ class Batcher:
         self.linger = linger
         self._timer: asyncio.TimerHandle | None = None
         self._parts: dict[tuple[str, int], _Partition] = {}
-        self._partitions: dict[str, tuple[set[int], list[int]]] = {}
+        self._partitions: dict[str, tuple[float, list[int]]] = {}  # topic → (valid until, partitions)
 
     def partitions(self, topic: str) -> list[int] | None:
-        """The topic's partitions in aiokafka's order, from the producer's metadata (None: not known yet)."""
+        """The topic's partitions in aiokafka's order, from the producer's metadata (None: not known yet).
+
+        Looked up again once a second, not per record: the metadata hands out a new set on every call, and a
+        partition count changes rarely (producers learn of it only at their next metadata refresh anyway).
+        """
+        now = time.monotonic()
+        cached = self._partitions.get(topic)
+        if cached is not None and now < cached[0]:
+            return cached[1]
         known = self._producer().client.cluster.partitions_for_topic(topic)
         if not known:
             return None
-        cached = self._partitions.get(topic)
-        if cached is None or cached[0] is not known:
-            cached = self._partitions[topic] = (known, sorted(known))
-        return cached[1]
+        partitions = sorted(known)
+        self._partitions[topic] = (now + 1.0, partitions)
+        return partitions
 
     async def wait_for_metadata(self, records: Iterable[Record]) -> None:
         for topic in {r.topic for r in records}:
