@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from recordings_support import RecordingApi, S3Server, _wait_for_s3, free_port
+from recordings_support import RecordingApi, S3Server, _wait_for_s3
+
+from voicecall.runtime.broker import free_port
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

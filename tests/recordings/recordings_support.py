@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import os
 import random
-import socket
 import subprocess
 import time
 import uuid
@@ -186,12 +185,6 @@ class RecordingApi:
 
 
 # --- S3: a real SeaweedFS server ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import sys
 
 import aiohttp
@@ -12,6 +11,7 @@ import orjson
 from simulator_support import Receiver, always
 
 from voicecall import huawei
+from voicecall.runtime.broker import free_port
 from voicecall.simulator.recording_api import PATH
 
 
@@ -19,12 +19,6 @@ async def simulate(*args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "voicecall", "simulate", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def test_cli_run_prints_summary_and_exits_0(receiver: Receiver) -> None:

@@ -15,7 +15,6 @@ import contextlib
 import importlib.util
 import os
 import signal
-import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from voicecall import topics
 from voicecall.cli import COMMANDS
 from voicecall.devenv.broker_cli import add_broker_arguments, listen_port
 from voicecall.runtime import config, lifecycle, logging as vlog
-from voicecall.runtime.broker import BrokerError, BrokerHandle, start_broker
+from voicecall.runtime.broker import BrokerError, BrokerHandle, free_port, port_is_free, start_broker
 
 SERVICES = ("ingress", "dedup", "billing", "recordings")
 CONSUMERS = ("dedup", "billing", "recordings")  # each serves /metrics on its own port: base, base+1, base+2
@@ -117,22 +116,6 @@ def child_env(settings: DevSettings, state: Path, recording_api: str | None) -> 
     return env
 
 
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class PortInUse(Exception):
     pass
 
@@ -142,22 +125,22 @@ def choose_ports(settings: DevSettings, args: argparse.Namespace) -> tuple[int, 
     port). A taken port stops ``voicecall dev`` with a message naming the setting to change; only the recording
     API's default port (an internal detail of --simulate) is replaced by a free one."""
     problems = []
-    if settings.ingress_port and not port_is_free(settings.ingress_host, settings.ingress_port):
+    if settings.ingress_port and not port_is_free(settings.ingress_port, settings.ingress_host):
         problems.append(f"VOICECALL_INGRESS_PORT={settings.ingress_port}: {settings.ingress_host}:"
                         f"{settings.ingress_port} is already in use")
     base = args.metrics_base_port if args.metrics_base_port is not None else settings.metrics_port
     source = "--metrics-base-port" if args.metrics_base_port is not None else "VOICECALL_METRICS_PORT"
     for name, port in metrics_ports(base).items():
-        if not 0 < port <= 65535 or not port_is_free("127.0.0.1", port):
+        if not 0 < port <= 65535 or not port_is_free(port):
             problems.append(f"{source}={base}: port {port} ({name} /metrics) is already in use or invalid "
                             f"(the consumers use {base}..{base + len(CONSUMERS) - 1})")
     recording_port: int | None = None
     if args.simulate:
         recording_port = args.recording_port
         if recording_port is None:
-            recording_port = (DEFAULT_RECORDING_PORT if port_is_free("127.0.0.1", DEFAULT_RECORDING_PORT)
+            recording_port = (DEFAULT_RECORDING_PORT if port_is_free(DEFAULT_RECORDING_PORT)
                               else free_port())
-        elif not port_is_free("127.0.0.1", recording_port):
+        elif not port_is_free(recording_port):
             problems.append(f"--recording-port={recording_port}: 127.0.0.1:{recording_port} is already in use")
     if problems:
         raise PortInUse("\n  ".join(problems))

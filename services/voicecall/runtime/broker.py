@@ -53,6 +53,7 @@ __all__ = [
     "apache_kafka_version",
     "ensure_kafka_jars",
     "free_port",
+    "port_is_free",
     "start_broker",
     "wait_for_kafka",
 ]
@@ -220,11 +221,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _port_is_free(port: int) -> bool:
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on ``host:port`` right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind((host, port))
         except OSError:
             return False
         return True
@@ -413,7 +415,7 @@ def _start_apache(*, port: int | None, state_dir: Path, wait_timeout: float) -> 
     while controller_port == port:
         controller_port = free_port()
     for p, what in ((port, "client"), (controller_port, "controller")):
-        if not _port_is_free(p):
+        if not port_is_free(p):
             raise BrokerError(f"apache broker: {what} port 127.0.0.1:{p} is already in use")
     _save_ports(state_dir, {"port": port, "controller_port": controller_port})
 
@@ -483,7 +485,7 @@ def _start_noida(*, port: int | None, state_dir: Path, wait_timeout: float) -> B
     binary = _noida_binary()
     saved = _load_ports(state_dir)
     port = port or saved.get("port") or free_port()
-    if not _port_is_free(port):
+    if not port_is_free(port):
         raise BrokerError(f"noida broker: port 127.0.0.1:{port} is already in use")
     _save_ports(state_dir, {"port": port})
     data_dir = state_dir / "noida-data"
