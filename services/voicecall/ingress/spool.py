@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 
 from voicecall.ingress.parse import Record
+from voicecall.runtime.files import fsync_dir
 
 HEADER = struct.Struct(">II")
 MAX_ENTRY = 64 << 20  # a push is ≤ a few MiB; a larger length field is a torn or garbled header
@@ -100,14 +101,6 @@ def iter_entries(data: bytes, seq: int, start: int = 0) -> Iterator[Entry | None
             return
         yield Entry(seq, offset, end, when, records)
         offset = end
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Spool:
@@ -258,7 +251,7 @@ class Spool:
         seq = (self.segments[-1].seq + 1) if self.segments else 1
         path = self.directory / f"{seq:020d}{SUFFIX}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o644)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         segment = Segment(seq, path, 0)
         self.segments.append(segment)
         return segment, fd

@@ -24,6 +24,8 @@ from urllib.parse import unquote, urlparse
 
 import orjson
 
+from voicecall.runtime.files import fsync_dir
+
 TMP_DIR = ".tmp"
 SIDECAR = ".json"
 
@@ -140,7 +142,7 @@ class FileWriter:
         tmp = self._store.tmp_path()
         tmp.write_bytes(_sidecar(stored, self._metadata))
         os.replace(tmp, final.with_name(final.name + SIDECAR))
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return stored
 
     async def commit(self) -> Stored:
@@ -158,14 +160,6 @@ class FileWriter:
         self._file.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._tmp)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class FileStore:
