@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from aiokafka.structs import ConsumerRecord
-from dedup_helpers import DedupSettings, committed_offsets, produce, read_all
+from dedup_helpers import DedupSettings, committed_offsets, produce, read_all, settings_for
 from prometheus_client import REGISTRY
 
 from voicecall import topics
@@ -35,9 +36,9 @@ class Passthrough:
 class Counter:
     """Counts records per key; the count is both the output and the changelog value."""
 
-    def __init__(self, settings: DedupSettings, changelog: str = "dedup.changelog") -> None:
+    def __init__(self, settings: DedupSettings) -> None:
         self.out = topics.name(settings, "fee.unique")
-        self.changelog = topics.name(settings, changelog)
+        self.changelog = topics.name(settings, "dedup.changelog")
         self.counts: dict[bytes, int] = {}
 
     def process(self, record: ConsumerRecord) -> list[Output]:
@@ -120,17 +121,19 @@ async def test_state_is_restored_from_the_changelog(settings: DedupSettings) -> 
 
 
 async def test_changelog_with_too_few_partitions_holds_those_partitions_without_crashing(
-        settings: DedupSettings) -> None:
+        kafka_bootstrap: str) -> None:
     from aiokafka.admin import NewTopic
 
+    settings = settings_for(kafka_bootstrap, f"t{uuid.uuid4().hex[:8]}.")
     admin = kafka.make_admin(settings)
     await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topics.name(settings, "small.changelog"), 1, 1)])
+    try:  # the changelog first, with one partition for the input's three (an operator's mistake)
+        await admin.create_topics([NewTopic(topics.name(settings, "dedup.changelog"), 1, 1,
+                                            topic_configs={"cleanup.policy": "compact"})])
     finally:
         await admin.close()
-    stage = Stage("shelltest", "fee.raw", lambda _: Counter(settings, "small.changelog"),
-                  changelog_suffix="small.changelog")
+    await topics.create(settings)  # the other topics; an existing topic's partitions are never changed
+    stage = Stage("shelltest", "fee.raw", lambda _: Counter(settings), changelog_suffix="dedup.changelog")
     await produce(settings, "fee.raw", [(b"a", b"", [])], partition=0)
     await produce(settings, "fee.raw", [(b"b", b"", [])], partition=2)
     stop = asyncio.Event()
