@@ -38,8 +38,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("recording.failed", "one record per recording given up on, with the reason", "sessionId", None),
     TopicSpec("deadletter", "anything rejected or failed at any stage, with the reason and origin",
               "as received", 30 * DAY_MS),
-    TopicSpec("dedup.changelog", "dedup state: sessionId fingerprint and window time per key (compacted)",
-              "sessionId", -1, compacted=True, internal=True),
+    TopicSpec("dedup.changelog", "dedup state: fingerprint and window time per call (compacted)",
+              "8-byte hash of the sessionId", -1, compacted=True, internal=True),
 )
 
 
