@@ -24,9 +24,8 @@ async def test_concurrent_records_share_batches_and_keep_their_order(kafka_boots
         batcher = Batcher(lambda: producer, deadline=10.0)
         records = [Record(topic, f"call-{i % 7}".encode(), f"{i}".encode(), [("n", str(i).encode())])
                    for i in range(300)]
-        await batcher.wait_for_metadata(records)
-        partitions = batcher.partitions(topic)
-        assert partitions == [0, 1, 2]
+        partitions = await batcher.wait_partitions(topic)
+        assert partitions == [0, 1, 2] == batcher.partitions(topic)
         batches = [batcher.add(r, partitions) for r in records]  # as concurrent requests would, no await between
         distinct = {id(b): b for b in batches}
         assert len(distinct) <= 3 < len(records)  # one open batch per partition took every record

@@ -1,9 +1,8 @@
 """Records of concurrent pushes gathered into one Kafka batch per partition, with one deadline per batch.
 
-``AIOKafkaProducer.send`` costs ~30 µs of CPU per record (a coroutine, a future and a metadata object each); the
-ingress sends one or two records per push, so that was most of the gap to the naive baseline. Appending to a
-``BatchBuilder`` costs ~3 µs; the batch goes to the producer with ``send_batch`` (same accumulator, same
-idempotent sequence numbers, same acks), and every push in it waits on the batch's one future.
+``AIOKafkaProducer.send`` costs ~30 µs of CPU per record (a coroutine, a future and a metadata object each).
+Appending to a ``BatchBuilder`` costs ~3 µs; the batch goes to the producer with ``send_batch`` (same accumulator,
+same idempotent sequence numbers, same acks), and every push in it waits on the batch's one future.
 
 Per partition there is a queue of builders: the last one is open. The first record after a quiet moment starts
 one linger timer for all partitions; when it fires, every partition's batches are handed to the producer in the
@@ -21,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from voicecall.ingress.parse import Record
@@ -92,10 +91,13 @@ class Batcher:
         self._partitions[topic] = (now + 1.0, partitions)
         return partitions
 
-    async def wait_for_metadata(self, records: Iterable[Record]) -> None:
-        for topic in {r.topic for r in records}:
-            if self.partitions(topic) is None:
-                await self._producer().partitions_for(topic)
+    async def wait_partitions(self, topic: str) -> list[int]:
+        """:meth:`partitions`, waiting for the producer's metadata of the topic first."""
+        await self._producer().partitions_for(topic)
+        partitions = self.partitions(topic)
+        if not partitions:
+            raise LookupError(f"no partitions known for topic {topic}")
+        return partitions
 
     def add(self, record: Record, partitions: list[int]) -> Batch:
         tp = (record.topic, partitioner(record.key, partitions, partitions))

@@ -93,23 +93,19 @@ class Publisher:
 
     async def _add(self, records: list[Record]) -> list[Batch]:
         """The records into the batcher; the distinct batches that now hold them."""
-        batcher = self.batcher
-        if len(records) == 1:  # the usual push: one CDR, or a status
-            record = records[0]
-            partitions = batcher.partitions(record.topic)
-            if partitions is None:
-                async with asyncio.timeout(self.deadline):
-                    await batcher.wait_for_metadata(records)
-                partitions = batcher.partitions(record.topic) or []
-            return [batcher.add(record, partitions)]
-        async with asyncio.timeout(self.deadline):
-            await batcher.wait_for_metadata(records)
         batches: list[Batch] = []
         for record in records:
-            batch = batcher.add(record, batcher.partitions(record.topic) or [])
+            batch = self.batcher.add(record, await self._partitions(record.topic))
             if batch not in batches:
                 batches.append(batch)
         return batches
+
+    async def _partitions(self, topic: str) -> list[int]:
+        partitions = self.batcher.partitions(topic)
+        if partitions is None:  # not in the producer's metadata yet: Kafka just started, or a first push
+            async with asyncio.timeout(self.deadline):
+                partitions = await self.batcher.wait_partitions(topic)
+        return partitions
 
     async def _spool_instead(self, records: list[Record], acked: list[asyncio.Future[None]] | None,
                              error: BaseException) -> str:
@@ -211,9 +207,8 @@ class Publisher:
                 original = self.spool.attachments.pop((entry.seq, entry.offset), None)
                 if original is not None and await _all_acked(original):
                     continue
-                await batcher.wait_for_metadata(entry.records)
                 for r in entry.records:
-                    batch = batcher.add(r, batcher.partitions(r.topic) or [])
+                    batch = batcher.add(r, await self._partitions(r.topic))
                     acked[id(batch)] = batch.acked
                     metrics.count_record(r.topic)
             if acked:
