@@ -6,6 +6,7 @@ import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -204,30 +205,32 @@ def test_record_api_answers_are_classified(status: int, body: bytes, kind: type[
     assert type(error) is kind and error.reason == reason
 
 
-async def test_a_large_download_is_streamed_not_held_in_memory(recording_api: RecordingApi,
-                                                               http: aiohttp.ClientSession, tmp_path: Path) -> None:
+async def traced_download(http: aiohttp.ClientSession, url: str, writer: Any) -> tuple[Any, int]:
+    """The download and the peak of memory traced while it ran."""
     import tracemalloc
 
+    tracemalloc.start()
+    try:
+        stored = await fetch.download(http, url, writer, patterns=["localhost"], max_bytes=10**9)
+        return stored, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+async def test_a_large_download_is_streamed_not_held_in_memory(recording_api: RecordingApi,
+                                                               http: aiohttp.ClientSession, tmp_path: Path) -> None:
     name = f"{uuid.uuid4().hex}.wav"
     size = 48 * 1024 * 1024
     sha = recording_api.add(name, size=size)
     store = FileStore(tmp_path)
     writer = await store.writer("2026/01/01/big.wav", {})
-    tracemalloc.start()
-    try:
-        stored = await fetch.download(http, recording_api.file_url(name), writer, patterns=["localhost"],
-                                      max_bytes=10**9)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    stored, peak = await traced_download(http, recording_api.file_url(name), writer)
     assert (stored.bytes, stored.sha256) == (size, sha)
     assert peak < 12 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB while streaming a {size / 2**20:.0f} MiB file"
 
 
 async def test_a_large_download_to_s3_holds_about_one_part(recording_api: RecordingApi, http: aiohttp.ClientSession,
                                                            s3_server: S3Server) -> None:
-    import tracemalloc
-
     name = f"{uuid.uuid4().hex}.wav"
     size = 32 * 1024 * 1024
     sha = recording_api.add(name, size=size)
@@ -235,13 +238,7 @@ async def test_a_large_download_to_s3_holds_about_one_part(recording_api: Record
                              s3_part_size=5 * 1024 * 1024)
     try:
         writer = await store.writer("2026/01/01/big.wav", {})
-        tracemalloc.start()
-        try:
-            stored = await fetch.download(http, recording_api.file_url(name), writer, patterns=["localhost"],
-                                          max_bytes=10**9)
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+        stored, peak = await traced_download(http, recording_api.file_url(name), writer)
         assert (stored.bytes, stored.sha256) == (size, sha) and await store.existing("2026/01/01/big.wav") == stored
         # One 5 MiB part as chunks, joined once for sending (≈ 12 MiB measured, the same for 32 and 64 MiB files),
         # never the whole file.
