@@ -15,6 +15,8 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from voicecall.runtime.logging import is_secret_key
+
 ENV_PREFIX = "VOICECALL_"
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -98,8 +100,7 @@ def describe_error(cls: type[BaseSettings], error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         field = str(item["loc"][0]) if item["loc"] else "?"
-        secret = any(part in field.lower() for part in ("secret", "password", "token", "credential"))
-        lines.append(f"{prefix}{field.upper()}: {item['msg']}" if secret
+        lines.append(f"{prefix}{field.upper()}: {item['msg']}" if is_secret_key(field)
                      else f"{prefix}{field.upper()}: {item['msg']} (got {item.get('input')!r})")
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
