@@ -21,11 +21,15 @@ def value(reason: str, stage: str, origin: dict[str, Any], raw: bytes | None = N
     """Build a deadletter value from the raw bytes (and the parsed document when there is one)."""
     record: dict[str, Any] = {"reason": reason, "stage": stage, "origin": origin}
     record.update(extra)
-    if parsed is not _UNPARSED and (raw is None or len(raw) <= max_bytes) and _writable(parsed):
-        record["payload"] = parsed
-        return record
+    if parsed is not _UNPARSED:
+        written = _written(parsed)
+        if written is not None and (raw is None or len(raw) <= max_bytes):
+            record["payload"] = parsed
+            return record
+        if raw is None:
+            raw = written if written is not None else repr(parsed).encode()
     if raw is None:
-        raw = orjson.dumps(parsed) if _writable(parsed) else repr(parsed).encode()
+        raw = b""
     truncated = len(raw) > max_bytes
     cut = raw[:max_bytes]
     try:
@@ -42,13 +46,13 @@ def value(reason: str, stage: str, origin: dict[str, Any], raw: bytes | None = N
     return record
 
 
-def _writable(parsed: Any) -> bool:
-    """orjson reads 1024 levels of nesting but writes only 254: such a document is kept as its raw text."""
+def _written(parsed: Any) -> bytes | None:
+    """``parsed`` as JSON, or None: orjson reads 1024 levels of nesting but writes only 254, and such a document
+    is kept as its raw text."""
     try:
-        orjson.dumps(parsed)
+        return orjson.dumps(parsed)
     except orjson.JSONEncodeError:
-        return False
-    return True
+        return None
 
 
 def encode(record: dict[str, Any], source: str, key: bytes | None = None
