@@ -151,10 +151,10 @@ class BillingCore:
         extra: dict[str, Any] = {"parsed": parsed} if has_parsed else {}
         value = deadletter.value(reason, STAGE, origin, raw=record.value or b"", max_bytes=self.max_payload,
                                  detail=detail, **extra)
-        body = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
         # Derived from the record's position, so a retried transaction writes the same event id again.
         ce_id = _event_id(record.topic, record.partition, record.offset, reason)
         headers = cloudevents.headers(cloudevents.TYPE_DEADLETTER, SOURCE, ce_id, _record_time(record))
-        output = Output(self.deadletter_topic, record.key, body, headers)
+        output = Output(self.deadletter_topic, record.key, orjson.dumps(value, option=orjson.OPT_SORT_KEYS),
+                        headers)
         return Result([output], reason=reason)
 
