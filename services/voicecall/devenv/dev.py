@@ -210,13 +210,18 @@ async def supervise(children: list[Child], stop: asyncio.Event, log: object) -> 
             await asyncio.wait_for(stop.wait(), 1.0)
 
 
-def log_tail(child: Child, lines: int = 15) -> str:
+def this_runs_log(child: Child) -> str:
+    """What the child wrote to its (appended) log since ``voicecall dev`` started it."""
     try:
         with child.log_path.open("rb") as log:
             log.seek(child.log_start)
-            return "\n".join(log.read().decode(errors="replace").splitlines()[-lines:])
+            return log.read().decode(errors="replace")
     except OSError:
         return ""
+
+
+def log_tail(child: Child, lines: int = 15) -> str:
+    return "\n".join(this_runs_log(child).splitlines()[-lines:])
 
 
 def simulator_argv(settings: DevSettings, args: argparse.Namespace, recording_port: int) -> list[str]:
@@ -334,12 +339,7 @@ def print_simulator_summary(run: DevRun) -> None:
     for child in run.children:
         if child.name != "simulate":
             continue
-        try:
-            with child.log_path.open("rb") as log:
-                log.seek(child.log_start)
-                text = log.read().decode(errors="replace")
-        except OSError:
-            return
+        text = this_runs_log(child)
         at = text.rfind("simulated platform: seed")
         if at >= 0:
             print(text[at:].rstrip(), flush=True)
