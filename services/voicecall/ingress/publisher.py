@@ -93,19 +93,19 @@ class Publisher:
 
     async def _add(self, records: list[Record]) -> list[Batch]:
         """The records into the batcher; the distinct batches that now hold them."""
+        batcher = self.batcher
         batches: list[Batch] = []
         for record in records:
-            batch = self.batcher.add(record, await self._partitions(record.topic))
+            partitions = batcher.partitions(record.topic) or await self._wait_partitions(record.topic)
+            batch = batcher.add(record, partitions)
             if batch not in batches:
                 batches.append(batch)
         return batches
 
-    async def _partitions(self, topic: str) -> list[int]:
-        partitions = self.batcher.partitions(topic)
-        if partitions is None:  # not in the producer's metadata yet: Kafka just started, or a first push
-            async with asyncio.timeout(self.deadline):
-                partitions = await self.batcher.wait_partitions(topic)
-        return partitions
+    async def _wait_partitions(self, topic: str) -> list[int]:
+        """Not in the producer's metadata yet (Kafka just started, or a first push): wait, within the deadline."""
+        async with asyncio.timeout(self.deadline):
+            return await self.batcher.wait_partitions(topic)
 
     async def _spool_instead(self, records: list[Record], acked: list[asyncio.Future[None]] | None,
                              error: BaseException) -> str:
@@ -208,7 +208,7 @@ class Publisher:
                 if original is not None and await _all_acked(original):
                     continue
                 for r in entry.records:
-                    batch = batcher.add(r, await self._partitions(r.topic))
+                    batch = batcher.add(r, batcher.partitions(r.topic) or await self._wait_partitions(r.topic))
                     acked[id(batch)] = batch.acked
                     metrics.count_record(r.topic)
             if acked:
