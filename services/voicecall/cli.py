@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dedup": ("voicecall.dedup.cli", "the fee-record deduplicator (fee.raw → fee.unique)"),
     "billing": ("voicecall.billing.cli", "the billing-duration processor (fee.unique → billing)"),
     "recordings": ("voicecall.recordings.cli", "the recording downloader (fee.unique → storage + recording.*)"),
-    "topics": ("voicecall.topics", "create every topic (idempotent) or render its manifests"),
+    "topics": ("voicecall.topics.cli", "create every topic (idempotent) or render its manifests"),
     "replay": ("voicecall.replay.cli", "re-processing of a time window (reset a group, copy a window)"),
     "tail": ("voicecall.replay.tail", "print the events of a topic as JSON lines"),
     "simulate": ("voicecall.simulator.cli", "a stand-in for the Huawei platform: pushes, re-pushes, recording API"),

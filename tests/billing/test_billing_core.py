@@ -19,7 +19,7 @@ from voicecall import huawei
 from voicecall.billing import core, rules
 from voicecall.billing.tariff import Tariff
 from voicecall.runtime import cloudevents
-from voicecall.runtime.processor import Output
+from voicecall.runtime.record import Record
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "billing.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
@@ -39,7 +39,7 @@ def make(rates: dict[str, int] | None = None) -> core.BillingCore:
                             tariff=Tariff("CNY", rates if rates is not None else {"001": 18, "002": 18}))
 
 
-def only(outputs: list[Output]) -> tuple[Output, dict[str, Any]]:
+def only(outputs: list[Record]) -> tuple[Record, dict[str, Any]]:
     assert len(outputs) == 1
     out = outputs[0]
     assert out.value is not None

@@ -1,7 +1,7 @@
 """``voicecall billing``: the billing core on the shared exactly-once shell (fee.unique → billing).
 
 The consume-transform-produce loop, transactions, lag and per-stage counters are the shell's
-(:mod:`voicecall.runtime.processor`); this module adds the billing counters and the ops server.
+(:mod:`voicecall.runtime.stage`); this module adds the billing counters and the ops server.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from voicecall.billing import rules
 from voicecall.billing.config import BillingSettings
 from voicecall.billing.core import BillingCore
 from voicecall.runtime import config, lifecycle, logging as vlog, metrics
-from voicecall.runtime.processor import Output, Stage, run_stage
+from voicecall.runtime.stage import Record, Stage, run_stage
 
 # Counted when a record is processed: a batch whose transaction is aborted and re-run counts twice, so these are
 # rates to watch, not a ledger (the billing topic is the ledger).
@@ -73,7 +73,7 @@ class MeteredCore:
         self.core = core
         self.known = _KNOWN_SERVICE_TYPES | set(core.tariff.rates)
 
-    def process(self, record: ConsumerRecord[Any, Any]) -> list[Output]:
+    def process(self, record: ConsumerRecord[Any, Any]) -> list[Record]:
         result = self.core.evaluate(record)
         billed = result.billed
         if billed is not None:
@@ -90,13 +90,14 @@ class MeteredCore:
 
 def stage(settings: BillingSettings) -> Stage:
     tariff = settings.make_tariff()
+    dead = topics.name(settings, "deadletter")
 
     def make_core(_partition: int) -> MeteredCore:
-        return MeteredCore(BillingCore(billing_topic=topics.name(settings, "billing"),
-                                       deadletter_topic=topics.name(settings, "deadletter"),
+        return MeteredCore(BillingCore(billing_topic=topics.name(settings, "billing"), deadletter_topic=dead,
                                        tariff=tariff, max_payload=settings.deadletter_max_payload))
 
-    return Stage(name="billing", input_suffix="fee.unique", make_core=make_core)
+    return Stage(name="billing", input_topic=topics.name(settings, "fee.unique"), make_core=make_core,
+                 deadletter_topic=dead)
 
 
 async def serve(settings: BillingSettings, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:

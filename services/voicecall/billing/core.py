@@ -19,7 +19,7 @@ from voicecall import huawei
 from voicecall.billing import rules
 from voicecall.billing.tariff import Tariff
 from voicecall.runtime import cloudevents, deadletter
-from voicecall.runtime.processor import Output
+from voicecall.runtime.record import Record
 
 SOURCE = "/voicecall/billing"
 STAGE = "billing"
@@ -39,7 +39,7 @@ def _event_id(*parts: object) -> str:
 class Result:
     """What one record turned into: the outputs, plus what metrics want to know about them."""
 
-    outputs: list[Output]
+    outputs: list[Record]
     billed: rules.Billed | None = None
     reason: str | None = None  # deadletter reason when not billed
 
@@ -119,7 +119,7 @@ class BillingCore:
         self.max_payload = max_payload
         self.rule_version = rule_version(tariff)
 
-    def process(self, record: ConsumerRecord[Any, Any]) -> list[Output]:
+    def process(self, record: ConsumerRecord[Any, Any]) -> list[Record]:
         return self.evaluate(record).outputs
 
     def restore(self, record: ConsumerRecord[Any, Any]) -> None:
@@ -142,7 +142,7 @@ class BillingCore:
         headers = cloudevents.headers(cloudevents.TYPE_BILLING, SOURCE, ce_id,
                                       value["callEndTime"] or _record_time(record))
         body = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-        output = Output(self.billing_topic, billed.session_id.encode(), body, headers)
+        output = Record(self.billing_topic, billed.session_id.encode(), body, headers)
         return Result([output], billed=billed)
 
     def _deadletter(self, record: ConsumerRecord[Any, Any], reason: str, detail: str,
@@ -154,7 +154,7 @@ class BillingCore:
         # Derived from the record's position, so a retried transaction writes the same event id again.
         ce_id = _event_id(record.topic, record.partition, record.offset, reason)
         headers = cloudevents.headers(cloudevents.TYPE_DEADLETTER, SOURCE, ce_id, _record_time(record))
-        output = Output(self.deadletter_topic, record.key, orjson.dumps(value, option=orjson.OPT_SORT_KEYS),
+        output = Record(self.deadletter_topic, record.key, orjson.dumps(value, option=orjson.OPT_SORT_KEYS),
                         headers)
         return Result([output], reason=reason)
 

@@ -12,7 +12,7 @@ from voicecall import topics
 from voicecall.dedup.config import DedupSettings
 from voicecall.dedup.core import STAGE, DedupCore
 from voicecall.runtime import config, lifecycle, logging as vlog, metrics
-from voicecall.runtime.processor import Core, Stage, run_stage
+from voicecall.runtime.stage import Core, Stage, run_stage
 
 _LIVE: weakref.WeakSet[DedupCore] = weakref.WeakSet()
 
@@ -33,7 +33,7 @@ def stage(settings: DedupSettings) -> Stage:
         _LIVE.add(core)
         return core
 
-    return Stage(STAGE, "fee.raw", make_core, changelog_suffix="dedup.changelog")
+    return Stage(STAGE, topics.name(settings, "fee.raw"), make_core, deadletter_topic=dead, changelog_topic=changelog)
 
 
 async def serve(settings: DedupSettings, stop: asyncio.Event) -> None:

@@ -39,7 +39,7 @@ from prometheus_client import Counter
 from voicecall import huawei
 from voicecall.dedup.state import State
 from voicecall.runtime import cloudevents, deadletter
-from voicecall.runtime.processor import Output
+from voicecall.runtime.record import Record
 
 STAGE = "dedup"
 SOURCE = "/voicecall/dedup"
@@ -169,7 +169,7 @@ class DedupCore:
         # The Kafka timestamp (the ingress's produce time) bounds it; cheaper than parsing the header every time.
         return max(0, min(ended, int(record.timestamp) // 1000 + int(self.max_skew), MAX_MOMENT))
 
-    def process(self, record: ConsumerRecord) -> list[Output]:
+    def process(self, record: ConsumerRecord) -> list[Record]:
         try:
             doc = orjson.loads(record.value) if record.value is not None else None
         except orjson.JSONDecodeError:
@@ -205,25 +205,25 @@ class DedupCore:
             OUTSIDE.inc()
             if entry is not None:  # expired, not yet swept: forget it now
                 self.state.delete(key)
-                outputs.append(Output(self.changelog_topic, key_bytes, None, []))
+                outputs.append(Record(self.changelog_topic, key_bytes, None, []))
                 self.expired += 1
                 EXPIRED.inc()
         else:
             self.state.put(key, fp, moment)
-            outputs.append(Output(self.changelog_topic, key_bytes, encode_entry(fp, moment), []))
+            outputs.append(Record(self.changelog_topic, key_bytes, encode_entry(fp, moment), []))
             if moment > self.clock:
                 self.clock = moment
         UNIQUE.inc()
         outputs.extend(self._sweep())
         return outputs
 
-    def _sweep(self) -> list[Output]:
+    def _sweep(self) -> list[Record]:
         removed = self.state.sweep(int(self.clock - self.window), SWEEP_SLOTS)
         if not removed:
             return []
         self.expired += len(removed)
         EXPIRED.inc(len(removed))
-        return [Output(self.changelog_topic, _KEY.pack(key), None, []) for key in removed]
+        return [Record(self.changelog_topic, _KEY.pack(key), None, []) for key in removed]
 
     def restore(self, record: ConsumerRecord) -> None:
         key = int.from_bytes(record.key, "big")
@@ -236,16 +236,16 @@ class DedupCore:
         if moment > self.clock:
             self.clock = moment
 
-    def _unique(self, record: ConsumerRecord, session_id: str, fp: int) -> Output:
+    def _unique(self, record: ConsumerRecord, session_id: str, fp: int) -> Record:
         headers: list[tuple[str, bytes]] = list(record.headers or ())
         if cloudevents.header(headers, "ce_id") is None:
             # Not from our ingress: give it the fee record's CloudEvents headers, with an id stable across runs.
             headers = cloudevents.headers(cloudevents.TYPE_FEE, SOURCE, ce_id=f"{session_id}/{fp:016x}",
                                           extra=headers)
         key = record.key if record.key is not None else session_id.encode()
-        return Output(self.unique_topic, key, record.value, headers)
+        return Record(self.unique_topic, key, record.value, headers)
 
-    def _deadletter(self, record: ConsumerRecord, reason: str, doc: dict[str, Any] | None, **extra: Any) -> Output:
+    def _deadletter(self, record: ConsumerRecord, reason: str, doc: dict[str, Any] | None, **extra: Any) -> Record:
         origin = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
         raw = record.value if record.value is not None else b""
         if doc is not None:
@@ -253,4 +253,4 @@ class DedupCore:
         else:
             value = deadletter.value(reason, STAGE, origin, raw=raw, max_bytes=self.max_payload, **extra)
         key, body, headers = deadletter.encode(value, SOURCE, key=record.key)
-        return Output(self.deadletter_topic, key, body, headers)
+        return Record(self.deadletter_topic, key, body, headers)

@@ -21,12 +21,12 @@ from aiohttp import web
 from voicecall.ingress import metrics
 from voicecall.ingress.config import IngressSettings
 from voicecall.ingress.parse import TOO_LARGE, Outcome, Parser
-from voicecall.ingress.partition import partitioner
 from voicecall.ingress.publisher import Publisher, Unavailable
 from voicecall.ingress.spool import Spool, SpoolError
 from voicecall.runtime import logging as vlog
 from voicecall.runtime.kafka import make_producer
 from voicecall.runtime.metrics import add_ops_routes
+from voicecall.runtime.partition import partitioner
 
 log = vlog.get("ingress")
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from voicecall.ingress.parse import Record
-from voicecall.ingress.partition import partitioner
+from voicecall.runtime.partition import partitioner
 
 
 class Batch:
