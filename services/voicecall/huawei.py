@@ -13,6 +13,8 @@ import re
 import secrets
 from datetime import UTC, datetime
 
+from voicecall.runtime import times
+
 _TIME = re.compile(r"^\s*(\d{4})-(\d{2})-(\d{2})\s+(\d{2}):(\d{2}):(\d{2})\s*$")
 # The platform's usual form, for a fast path (datetime.fromisoformat is ~20x cheaper than the general path below).
 _CANONICAL = re.compile(r"\d{4}-\d{2}-\d{2} (?:[01]\d|2[0-3]):\d{2}:\d{2}", re.ASCII)
@@ -50,14 +52,9 @@ def normalise_time(value: str) -> str:
     return " ".join(value.split())
 
 
-def iso_z(moment: datetime) -> str:
-    """ISO 8601 UTC with ``Z``, second resolution (Huawei times have no fractions)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def created_now() -> str:
     """``Created`` for X-AKSK: UTC ``YYYY-MM-DDTHH:MM:SSZ`` (the official sample's local-time bug avoided)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return times.iso_z(datetime.now(UTC))
 
 
 def password_digest(app_secret: str, nonce: str, created: str) -> str:

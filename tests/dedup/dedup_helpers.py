@@ -62,9 +62,9 @@ def cdr(n: int, end: str = "2026-11-23 10:00:00", **changes: Any) -> dict[str, A
 def fee_record(doc: dict[str, Any], ce_id: str | None = None
                ) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
     """``(key, value, headers)`` as the ingress writes a fee record to fee.raw."""
-    from voicecall.runtime import cloudevents
+    from voicecall.runtime import cloudevents, times
 
     headers = cloudevents.headers(cloudevents.TYPE_FEE, "/voicecall/ingress", ce_id=ce_id,
-                                  extra=[("voicecall_received", cloudevents.now_iso().encode())])
+                                  extra=[("voicecall_received", times.now_iso().encode())])
     key = doc["sessionId"].encode() if isinstance(doc.get("sessionId"), str) else None
     return key, orjson.dumps(doc), headers

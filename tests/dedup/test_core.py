@@ -75,8 +75,8 @@ def test_conflict_goes_to_deadletter_with_both_fingerprints() -> None:
 def test_records_without_session_id_or_json_are_deadlettered() -> None:
     core = make()
     for doc, reason in ((dict(CDR, sessionId=""), "missing-session-id"), ({"x": 1}, "missing-session-id"),
-                        (dict(CDR, sessionId=5), "missing-session-id"), (b"not json", "invalid-record"),
-                        (b"[1]", "invalid-record"), (None, "invalid-record")):
+                        (dict(CDR, sessionId=5), "missing-session-id"), (b"not json", "not-json"),
+                        (b"[1]", "not-an-object"), (None, "empty-value")):
         outputs = core.process(record(doc))
         assert topics_of(outputs) == ["p.deadletter"], doc
         assert orjson.loads(outputs[0].value)["reason"] == reason
@@ -164,7 +164,7 @@ def test_record_nested_too_deep_to_fingerprint_is_deadlettered_not_raised() -> N
     outputs = core.process(record(deep))
     assert topics_of(outputs) == ["p.deadletter"]
     value = orjson.loads(outputs[0].value)
-    assert value["reason"] == "invalid-record" and value["payload"] == deep.decode()
+    assert value["reason"] == "invalid-shape" and value["payload"] == deep.decode()
     assert len(core.state) == 0
 
 

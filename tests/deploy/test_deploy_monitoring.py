@@ -108,7 +108,7 @@ def declared_labels() -> dict[str, set[str]]:
 
     from prometheus_client import REGISTRY
 
-    for module in ("voicecall.ingress.metrics", "voicecall.runtime.stage", "voicecall.recordings.worker",
+    for module in ("voicecall.ingress.metrics", "voicecall.runtime.stage", "voicecall.recordings.metrics",
                    "voicecall.dedup.cli", "voicecall.billing.cli"):
         importlib.import_module(module)
     return {name: set(getattr(collector, "_labelnames", ()) or ())

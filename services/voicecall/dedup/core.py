@@ -10,8 +10,8 @@ re-push that switched forms must still count as the same CDR).
 - same id, same fingerprint, within the window → dropped and counted;
 - same id, different fingerprint, within the window → the first stays; this one goes to ``deadletter`` with reason
   ``conflicting-duplicate`` and both fingerprints, for a human to decide;
-- no usable ``sessionId`` / not a JSON object (or one nested too deep to fingerprint) → ``deadletter``
-  (``missing-session-id`` / ``invalid-record``).
+- no value, not JSON, not a JSON object, nested too deep to fingerprint, no usable ``sessionId`` → ``deadletter``
+  (``empty-value``, ``not-json``, ``not-an-object``, ``invalid-shape``, ``missing-session-id``).
 
 The window is measured on the call's ``callEndTime``, not on when a copy was received. Every copy of a CDR — the
 platform's six hourly re-pushes and a support engineer's manual push days later — carries the same
@@ -39,13 +39,11 @@ from prometheus_client import Counter
 from voicecall import huawei
 from voicecall.dedup.state import State
 from voicecall.runtime import cloudevents, deadletter
+from voicecall.runtime.deadletter import Reason
 from voicecall.runtime.record import Record
 
 STAGE = "dedup"
 SOURCE = "/voicecall/dedup"
-CONFLICT = "conflicting-duplicate"
-MISSING_ID = "missing-session-id"
-INVALID = "invalid-record"
 RECEIVED_HEADER = "voicecall_received"
 MAX_MOMENT = 0xFFFF_FFFF  # the state keeps window times as unsigned 32-bit seconds
 SWEEP_SLOTS = 32  # table slots checked for expiry per record: a full pass every capacity/32 records
@@ -170,22 +168,23 @@ class DedupCore:
         return max(0, min(ended, int(record.timestamp) // 1000 + int(self.max_skew), MAX_MOMENT))
 
     def process(self, record: ConsumerRecord) -> list[Record]:
+        if record.value is None:
+            return self._reject(record, Reason.EMPTY_VALUE, "the record has no value (a tombstone?)")
         try:
-            doc = orjson.loads(record.value) if record.value is not None else None
-        except orjson.JSONDecodeError:
-            doc = None
+            doc = orjson.loads(record.value)
+        except orjson.JSONDecodeError as error:
+            return self._reject(record, Reason.NOT_JSON, f"not JSON: {error}")
         if not isinstance(doc, dict):
-            REJECTED.labels(INVALID).inc()
-            return [self._deadletter(record, INVALID, None)]
+            return self._reject(record, Reason.NOT_AN_OBJECT, f"a fee record is a JSON object, got "
+                                                              f"{type(doc).__name__}", doc)
         session_id = doc.get("sessionId")
         if not isinstance(session_id, str) or not session_id.strip():
-            REJECTED.labels(MISSING_ID).inc()
-            return [self._deadletter(record, MISSING_ID, doc)]
+            return self._reject(record, Reason.MISSING_SESSION_ID,
+                                f"sessionId is missing or empty: {session_id!r}"[:200], doc)
         try:
             fp = fingerprint(doc)
         except orjson.JSONEncodeError:  # nested deeper than orjson writes (255 levels): no CDR is, keep the raw
-            REJECTED.labels(INVALID).inc()
-            return [self._deadletter(record, INVALID, None)]
+            return self._reject(record, Reason.INVALID_SHAPE, "nested too deeply to fingerprint")
         key = id_hash(session_id)
         moment = self.window_time(doc, record)
         cutoff = self.clock - self.window
@@ -197,8 +196,11 @@ class DedupCore:
                 return []
             self.conflicts += 1
             CONFLICTS.inc()
-            return [self._deadletter(record, CONFLICT, doc, sessionId=session_id,
-                                     fingerprints={"first": f"{entry[0]:016x}", "later": f"{fp:016x}"})]
+            return [deadletter.for_record(
+                record, Reason.CONFLICTING_DUPLICATE, STAGE, self.deadletter_topic,
+                detail="the sessionId was seen before with other content; the first one was kept", parsed=doc,
+                max_bytes=self.max_payload, sessionId=session_id,
+                fingerprints={"first": f"{entry[0]:016x}", "later": f"{fp:016x}"})]
         outputs = [self._unique(record, session_id, fp)]
         key_bytes = _KEY.pack(key)
         if moment < cutoff:
@@ -245,12 +247,8 @@ class DedupCore:
         key = record.key if record.key is not None else session_id.encode()
         return Record(self.unique_topic, key, record.value, headers)
 
-    def _deadletter(self, record: ConsumerRecord, reason: str, doc: dict[str, Any] | None, **extra: Any) -> Record:
-        origin = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
-        raw = record.value if record.value is not None else b""
-        if doc is not None:
-            value = deadletter.value(reason, STAGE, origin, raw=raw, parsed=doc, max_bytes=self.max_payload, **extra)
-        else:
-            value = deadletter.value(reason, STAGE, origin, raw=raw, max_bytes=self.max_payload, **extra)
-        key, body, headers = deadletter.encode(value, SOURCE, key=record.key)
-        return Record(self.deadletter_topic, key, body, headers)
+    def _reject(self, record: ConsumerRecord, reason: Reason, detail: str, doc: Any = deadletter.UNPARSED
+                ) -> list[Record]:
+        REJECTED.labels(reason).inc()
+        return [deadletter.for_record(record, reason, STAGE, self.deadletter_topic, detail=detail, parsed=doc,
+                                      max_bytes=self.max_payload)]

@@ -20,10 +20,11 @@ from aiohttp import web
 
 from voicecall.ingress import metrics
 from voicecall.ingress.config import IngressSettings
-from voicecall.ingress.parse import TOO_LARGE, Outcome, Parser
+from voicecall.ingress.parse import Outcome, Parser
 from voicecall.ingress.publisher import Publisher, Unavailable
 from voicecall.ingress.spool import Spool, SpoolError
-from voicecall.runtime import logging as vlog
+from voicecall.runtime import logging as vlog, times
+from voicecall.runtime.deadletter import Reason
 from voicecall.runtime.kafka import make_producer
 from voicecall.runtime.metrics import add_ops_routes
 from voicecall.runtime.partition import partitioner
@@ -36,22 +37,6 @@ JSON = "application/json;charset=UTF-8"
 
 def error_body(detail: str) -> bytes:
     return orjson.dumps({"resultcode": "1", "resultdesc": detail})
-
-
-class Clock:
-    """ISO 8601 UTC with milliseconds, the second part formatted once per second (strftime costs µs)."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
-
-    def now(self) -> str:
-        t = time.time()
-        second = int(t)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._prefix}.{int((t - second) * 1000):03d}Z"
 
 
 class ClientFilter:
@@ -91,7 +76,7 @@ class IngressState:
         self.producer: Any = None
         self.publisher = Publisher(None, self.spool, settings.ingress_ack_deadline, renew=self.renew_producer,
                                    linger=settings.ingress_linger_ms / 1000)
-        self.clock = Clock()
+        self.clock = times.Clock()
         self.clients = ClientFilter(settings.ingress_allow, settings.ingress_trusted_proxies)
         self.boot = os.urandom(6).hex()
         self.counter = 0
@@ -182,7 +167,7 @@ def make_handler(route: str, path_label: str) -> Callable[[web.Request], Any]:
             detail = f"body over {state.max_body} bytes"
             if request.content_length is not None:
                 origin["content_length"] = request.content_length
-            outcome = state.parser.reject(body, TOO_LARGE, detail, origin, received, push_id, status=413)
+            outcome = state.parser.reject(body, Reason.TOO_LARGE, detail, origin, received, push_id, status=413)
         try:
             via = await state.publisher.publish(outcome.records)
         except Unavailable as error:

@@ -28,9 +28,9 @@ from aiokafka.errors import (
 
 from voicecall.ingress import metrics
 from voicecall.ingress.batcher import Batch, Batcher
-from voicecall.ingress.parse import Record
 from voicecall.ingress.spool import Spool, SpoolError
 from voicecall.runtime import logging as vlog
+from voicecall.runtime.record import Record
 
 log = vlog.get("ingress.publisher")
 

@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from voicecall import huawei
+from voicecall.runtime import times
 from voicecall.simulator import pushes
 from voicecall.simulator.calls import FILES_PATH, CallOptions, generate, normalise_mix
 from voicecall.simulator.recording_api import RecordingApi
@@ -165,7 +165,7 @@ class Platform:
         self.push_timeout = push_timeout
         self.on_progress = on_progress
         self.progress_interval = progress_interval
-        self.summary = Summary(seed=seed, start_time=huawei.iso_z(start), max_repushes=max_repushes)
+        self.summary = Summary(seed=seed, start_time=times.iso_z(start), max_repushes=max_repushes)
         self._stop = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)  # requests in flight
         # Pushes handed out but not yet sent: keeps the generator from running far ahead of a slow receiver.

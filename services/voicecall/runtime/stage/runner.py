@@ -34,7 +34,6 @@ class Runner:
         self.stop = stop
         self.ready = ready
         self.group = group_id(settings, stage.name)
-        self.source = f"/voicecall/{stage.name}"
         self.log = vlog.get("processor", stage=stage.name)
         self.metrics = StageMetrics(stage.name)
         session_ms = int(self.opts.consumer_session_timeout * 1000)
@@ -132,18 +131,13 @@ class Runner:
         self.metrics.errors.inc()
         self.log.warning("record failed, deadlettered", partition=record.partition, offset=record.offset,
                          error=repr(error))
-        raw: bytes | None = record.value
-        extra: dict[str, Any] = {}
-        if raw is not None:
+        parsed: Any = deadletter.UNPARSED
+        if record.value is not None:
             with contextlib.suppress(orjson.JSONDecodeError):
-                extra["parsed"] = orjson.loads(raw)
-        value = deadletter.value(
-            "processing-error", self.stage.name,
-            {"topic": record.topic, "partition": record.partition, "offset": record.offset},
-            raw=raw if raw is not None else b"", max_bytes=self.settings.deadletter_max_payload,
-            error=f"{type(error).__name__}: {error}"[:2000], **extra)
-        key, body, headers = deadletter.encode(value, self.source, key=record.key)
-        return Record(self.stage.deadletter_topic, key, body, headers)
+                parsed = orjson.loads(record.value)
+        return deadletter.for_record(record, deadletter.Reason.PROCESSING_ERROR, self.stage.name,
+                                     self.stage.deadletter_topic, detail=f"{type(error).__name__}: {error}"[:2000],
+                                     parsed=parsed, max_bytes=self.settings.deadletter_max_payload)
 
     def _update_lag(self) -> None:
         for part in self.assignment.parts.values():
