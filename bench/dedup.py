@@ -30,7 +30,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from voicecall import topics
-from voicecall.dedup import cli as dedup_cli, core as dedup_core
+from voicecall.dedup import cli as dedup_cli, core as dedup_core, metrics as dedup_metrics
 from voicecall.dedup.config import DedupSettings
 from voicecall.dedup.state import State
 from voicecall.runtime import cloudevents, logging as vlog
@@ -146,7 +146,7 @@ async def dedup_round(settings: Settings, name: str, partitions: int, end: int) 
         started = time.monotonic()
         finished = await wait_committed(settings, f"{settings.topic_prefix}{name}", topics.name(settings, "fee.raw"),
                                         partitions, end)
-        keys = sum(len(core.state) for core in list(dedup_cli._LIVE))
+        keys = sum(len(core.state) for core in list(dedup_metrics._LIVE))
         return end / (finished - started), keys
     finally:
         stop.set()
@@ -183,7 +183,7 @@ async def restore_time(settings: Settings, keys: int) -> float:
     started = time.monotonic()
     await restore(settings, changelog, {0: core}, timeout=60)
     elapsed = time.monotonic() - started
-    restored = core.state  # type: ignore[attr-defined]
+    restored = core.core.state  # type: ignore[attr-defined]
     assert len(restored) == keys, (len(restored), keys)
     return elapsed
 

@@ -34,7 +34,6 @@ from typing import Any
 
 import orjson
 from aiokafka.structs import ConsumerRecord
-from prometheus_client import Counter
 
 from voicecall import huawei
 from voicecall.dedup.state import State
@@ -52,12 +51,8 @@ _ENTRY = struct.Struct(">QI")
 _KEY = struct.Struct(">Q")
 _unpack_entry = _ENTRY.unpack_from
 
-UNIQUE = Counter("voicecall_dedup_unique_total", "Records passed to fee.unique")
-DUPLICATES = Counter("voicecall_dedup_duplicates_total", "Duplicates dropped (same sessionId and fingerprint)")
-CONFLICTS = Counter("voicecall_dedup_conflicts_total", "Same sessionId, different content: deadlettered")
-REJECTED = Counter("voicecall_dedup_rejected_total", "Records without a usable sessionId or not JSON", ["reason"])
-EXPIRED = Counter("voicecall_dedup_expired_total", "State entries expired (changelog tombstones written)")
-OUTSIDE = Counter("voicecall_dedup_outside_window_total", "Records older than the window: passed, not remembered")
+# What became of a record (Result.outcome).
+UNIQUE, DUPLICATE, CONFLICT, REJECTED = "unique", "duplicate", "conflict", "rejected"
 
 
 def id_hash(session_id: str) -> int:
@@ -142,6 +137,17 @@ def _received(record: ConsumerRecord) -> int:
     return int(record.timestamp // 1000)
 
 
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs several times more (one per record)
+class Result:
+    """What one record turned into: the outputs, and what the shell counts about them."""
+
+    outputs: list[Record]
+    outcome: str  # UNIQUE, DUPLICATE, CONFLICT or REJECTED
+    reason: Reason | None = None  # REJECTED: the deadletter reason
+    outside: bool = False  # UNIQUE, but already older than the window: passed, not remembered
+    expired: int = 0  # state entries expired on the way (their tombstones are among the outputs)
+
+
 @dataclass(eq=False)  # identity semantics: live cores are tracked in a WeakSet for the state gauges
 class DedupCore:
     """The state and decisions of one input partition (see the module docstring)."""
@@ -155,9 +161,6 @@ class DedupCore:
     max_payload: int = 512 * 1024
     state: State = field(default_factory=State)
     clock: int = 0  # newest window time accepted on this partition
-    duplicates: int = 0
-    conflicts: int = 0
-    expired: int = 0
 
     def window_time(self, doc: dict[str, Any], record: ConsumerRecord) -> int:
         # Kept in the state's 4-byte unsigned field: a producer-set timestamp past 2106 must not overflow it.
@@ -168,6 +171,9 @@ class DedupCore:
         return max(0, min(ended, int(record.timestamp) // 1000 + int(self.max_skew), MAX_MOMENT))
 
     def process(self, record: ConsumerRecord) -> list[Record]:
+        return self.evaluate(record).outputs
+
+    def evaluate(self, record: ConsumerRecord) -> Result:
         if record.value is None:
             return self._reject(record, Reason.EMPTY_VALUE, "the record has no value (a tombstone?)")
         try:
@@ -191,41 +197,31 @@ class DedupCore:
         entry = self.state.get(key)
         if entry is not None and entry[1] >= cutoff:
             if entry[0] == fp:
-                self.duplicates += 1
-                DUPLICATES.inc()
-                return []
-            self.conflicts += 1
-            CONFLICTS.inc()
-            return [deadletter.for_record(
+                return Result([], DUPLICATE)
+            return Result([deadletter.for_record(
                 record, Reason.CONFLICTING_DUPLICATE, STAGE, self.deadletter_topic,
                 detail="the sessionId was seen before with other content; the first one was kept", parsed=doc,
                 max_bytes=self.max_payload, sessionId=session_id,
-                fingerprints={"first": f"{entry[0]:016x}", "later": f"{fp:016x}"})]
-        outputs = [self._unique(record, session_id, fp)]
+                fingerprints={"first": f"{entry[0]:016x}", "later": f"{fp:016x}"})], CONFLICT)
+        result = Result([self._unique(record, session_id, fp)], UNIQUE)
+        outputs = result.outputs
         key_bytes = _KEY.pack(key)
         if moment < cutoff:
-            OUTSIDE.inc()
+            result.outside = True
             if entry is not None:  # expired, not yet swept: forget it now
                 self.state.delete(key)
                 outputs.append(Record(self.changelog_topic, key_bytes, None, []))
-                self.expired += 1
-                EXPIRED.inc()
+                result.expired = 1
         else:
             self.state.put(key, fp, moment)
             outputs.append(Record(self.changelog_topic, key_bytes, encode_entry(fp, moment), []))
             if moment > self.clock:
                 self.clock = moment
-        UNIQUE.inc()
-        outputs.extend(self._sweep())
-        return outputs
-
-    def _sweep(self) -> list[Record]:
         removed = self.state.sweep(int(self.clock - self.window), SWEEP_SLOTS)
-        if not removed:
-            return []
-        self.expired += len(removed)
-        EXPIRED.inc(len(removed))
-        return [Record(self.changelog_topic, _KEY.pack(key), None, []) for key in removed]
+        if removed:
+            result.expired += len(removed)
+            outputs.extend(Record(self.changelog_topic, _KEY.pack(key), None, []) for key in removed)
+        return result
 
     def restore(self, record: ConsumerRecord) -> None:
         key = int.from_bytes(record.key, "big")
@@ -248,7 +244,6 @@ class DedupCore:
         return Record(self.unique_topic, key, record.value, headers)
 
     def _reject(self, record: ConsumerRecord, reason: Reason, detail: str, doc: Any = deadletter.UNPARSED
-                ) -> list[Record]:
-        REJECTED.labels(reason).inc()
-        return [deadletter.for_record(record, reason, STAGE, self.deadletter_topic, detail=detail, parsed=doc,
-                                      max_bytes=self.max_payload)]
+                ) -> Result:
+        return Result([deadletter.for_record(record, reason, STAGE, self.deadletter_topic, detail=detail,
+                                             parsed=doc, max_bytes=self.max_payload)], REJECTED, reason)
