@@ -19,8 +19,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings as hypothesis_settings
 from ingress_support import create_topics, fee_push, ingress_settings, read_topic, wait_ready
 
+from voicecall.devenv.ports import free_port
 from voicecall.ingress.config import IngressSettings
-from voicecall.runtime.broker import free_port
 
 SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "openapi.yaml"
 
