@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from voicecall.devenv.broker import BrokerError, BrokerHandle, start_broker, wait_for_kafka
-from voicecall.devenv.broker.cli import BrokerSettings
+from voicecall.devenv.broker.config import BrokerSettings
 
 
 @pytest.fixture(scope="session")

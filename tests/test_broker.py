@@ -26,7 +26,7 @@ from voicecall.devenv.broker import (
     start_broker,
     wait_for_kafka,
 )
-from voicecall.devenv.broker.cli import BrokerSettings
+from voicecall.devenv.broker.config import BrokerSettings
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from voicecall import topics
 from voicecall.commands import SERVICES
-from voicecall.devenv.broker.cli import BrokerSettings
+from voicecall.devenv.broker.config import BrokerSettings
 from voicecall.devenv.ports import free_port, port_is_free
 
 CONSUMERS = tuple(name for name in SERVICES if name != "ingress")  # /metrics on base, base+1, base+2

@@ -8,27 +8,9 @@ import sys
 import threading
 from pathlib import Path
 
-from pydantic import field_validator
-
 from voicecall.devenv.broker import KINDS, BrokerError, BrokerHandle, start_broker
+from voicecall.devenv.broker.config import BrokerSettings
 from voicecall.runtime import config, logging as vlog
-
-
-class BrokerSettings(config.CommonSettings):
-    """``VOICECALL_KAFKA_BOOTSTRAP`` is where the broker listens (its first address's port) or, with
-    ``--broker external``, the cluster to use."""
-
-    kafka_lib: Path | None = None  # the Apache Kafka jars; default deploy/dev/kafka/lib of the source tree
-
-    @field_validator("kafka_bootstrap")
-    @classmethod
-    def _addresses(cls, value: str) -> str:
-        config.parse_bootstrap(value)  # raises ValueError naming what is wrong
-        return value
-
-    @property
-    def listen_port(self) -> int:
-        return config.parse_bootstrap(self.kafka_bootstrap)[0][1]
 
 
 def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
