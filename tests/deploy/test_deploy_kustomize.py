@@ -256,6 +256,11 @@ def test_replay_reset_tells_how_to_stop_a_workload_that_exists(built: Built, ove
         kind, name = re.search(r"kubectl scale (\w+)/([\w.-]+) --replicas=0", text).groups()  # type: ignore[union-attr]
         workload = workload_of(docs, service)
         assert (kind, name) == (workload["kind"].lower(), workload["metadata"]["name"]), service
+        # KEDA would scale a Deployment scaled to 0 back to its minimum: the refusal pauses the ScaledObject.
+        paused = re.search(r"kubectl annotate scaledobject/([\w.-]+) autoscaling\.keda\.sh/paused-replicas=0", text)
+        assert paused, text
+        scaled = one(docs, "ScaledObject", paused.group(1))
+        assert scaled["spec"]["scaleTargetRef"]["name"] == workload["metadata"]["name"], service
         # ...and the topic it rewinds is the one the workload consumes.
         assert replay_reset.INPUTS[service] in {a for acc in manifests.SERVICES if acc.service == service
                                                for a in acc.reads}
