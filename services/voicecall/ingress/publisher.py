@@ -57,6 +57,8 @@ class Unavailable(Exception):
 
 
 class Publisher:
+    """``publish`` a push's records; ``start``/``stop`` the producer, the drainer and the broker probe; ``ready``."""
+
     def __init__(self, settings: IngressSettings, spool: Spool | None) -> None:
         self.settings = settings
         self.producer: Any = None  # None until the first start succeeds; replaced by a renewal
