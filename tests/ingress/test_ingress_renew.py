@@ -69,8 +69,9 @@ async def test_producer_started_once_kafka_comes(tmp_path: Path) -> None:
     and the spool written meanwhile drains."""
     from ingress_support import read_topic
 
+    from voicecall.devenv.broker import start_broker
+    from voicecall.devenv.ports import free_port
     from voicecall.ingress.spool import Spool
-    from voicecall.runtime.broker import free_port, start_broker
 
     port = free_port()
     settings = ingress_settings(f"127.0.0.1:{port}", tmp_path / "spool")
