@@ -1,9 +1,11 @@
 """The arrows between packages point one way: ``runtime`` imports nothing else of the project, nothing imports a
-service package except the ``voicecall`` command (``voicecall/cli.py``), and no two modules import each other
-(directly or around a loop).
+service package except the ``voicecall`` command (``voicecall/cli.py`` and its table ``voicecall/commands.py``),
+and no two modules import each other (directly or around a loop).
 
 Every module under services/voicecall/ is parsed (not imported): ``import``/``from … import`` statements anywhere
-in it, and string constants that name a module of the project exactly (what ``importlib.import_module`` gets).
+in it and, for the first two rules, string constants that name a module of the project exactly (what
+``importlib.import_module`` gets). A module named only by such a string is loaded when it runs, not when the
+naming module is imported, so those names are not import cycles.
 """
 
 from __future__ import annotations
@@ -16,21 +18,7 @@ import voicecall
 
 ROOT = Path(voicecall.__file__).resolve().parent
 SHARED = ("runtime", "topics")  # every other subpackage is a service
-ALLOWED_IMPORTER = "voicecall.cli"
-
-# Imports that break the rule today and belong to work in progress elsewhere (issue 12: the split of
-# devenv/dev.py); remove each as it goes — test_known_exceptions_are_still_needed fails when one is stale.
-KNOWN: frozenset[tuple[str, str]] = frozenset({
-    ("voicecall.devenv.dev", "voicecall.billing.config"),
-    ("voicecall.devenv.dev", "voicecall.dedup.config"),
-    ("voicecall.devenv.dev", "voicecall.ingress.config"),
-    ("voicecall.devenv.dev", "voicecall.recordings.config"),
-    ("voicecall.devenv.dev", "voicecall.simulator.cli"),
-})
-
-KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset({
-    frozenset({"voicecall.cli", "voicecall.devenv.dev"}),  # dev.py reads cli.COMMANDS: one registry is coming
-})
+COMMAND = ("voicecall.cli", "voicecall.commands")  # the console script and its table of command modules
 
 
 def module_name(root: Path, path: Path) -> str:
@@ -42,8 +30,9 @@ def modules(root: Path) -> dict[str, Path]:
     return {module_name(root, path): path for path in sorted(root.rglob("*.py"))}
 
 
-def references(name: str, path: Path, known: set[str]) -> Iterator[str]:
-    """The project modules ``name`` refers to (``known``: every module and package name of the project)."""
+def references(name: str, path: Path, known: set[str], *, by_name: bool = True) -> Iterator[str]:
+    """The project modules ``name`` imports (``known``: every module and package name of the project), and with
+    ``by_name`` the ones it names in a string."""
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     top = name.partition(".")[0]
@@ -59,7 +48,7 @@ def references(name: str, path: Path, known: set[str]) -> Iterator[str]:
                 continue
             for alias in node.names:  # ``from voicecall import topics`` names a module, not just the package
                 yield f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and "." in node.value \
+        elif by_name and isinstance(node, ast.Constant) and isinstance(node.value, str) and "." in node.value \
                 and node.value in known:  # the bare package name is also a plain word ("voicecall" the client id)
             yield node.value
 
@@ -79,7 +68,7 @@ def violations(root: Path) -> set[tuple[str, str]]:
                     result.add((name, target))  # (a) the runtime imports nothing else of the project
                 continue
             service = target.split(".")[1] if target.count(".") >= 1 else None
-            if service in services and name != ALLOWED_IMPORTER and name.split(".")[1:2] != [service]:
+            if service in services and name not in COMMAND and name.split(".")[1:2] != [service]:
                 result.add((name, target))  # (b) a service is imported only by its own modules and the command
     return result
 
@@ -88,7 +77,7 @@ def cycles(root: Path) -> set[frozenset[str]]:
     """The groups of modules that import each other around a loop (strongly connected, more than one module)."""
     found = modules(root)
     known = set(found)
-    graph = {name: {t for t in references(name, path, known) if t != name and t in known}
+    graph = {name: {t for t in references(name, path, known, by_name=False) if t != name and t in known}
              for name, path in found.items()}
 
     def reachable(start: str) -> set[str]:
@@ -104,23 +93,19 @@ def cycles(root: Path) -> set[frozenset[str]]:
 
 
 def test_runtime_imports_nothing_else_and_services_only_the_command() -> None:
-    assert violations(ROOT) - KNOWN == set()
-
-
-def test_known_exceptions_are_still_needed() -> None:
-    assert KNOWN - violations(ROOT) == set(), "remove these from KNOWN: the rule holds for them now"
+    assert violations(ROOT) == set()
 
 
 def test_no_import_cycles() -> None:
-    assert cycles(ROOT) - KNOWN_CYCLES == set()
-    assert KNOWN_CYCLES - cycles(ROOT) == set(), "remove these from KNOWN_CYCLES: the loop is gone"
+    assert cycles(ROOT) == set()
 
 
 def test_the_rule_catches_each_kind_of_import(tmp_path: Path) -> None:
     root = tmp_path / "voicecall"
     files = {
         "__init__.py": "",
-        "cli.py": "MODULES = {'ingress': 'voicecall.ingress.app'}\nimport voicecall.billing.core\n",
+        "cli.py": "import voicecall.billing.core\nfrom voicecall.commands import MODULES\n",
+        "commands.py": "MODULES = {'ingress': 'voicecall.ingress.app', 'future': 'voicecall.future.run'}\n",
         "huawei.py": "",
         "runtime/__init__.py": "",
         "runtime/ok.py": "from voicecall.runtime import other\nfrom . import other as again\n",
@@ -135,7 +120,7 @@ def test_the_rule_catches_each_kind_of_import(tmp_path: Path) -> None:
         "billing/core.py": "from .. import ingress\n",
         "billing/cli.py": "import importlib\nimportlib.import_module('voicecall.ingress.app')\n",
         "future/__init__.py": "",
-        "future/run.py": "from voicecall.billing import core\n",
+        "future/run.py": "from voicecall.billing import core\nfrom voicecall.commands import MODULES\n",
     }
     for relative, text in files.items():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
