@@ -213,7 +213,8 @@ def fee_push(session_id: str) -> dict[str, Any]:
 def test_the_image_runs_voicecall_as_uid_10001_and_holds_only_the_runtime(image: Image) -> None:
     help_out = image.cmd("run", "--rm", image.id, "--help")
     assert "ingress" in help_out.stdout and "dedup" in help_out.stdout, help_out.stdout
-    config = json.loads(image.cmd("image", "inspect", image.id).stdout)[0]["Config"]
+    inspected = json.loads(image.cmd("image", "inspect", image.id).stdout)[0]
+    config = inspected["Config"]
     assert config["User"] == "10001:10001"
     assert config["Entrypoint"] == ["voicecall"]
     assert set(config["ExposedPorts"]) == {"8080/tcp", "9100/tcp"}
@@ -224,13 +225,10 @@ def test_the_image_runs_voicecall_as_uid_10001_and_holds_only_the_runtime(image:
         export = subprocess.Popen([image.engine, "export", created], stdout=subprocess.PIPE)
         assert export.stdout is not None
         with tarfile.open(fileobj=export.stdout, mode="r|") as tar:
-            members = [(m.name.removeprefix("./"), m.size if m.isfile() else 0) for m in tar]
+            paths = {m.name.removeprefix("./") for m in tar}
         assert export.wait(timeout=120) == 0
     finally:
         image.cmd("rm", "--force", created, check=False)
-    paths = {name for name, _ in members}
-    megabytes = sum(size for _, size in members) / 1e6
-
     found = [p for p in paths if COMPILER.match(p) or p.startswith(("usr/lib/gcc/", "usr/include/"))]
     assert not found, f"a compiler or headers in the image: {sorted(found)[:10]}"
     caches = [p for p in paths if "/.cache/" in f"/{p}/" or (p.startswith("var/cache/apt/") and p.endswith(".deb"))]
@@ -243,7 +241,8 @@ def test_the_image_runs_voicecall_as_uid_10001_and_holds_only_the_runtime(image:
     sources = [p for p in paths if p.split("/")[0] == "src" or p.endswith(("pyproject.toml", ".egg-link"))
                or "__editable__" in p or "services/voicecall" in p or p.startswith("tests/")]
     assert not sources, f"sources in the image: {sorted(sources)[:10]}"
-    assert megabytes <= SIZE_GOAL_MB, f"the image holds {megabytes:.0f} MB (goal ≤ {SIZE_GOAL_MB} MB)"
+    megabytes = inspected["Size"] / 1e6  # unpacked, as `podman images` / `docker images` show it
+    assert megabytes <= SIZE_GOAL_MB, f"the image takes {megabytes:.0f} MB (goal ≤ {SIZE_GOAL_MB} MB)"
 
 
 def test_ingress_and_dedup_run_as_kubernetes_runs_them(image: Image, containers: Containers, kafka_bootstrap: str,
