@@ -56,7 +56,6 @@ def container_engine() -> str:
 class Image:
     engine: str
     id: str
-    build_seconds: float
 
     def cmd(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
         out = subprocess.run([self.engine, *args], capture_output=True, text=True, timeout=timeout)
@@ -118,18 +117,17 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
     engine = container_engine()
     log = tmp_path_factory.mktemp("image") / "build.log"
     env = dict(os.environ, ENGINE=engine, IMAGE="localhost/voicecall-pipeline:test", PY=sys.executable)
-    started = time.monotonic()
     with open(log, "w") as stderr:
         out = subprocess.run(["make", "--silent", "--no-print-directory", "-C", str(ROOT), "image"], env=env,
                              stdout=subprocess.PIPE, stderr=stderr, text=True, timeout=1200)
-    seconds = time.monotonic() - started
     if out.returncode != 0:
         lines = log.read_text().splitlines()
         said = [line for line in lines if line.startswith(("build.sh:", "base.sh:"))]
-        pytest.fail(said[-1] if said else "make image failed:\n" + "\n".join(lines[-30:]), pytrace=False)
+        pytest.fail(f"{said[-1]} (log: {log})" if said else "make image failed:\n" + "\n".join(lines[-30:]),
+                    pytrace=False)
     image_id = out.stdout.split()[-1]
     assert image_id.startswith("sha256:"), out.stdout
-    return Image(engine, image_id, seconds)
+    return Image(engine, image_id)
 
 
 @pytest.fixture
