@@ -22,6 +22,15 @@ if "$ENGINE" image inspect "$ref" >/dev/null 2>&1; then
     echo "$ref"
     exit 0
 fi
+# One maker at a time (two checkouts testing at once): the second finds the base made.
+lock=${XDG_CACHE_HOME:-$HOME/.cache}/voicecall-pipeline/base.lock
+mkdir -p "$(dirname "$lock")"
+exec 9>"$lock"
+flock 9
+if "$ENGINE" image inspect "$ref" >/dev/null 2>&1; then
+    echo "$ref"
+    exit 0
+fi
 command -v mmdebstrap >/dev/null || { echo "base.sh: mmdebstrap not found: apt-get install mmdebstrap (or run deploy/image/setup-host.sh)" >&2; exit 1; }
 
 echo "base.sh: making $ref from Debian $SUITE packages" >&2

@@ -40,9 +40,13 @@ print(*p["project"]["dependencies"], *p["build-system"]["requires"], sep="\n")' 
     || fail "$PY cannot read pyproject.toml (Python 3.11+ needed)"
 key=$(printf '%s\n' "$requirements" "$pyver" "${platforms[@]}" | sha256sum | cut -c1-12)
 wheels=$CACHE_DIR/wheels-$key
+mkdir -p "$CACHE_DIR"
+exec 9>"$CACHE_DIR/wheels.lock"
+# Held until this script ends: one download at a time, and the pruning of older wheelhouses below never takes one
+# that another build is still reading.
+flock 9
 if [ ! -d "$wheels" ]; then
     echo "build.sh: downloading the wheelhouse for Python $pyver, glibc 2.$glibc_minor, $arch into $wheels" >&2
-    mkdir -p "$CACHE_DIR"
     partial=$(mktemp -d "$CACHE_DIR/partial.XXXXXX")
     trap 'rm -rf "$partial"' EXIT
     # Binary wheels only: nothing is compiled in the build, and no compiler is in the image.
