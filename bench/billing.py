@@ -34,8 +34,8 @@ import dedup as dedup_bench  # bench/dedup.py: the shared passthrough baseline
 from voicecall import topics
 from voicecall.billing import cli as billing_cli
 from voicecall.billing.config import BillingSettings
+from voicecall.devenv.broker import start_broker
 from voicecall.runtime import cloudevents, logging as vlog
-from voicecall.runtime.broker import start_broker
 from voicecall.runtime.kafka import make_admin, make_producer
 from voicecall.runtime.processor import Output, Stage, run_stage
 

@@ -33,8 +33,8 @@ from voicecall import topics
 from voicecall.dedup import cli as dedup_cli, core as dedup_core
 from voicecall.dedup.config import DedupSettings
 from voicecall.dedup.state import State
+from voicecall.devenv.broker import start_broker
 from voicecall.runtime import cloudevents, logging as vlog, processor
-from voicecall.runtime.broker import start_broker
 from voicecall.runtime.config import CommonSettings
 from voicecall.runtime.kafka import make_admin, make_consumer, make_producer
 from voicecall.runtime.processor import run_stage

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voicecall import topics
-from voicecall.runtime.broker import free_port, start_broker
+from voicecall.devenv.broker import start_broker
+from voicecall.devenv.ports import free_port
 from voicecall.runtime.kafka import make_consumer
 
 HERE = Path(__file__).resolve().parent

@@ -42,8 +42,8 @@ import aiohttp
 import orjson
 
 from voicecall import topics
+from voicecall.devenv.broker import start_broker
 from voicecall.runtime import config
-from voicecall.runtime.broker import start_broker
 from voicecall.runtime.kafka import make_consumer, make_producer
 
 APP_KEY = "bench-app-key"

@@ -30,9 +30,9 @@ import orjson
 from aiokafka import TopicPartition
 
 from voicecall import topics
+from voicecall.devenv.broker import start_broker
 from voicecall.replay import copy as replay_copy, names, window
 from voicecall.runtime import cloudevents, config, logging as vlog
-from voicecall.runtime.broker import start_broker
 from voicecall.runtime.kafka import make_consumer, make_producer
 
 # Recent record times: older ones would fall out of the topics' retention while the benchmark runs.

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from voicecall.runtime.broker import BrokerError, BrokerHandle, start_broker, wait_for_kafka
+from voicecall.devenv.broker import BrokerError, BrokerHandle, start_broker, wait_for_kafka
+from voicecall.devenv.broker.config import BrokerSettings
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +22,7 @@ def broker_handle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerHa
         return
     state_dir: Path = tmp_path_factory.mktemp("kafka-session")
     try:
-        handle = start_broker("apache", state_dir=state_dir)
+        handle = start_broker("apache", state_dir=state_dir, kafka_lib=BrokerSettings().kafka_lib)
     except BrokerError as exc:
         pytest.fail(f"could not start the test Kafka broker (CI={os.environ.get('CI', '')!r}): {exc}", pytrace=False)
     try:

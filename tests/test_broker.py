@@ -18,7 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from voicecall.runtime.broker import (
+from voicecall.devenv.broker import (
     BrokerError,
     BrokerHandle,
     apache_kafka_version,
@@ -26,6 +26,7 @@ from voicecall.runtime.broker import (
     start_broker,
     wait_for_kafka,
 )
+from voicecall.devenv.broker.config import BrokerSettings
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -246,13 +247,14 @@ def _processes_mentioning(text: str) -> list[int]:
 def test_kafka_jars_fetched_once_with_a_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     # a fresh machine: `make run` says why it is busy while Maven fetches the jars; later starts reuse them
-    lib = tmp_path / "lib"
-    monkeypatch.setenv("VOICECALL_KAFKA_LIB", str(lib))
-    assert ensure_kafka_jars() == lib
+    monkeypatch.setenv("VOICECALL_KAFKA_LIB", str(tmp_path / "lib"))
+    lib = BrokerSettings().kafka_lib
+    assert lib == tmp_path / "lib"
+    assert ensure_kafka_jars(lib) == lib
     first = capsys.readouterr().err
     assert f"fetching the Kafka {apache_kafka_version()} jars from Maven Central" in first
     assert (lib / f"kafka_2.13-{apache_kafka_version()}.jar").is_file()
-    assert ensure_kafka_jars() == lib
+    assert ensure_kafka_jars(lib) == lib
     assert "fetching" not in capsys.readouterr().err  # cached (re-fetched only when the pom changes)
 
 
@@ -265,8 +267,7 @@ def test_auto_falls_back_to_noida_when_the_kafka_jars_cannot_be_had(tmp_path: Pa
     mvn.write_text("#!/bin/sh\necho 'Could not transfer artifact (offline)' >&2\nexit 1\n")
     mvn.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("VOICECALL_KAFKA_LIB", str(tmp_path / "no-jars"))
-    handle = start_broker("auto", state_dir=tmp_path / "state")
+    handle = start_broker("auto", state_dir=tmp_path / "state", kafka_lib=tmp_path / "no-jars")
     try:
         assert handle.kind == "noida"
         wait_for_kafka(handle.bootstrap, timeout=10)

@@ -22,8 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from voicecall.billing import cli, rules
 from voicecall.billing.core import BillingCore
+from voicecall.devenv.ports import free_port
 from voicecall.runtime import cloudevents
-from voicecall.runtime.broker import free_port
 
 KILLS = 5  # as the dedup crash test: at least five SIGKILLs at random moments
 FEE_HEADERS = cloudevents.headers(cloudevents.TYPE_FEE, "/voicecall/dedup", "fixed-id", "2019-01-24T04:01:07.000Z")

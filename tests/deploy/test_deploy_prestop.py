@@ -18,7 +18,7 @@ from aiohttp import web
 from deploy_support import K8S
 
 from voicecall import topics
-from voicecall.runtime.broker import free_port
+from voicecall.devenv.ports import free_port
 
 
 def prestop_command() -> list[str]:

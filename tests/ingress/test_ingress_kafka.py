@@ -159,7 +159,7 @@ async def test_readiness_health_and_metrics(ingress: Ingress, post: Callable[...
 
 async def test_starts_without_kafka_and_spools_until_it_comes(tmp_path: Path, post: Callable[..., Any]) -> None:
     """No broker at all: pushes are still answered 200 from the spool; /readyz says broker down, spool usable."""
-    from voicecall.runtime.broker import free_port
+    from voicecall.devenv.ports import free_port
 
     settings = ingress_settings(f"127.0.0.1:{free_port()}", tmp_path / "spool")
     served = await start_ingress(settings)
@@ -210,7 +210,7 @@ async def test_leftovers_of_a_previous_run_are_drained_at_start(kafka_bootstrap:
 
 
 async def test_503_when_kafka_is_away_and_the_spool_is_full(tmp_path: Path, post: Callable[..., Any]) -> None:
-    from voicecall.runtime.broker import free_port
+    from voicecall.devenv.ports import free_port
 
     settings = ingress_settings(f"127.0.0.1:{free_port()}", tmp_path / "spool", ingress_spool_max_bytes=1 << 16)
     served = await start_ingress(settings)

@@ -18,7 +18,8 @@ from ingress_support import (
     wait_ready,
 )
 
-from voicecall.runtime.broker import free_port, start_broker
+from voicecall.devenv.broker import start_broker
+from voicecall.devenv.ports import free_port
 
 OUTAGE_SECONDS = 12.0
 

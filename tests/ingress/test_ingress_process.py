@@ -1,4 +1,5 @@
-"""``voicecall ingress`` as a real process: SIGTERM under load, and schemathesis against the live ingress."""
+"""``voicecall ingress`` as a real process: SIGTERM under load, schemathesis against the live ingress, and
+``--workers 2`` behind one supervisor."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ import schemathesis
 from hypothesis import HealthCheck, settings as hypothesis_settings
 from ingress_support import create_topics, fee_push, ingress_settings, read_topic, wait_ready
 
+from voicecall.devenv.ports import free_port
 from voicecall.ingress.config import IngressSettings
-from voicecall.runtime.broker import free_port
+from voicecall.runtime.children import Child
 
 SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "openapi.yaml"
 
@@ -38,14 +40,21 @@ def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
         return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-@pytest.fixture
-async def process(kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[Process]:
+async def process_settings(kafka_bootstrap: str, tmp_path: Path) -> tuple[IngressSettings, dict[str, str]]:
+    """Settings on a free port with their topics, and the environment that gives them to a process."""
     port = free_port()
     settings = ingress_settings(kafka_bootstrap, tmp_path / "spool", ingress_port=port)
     await create_topics(settings)
     env = dict(os.environ, VOICECALL_KAFKA_BOOTSTRAP=kafka_bootstrap, VOICECALL_TOPIC_PREFIX=settings.topic_prefix,
                VOICECALL_INGRESS_HOST="127.0.0.1", VOICECALL_INGRESS_PORT=str(port),
                VOICECALL_INGRESS_SPOOL_DIR=str(tmp_path / "spool"), VOICECALL_LOG_FORMAT="json")
+    return settings, env
+
+
+@pytest.fixture
+async def process(kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[Process]:
+    settings, env = await process_settings(kafka_bootstrap, tmp_path)
+    port = settings.ingress_port
     log = tmp_path / "ingress.log"
     proc = spawn([sys.executable, "-m", "voicecall", "ingress"], env, log)
     url = f"http://127.0.0.1:{port}"
@@ -135,3 +144,60 @@ async def test_schemathesis_finds_no_server_error(process: Process) -> None:
     assert not problems, problems[:10]
     log = process.log.read_text()
     assert "Traceback" not in log and '"level":"error"' not in log.replace(" ", ""), log[-3000:]
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+async def test_workers_share_the_port_and_stop_cleanly_on_one_sigterm(kafka_bootstrap: str, tmp_path: Path) -> None:
+    # one SIGTERM to the parent reaches each worker once through the supervisor (runtime/children.py)
+    settings, env = await process_settings(kafka_bootstrap, tmp_path)
+    port = settings.ingress_port
+    log = tmp_path / "ingress.log"
+    parent = Child("ingress", [sys.executable, "-m", "voicecall", "ingress", "--workers", "2"], env, log)
+    parent.start()
+    assert parent.pid is not None
+    url = f"http://127.0.0.1:{port}"
+    workers: list[int] = []
+    try:
+        for _ in range(150):
+            workers = children_of(parent.pid)
+            try:
+                await wait_ready(url, timeout=0.5)
+                if len(workers) == 2 and log.read_text().count("ingress listening") == 2:
+                    break
+            except (aiohttp.ClientError, AssertionError):
+                pass
+            await asyncio.sleep(0.2)
+        assert len(workers) == 2 and log.read_text().count("ingress listening") == 2, log.read_text()[-3000:]
+        accepted = set()
+        async with aiohttp.ClientSession() as session:
+            for i in range(20):  # new connections: SO_REUSEPORT spreads them over both workers
+                push = fee_push(1, tag=f"w{i}-")
+                async with session.post(f"{url}/notify/fee", data=orjson.dumps(push),
+                                        headers={"Connection": "close"}) as response:
+                    assert response.status == 200
+                accepted.update(f["sessionId"] for f in push["feeLst"])
+    finally:
+        os.kill(parent.pid, signal.SIGTERM)  # the parent alone, as Kubernetes signals the container's process
+        assert parent.process is not None
+        code = await asyncio.to_thread(parent.process.wait, 90)
+    text = log.read_text()
+    assert code == 0, text[-3000:]
+    assert set(workers).isdisjoint(map(int, filter(str.isdigit, os.listdir("/proc"))))  # exited and reaped
+    lines = [orjson.loads(line) for line in text.splitlines() if line.startswith("{")]
+    stopped = [line for line in lines if line.get("event") == "stopped cleanly"]
+    assert len(stopped) == 3, text[-3000:]  # both workers and the parent
+    assert not any(line.get("event") == "second signal, exiting now" for line in lines), text[-3000:]
+    served = {line.get("pid") for line in lines if line.get("event") == "ingress listening"}
+    assert served == set(workers)
+    records = await read_topic(settings, "fee.raw", len(accepted), timeout=30)
+    assert {r.key.decode() for r in records} >= accepted

@@ -16,7 +16,7 @@ import pytest_asyncio
 from aiohttp import web
 from recordings_support import RecordingApi, S3Server, _wait_for_s3
 
-from voicecall.runtime.broker import free_port
+from voicecall.devenv.ports import free_port
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

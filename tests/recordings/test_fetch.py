@@ -135,7 +135,7 @@ async def test_metadata_address_is_refused_before_any_connection(tmp_path: Path)
 
 
 async def test_connection_refused_is_transient(tmp_path: Path) -> None:
-    from voicecall.runtime.broker import free_port
+    from voicecall.devenv.ports import free_port
 
     async with session_with(["localhost"]) as session:
         writer = await FileStore(tmp_path).writer("2026/01/01/f.wav", {})

@@ -11,7 +11,7 @@ import orjson
 from simulator_support import Receiver, always
 
 from voicecall import huawei
-from voicecall.runtime.broker import free_port
+from voicecall.devenv.ports import free_port
 from voicecall.simulator.recording_api import PATH
 
 

@@ -10,8 +10,6 @@ import argparse
 import asyncio
 import gc
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +17,8 @@ from aiohttp import web
 
 from voicecall.ingress.app import create_app
 from voicecall.ingress.config import IngressSettings
-from voicecall.runtime import config, lifecycle, logging as vlog
+from voicecall.runtime import children, config, lifecycle, logging as vlog
+from voicecall.runtime.children import Child
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,23 +82,23 @@ async def _watch_parent(stop: asyncio.Event) -> None:
 
 
 def run_workers(settings: IngressSettings, argv: list[str]) -> int:
-    """Parent of N worker processes: forwards SIGTERM/SIGINT and exits 0 once every worker stopped cleanly."""
+    """Parent of N worker processes: one SIGTERM to each on SIGTERM/SIGINT; exits 0 once every worker stopped
+    cleanly. A worker that dies is not started again (the others keep serving); when none is left, it exits 1."""
     env = dict(os.environ, VOICECALL_INGRESS_WORKER="1")
-    # Own sessions: a signal to the parent's process group must reach each worker once (a second one means
-    # "exit now"); the parent forwards it, and a worker whose parent vanished stops by itself.
-    children = [subprocess.Popen([sys.executable, "-m", "voicecall", "ingress", *argv], env=env,
-                                 start_new_session=True)
-                for _ in range(settings.ingress_workers)]
+    # Own process groups: a signal to the parent's group reaches each worker once, through the parent (a second
+    # one means "exit now"); a worker whose parent vanished stops by itself.
+    workers = [Child(f"worker {index}", [sys.executable, "-m", "voicecall", "ingress", *argv], env)
+               for index in range(settings.ingress_workers)]
 
-    def forward(signum: int, _: object) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
+    async def parent(stop: asyncio.Event) -> None:
+        for worker in workers:
+            worker.start()
+        await children.supervise(workers, stop, restarts=0)
+        # a worker answers what is in flight within its shutdown timeout, then flushes its producer
+        await children.stop_in_order([workers], timeout=settings.ingress_shutdown_timeout + 30)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    codes = [child.wait() for child in children]
-    return 0 if all(code == 0 for code in codes) else 1
+    code = lifecycle.run(parent, on_force=lambda: children.kill_all(workers))
+    return 0 if code == 0 and all(worker.poll() == 0 for worker in workers) else 1
 
 
 def main(args: argparse.Namespace) -> int:
@@ -107,7 +106,6 @@ def main(args: argparse.Namespace) -> int:
                            kafka_bootstrap=args.bootstrap, ingress_spool_dir=args.spool_dir,
                            ingress_workers=args.workers)
     vlog.setup(settings.log_level, settings.log_format)
-    worker = os.environ.get("VOICECALL_INGRESS_WORKER") == "1"
-    if settings.ingress_workers > 1 and not worker:
+    if settings.ingress_workers > 1 and not settings.ingress_worker:
         return run_workers(settings, sys.argv[2:])
-    return lifecycle.run(lambda stop: serve(settings, stop, reuse_port=worker))
+    return lifecycle.run(lambda stop: serve(settings, stop, reuse_port=settings.ingress_worker))

@@ -29,6 +29,7 @@ class IngressSettings(CommonSettings):
     ingress_spool_max_bytes: Size = Field(1 << 30, ge=1 << 16)
     ingress_spool_segment_bytes: Size = Field(16 << 20, ge=1 << 12)
     ingress_workers: int = Field(1, ge=1, le=64)
+    ingress_worker: bool = False  # set by the --workers parent for its workers: serve, sharing the port
 
     @field_validator("ingress_allow", "ingress_trusted_proxies")
     @classmethod

@@ -65,6 +65,21 @@ def parse_list(value: Any) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+def parse_address(value: Any, default_host: str | None = None) -> tuple[str, int]:
+    """``"host:port"`` (an IPv6 host in brackets) → ``(host, port)``; ``":port"`` takes ``default_host``."""
+    text = str(value).strip()
+    host, sep, port = text.rpartition(":")
+    host = host.strip().removeprefix("[").removesuffix("]") or (default_host or "")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"not a host:port: {text!r} (e.g. 127.0.0.1:9092)")
+    return host, int(port)
+
+
+def parse_bootstrap(value: Any) -> list[tuple[str, int]]:
+    """A Kafka bootstrap list ``"host:port[,host:port...]"`` → its addresses."""
+    return [parse_address(part) for part in str(value).split(",")]
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 # NoDecode: the environment source would otherwise insist on JSON for a list and reject "a.example,b.example".

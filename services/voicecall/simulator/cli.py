@@ -65,10 +65,10 @@ def _share(text: str) -> float:
 
 
 def _host_port(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError("use HOST:PORT, e.g. 127.0.0.1:18080")
-    return host or "127.0.0.1", int(port)
+    try:
+        return config.parse_address(text, default_host="127.0.0.1")
+    except ValueError:
+        raise argparse.ArgumentTypeError("use HOST:PORT, e.g. 127.0.0.1:18080") from None
 
 
 def parse_start_time(text: str) -> datetime:
