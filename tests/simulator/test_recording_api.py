@@ -21,6 +21,7 @@ from voicecall.simulator.recording_api import PATH, RecordingApi, check_auth
 
 KEY, SECRET = "sim-key", "sim-secret"
 AUTH = 'AKSK realm="SDP",profile="UsernameToken",type="Appkey"'
+APPS = {KEY: (SECRET,)}
 
 
 def build_aksk_header(app_key: str, app_secret: str, now: str | None = None) -> str:
@@ -97,7 +98,7 @@ async def test_rejections_carry_the_documented_codes(api: RecordingApi) -> None:
 def test_check_auth_header_parts() -> None:
     now = datetime.now(UTC)
     good = build_aksk_header(KEY, SECRET)
-    assert check_auth(AUTH, good, KEY, SECRET, now) is None
+    assert check_auth(AUTH, good, APPS, now) is None
     nonce_missing = good.replace('Nonce="', 'Nonsense="')
     for authorization, x_aksk, expected in [
         ('AKSK profile="UsernameToken",type="Appkey"', good, "1023007"),
@@ -109,10 +110,10 @@ def test_check_auth_header_parts() -> None:
         (AUTH, nonce_missing, "1023035"),
         (AUTH, good.replace("PasswordDigest", "Digest"), "1023037"),
     ]:
-        rejection = check_auth(authorization, x_aksk, KEY, SECRET, now)
+        rejection = check_auth(authorization, x_aksk, APPS, now)
         assert rejection is not None and rejection.code == expected, (authorization, x_aksk)
     future = (now + timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    rejection = check_auth(AUTH, build_aksk_header(KEY, SECRET, future), KEY, SECRET, now, max_skew=300)
+    rejection = check_auth(AUTH, build_aksk_header(KEY, SECRET, future), APPS, now, max_skew=300)
     assert rejection is not None and rejection.code == "1010013"
 
 
