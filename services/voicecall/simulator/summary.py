@@ -24,6 +24,13 @@ def _iso(moment: float | None) -> str:
     return "-" if moment is None else datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def duration_text(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
 def _counts(counter: Counter[str]) -> str:
     return ", ".join(f"{key}: {value}" for key, value in sorted(counter.items())) or "-"
 
@@ -196,20 +203,21 @@ class Summary:
         return [f"  cdr missing      {watch.count} calls should end missing (disconnect accepted, no CDR: "
                 f"{_counts(watch.reasons)})",
                 f"                   from {self._missing_at(watch.first)} until {self._missing_at(watch.last)} "
-                f"(their disconnect + grace {self.cdr_grace:g} s, by the receiver's clock)"]
+                f"(their disconnect + grace {duration_text(self.cdr_grace)}, by the receiver's clock)"]
 
     def _recording_lines(self) -> list[str]:
         cdrs = self.recording_cdrs
-        not_delivered = {WITHHELD: cdrs[WITHHELD], GIVEN_UP: cdrs[GIVEN_UP], PENDING: cdrs[PENDING],
-                         "call in progress at stop": self.recordings_in_progress}
-        delivered = (f"  CDR delivered {cdrs[DELIVERED]}: missing on purpose {self.recordings_missing_delivered} "
+        not_delivered = Counter({WITHHELD: cdrs[WITHHELD], GIVEN_UP: cdrs[GIVEN_UP], PENDING: cdrs[PENDING],
+                                 "call in progress at stop": self.recordings_in_progress})
+        delivered = (f"                   of the delivered: missing on purpose {self.recordings_missing_delivered} "
                      f"(→ recording.failed)")
         if self.recordings_fetched is not None:
             delivered += (f", fetched whole {self.recordings_fetched} (→ recording.stored), not fetched at stop "
                           f"{self.recordings_unfetched}")
         return [
-            f"  recordings       {self.recordings} in CDRs (missing on purpose {self.recordings_missing});"
-            + delivered,
-            f"                   CDR not delivered: {_counts(Counter({k: v for k, v in not_delivered.items() if v}))}"
-            f"; calls without a recording: {_counts(self.no_recording)}",
+            f"  recordings       {self.recordings} in CDRs (missing on purpose {self.recordings_missing}): "
+            f"CDR delivered {cdrs[DELIVERED]}, not delivered {sum(not_delivered.values())} "
+            f"({_counts(+not_delivered)})",
+            delivered,
+            f"                   calls without a recording: {_counts(self.no_recording)}",
         ]
