@@ -162,10 +162,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     apps.add_argument("--sign-pushes", action=argparse.BooleanOptionalAction, default=None,
                       help="the documented Authorization/X-AKSK headers on pushes, signed with the call's app "
                            "(default: on when a secret or an apps file is given)")
-    apps.add_argument("--push-digest", "--push-signature", dest="push_digest", choices=signing.PUSH_DIGESTS,
-                      default="newline",
+    apps.add_argument("--push-digest", choices=signing.PUSH_DIGESTS, default="newline",
                       help="PasswordDigest message: url\\nnonce\\ncreated (newline, default), url+nonce+created "
                            "(concat), or nonce+created like the request-side APIs (request)")
+    apps.add_argument("--push-signature", dest="push_digest", choices=signing.PUSH_DIGESTS,
+                      default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # its former name
     apps.add_argument("--push-created", choices=signing.PUSH_CREATED_ZONES, default="utc",
                       help="time zone of Created in signed pushes: utc (default) or beijing (UTC+8, still written "
                            "with Z, as the push pages' text says; UNCONFIRMED)")

@@ -91,6 +91,7 @@ def timeline(calls: Iterable[Call], faults: delivery.Faults | None = None) -> It
     """Everything the platform does, in simulated-time order. Lazy: reads calls only as far as needed."""
     faults = faults or delivery.Faults()
     rng = faults.rng()
+    reorders = faults.late_share > 0 or faults.duplicate_share > 0
     heap: list[tuple[float, int, int, Any]] = []
     order = itertools.count()
     # end second → app → (records to push, records withheld), both in end order
@@ -102,8 +103,13 @@ def timeline(calls: Iterable[Call], faults: delivery.Faults | None = None) -> It
         # A call can only add events at or after its start: admit every call starting before the next event.
         while upcoming is not None and (not heap or upcoming.start <= heap[0][0]):
             yield CallStarted(upcoming.start, upcoming)
-            for item in delivery.plan(upcoming.status, rng, faults.late_share, faults.duplicate_share):
-                heapq.heappush(heap, (item.at, _STATUS, next(order), (upcoming, item)))
+            if reorders:
+                for item in delivery.plan(upcoming.status, rng, faults.late_share, faults.duplicate_share):
+                    heapq.heappush(heap, (item.at, _STATUS, next(order), (upcoming, item.event, item.late,
+                                                                          item.copies)))
+            else:
+                for event in upcoming.status:
+                    heapq.heappush(heap, (event.at, _STATUS, next(order), (upcoming, event, False, 1)))
             if delivery.withheld(rng, faults.lost_cdr_share):
                 withheld.add(upcoming.session_id)
             heapq.heappush(heap, (upcoming.end, _FEE_END, next(order), upcoming))
@@ -112,10 +118,9 @@ def timeline(calls: Iterable[Call], faults: delivery.Faults | None = None) -> It
             break
         at, kind, _, item = heapq.heappop(heap)
         if kind == _STATUS:
-            call, planned = item
-            event = planned.event
+            call, event, late, copies = item
             yield StatusPush(at, call.session_id, event.event_type, status_body(event.body), event.at, call.app_key,
-                             planned.late, planned.copies)
+                             late, copies)
         elif kind == _FEE_END:
             second = item.end_second
             if second not in pending:
