@@ -36,7 +36,8 @@ def _counts(counter: Counter[str]) -> str:
 
 
 class CdrWatch:
-    """Follows each call from its disconnect push to its CDR's fate; keeps only calls with one of the two open."""
+    """Follows each call from its disconnect push to its CDR's fate; holds a call only while one of the two is
+    still open."""
 
     def __init__(self) -> None:
         self._open: dict[str, list[Any]] = {}  # sessionId → [disconnect accepted?, disconnect time, CDR fate]
@@ -56,7 +57,7 @@ class CdrWatch:
 
     def _settle(self, session_id: str, entry: list[Any]) -> None:
         accepted, at, fate = entry
-        if accepted is None or (fate is None and accepted):
+        if accepted is None or fate is None:
             return
         del self._open[session_id]
         if accepted and fate != DELIVERED:
