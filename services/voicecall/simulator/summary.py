@@ -216,7 +216,7 @@ class Summary:
             delivered += (f", fetched whole {self.recordings_fetched} (→ recording.stored), not fetched at stop "
                           f"{self.recordings_unfetched}")
         return [
-            f"  recordings       {self.recordings} in CDRs (missing on purpose {self.recordings_missing}): "
+            f"  recordings       {self.recordings} made (missing on purpose {self.recordings_missing}): "
             f"CDR delivered {cdrs[DELIVERED]}, not delivered {sum(not_delivered.values())} "
             f"({_counts(+not_delivered)})",
             delivered,
