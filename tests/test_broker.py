@@ -18,6 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from process_helpers import alive
 from voicecall.devenv.broker import (
     BrokerError,
     BrokerHandle,
@@ -27,26 +28,9 @@ from voicecall.devenv.broker import (
     wait_for_kafka,
 )
 from voicecall.devenv.broker.config import BrokerSettings
+from voicecall.devenv.ports import free_port, port_is_free
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def _pid_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def _ports(handle: BrokerHandle) -> list[int]:
@@ -99,18 +83,18 @@ async def test_apache_starts_and_stops_without_leftovers(tmp_path: Path) -> None
     try:
         assert handle.kind == "apache"
         assert handle.bootstrap.startswith("127.0.0.1:")
-        assert handle.pid is not None and not _pid_gone(handle.pid)
+        assert handle.pid is not None and alive(handle.pid)
         assert handle.log_path is not None and handle.log_path.parent.is_relative_to(tmp_path)
         ports = _ports(handle)
         assert handle.port in ports and len(ports) == 2  # client and controller listeners
-        assert not any(_port_free(p) for p in ports)
+        assert not any(port_is_free(p) for p in ports)
         await asyncio.to_thread(wait_for_kafka, handle.bootstrap, timeout=5)
         assert startup < 90
     finally:
         pid = handle.pid
         await asyncio.to_thread(handle.stop)
-    assert pid is not None and _pid_gone(pid)
-    assert all(_port_free(p) for p in ports)
+    assert pid is not None and not alive(pid)
+    assert all(port_is_free(p) for p in ports)
     handle.stop()  # idempotent
     with pytest.raises(BrokerError):
         await asyncio.to_thread(wait_for_kafka, handle.bootstrap, timeout=1)
@@ -126,7 +110,7 @@ async def test_apache_restart_on_same_state_keeps_data(tmp_path: Path) -> None:
         first_pid = handle.pid
         await asyncio.to_thread(handle.restart)  # stop + start: same port, same data
         assert handle.bootstrap == bootstrap and handle.pid != first_pid
-        assert first_pid is not None and _pid_gone(first_pid)
+        assert first_pid is not None and not alive(first_pid)
         assert await _consume(bootstrap, topic, 2) == [b"before-1", b"before-2"]
         await _produce(bootstrap, topic, [b"after"], create=False)
 
@@ -138,10 +122,10 @@ async def test_apache_restart_on_same_state_keeps_data(tmp_path: Path) -> None:
             assert await _consume(bootstrap, topic, 3) == [b"before-1", b"before-2", b"after"]
         finally:
             await asyncio.to_thread(again.stop)
-        assert again.pid is not None and _pid_gone(again.pid)
+        assert again.pid is not None and not alive(again.pid)
     finally:
         await asyncio.to_thread(handle.stop)
-    assert all(_port_free(p) for p in _ports(handle))
+    assert all(port_is_free(p) for p in _ports(handle))
 
 
 async def test_session_broker_is_independent(kafka_bootstrap: str, broker_handle: BrokerHandle | None) -> None:
@@ -170,8 +154,8 @@ async def test_noida_broker(tmp_path: Path) -> None:
     finally:
         pid = handle.pid
         await asyncio.to_thread(handle.stop)
-    assert pid is not None and _pid_gone(pid)
-    assert _port_free(handle.port)
+    assert pid is not None and not alive(pid)
+    assert port_is_free(handle.port)
 
 
 def test_errors_are_clear(tmp_path: Path) -> None:
@@ -186,7 +170,7 @@ def test_errors_are_clear(tmp_path: Path) -> None:
 
 def test_broker_cli_noida_runs_until_sigterm_and_leaves_nothing(tmp_path: Path) -> None:
     # `voicecall broker --broker noida`: the fallback of `make run` on a machine without java/mvn
-    port = _free_port()
+    port = free_port()
     state = tmp_path / "state"
     env = {**os.environ, "VOICECALL_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}"}
     process = subprocess.Popen([sys.executable, "-m", "voicecall", "broker", "--broker", "noida", "--state-dir",
@@ -207,8 +191,8 @@ def test_broker_cli_noida_runs_until_sigterm_and_leaves_nothing(tmp_path: Path) 
         code = process.wait(timeout=60)
     assert code == 0
     assert "broker stopped" in (process.stdout.read() if process.stdout else "")
-    assert all(_pid_gone(pid) for pid in brokers)
-    assert _port_free(port)
+    assert all(not alive(pid) for pid in brokers)
+    assert port_is_free(port)
 
 
 def test_broker_cli_taken_port_names_the_variable(tmp_path: Path) -> None:
@@ -222,12 +206,6 @@ def test_broker_cli_taken_port_names_the_variable(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"VOICECALL_KAFKA_BOOTSTRAP=127.0.0.1:{port}" in result.stderr and "already in use" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _processes_mentioning(text: str) -> list[int]:
@@ -275,4 +253,4 @@ def test_auto_falls_back_to_noida_when_the_kafka_jars_cannot_be_had(tmp_path: Pa
         handle.stop()
     err = capsys.readouterr().err
     assert "Apache Kafka is not available" in err and "offline" in err and "using noida-db" in err
-    assert handle.pid is not None and _pid_gone(handle.pid)
+    assert handle.pid is not None and not alive(handle.pid)

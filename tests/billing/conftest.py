@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-import uuid
-from pathlib import Path
-
 import pytest
+from billing_helpers import BillingSettings, settings_for
 
-# billing_samples and billing_kafka are plain modules next to the tests, whichever import mode pytest uses.
-sys.path.insert(0, str(Path(__file__).parent))
-
-from billing_kafka import BillingSettings, settings_for
-
+from kafka_helpers import new_prefix
 from voicecall import topics
 
 
 @pytest.fixture
 async def settings(kafka_bootstrap: str) -> BillingSettings:
-    result = settings_for(kafka_bootstrap, f"t{uuid.uuid4().hex[:8]}.")
+    result = settings_for(kafka_bootstrap, new_prefix())
     await topics.create(result)
     return result
-

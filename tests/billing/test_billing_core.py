@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import billing_samples as samples
+import billing_helpers as samples
 import jsonschema
 import orjson
 import pytest

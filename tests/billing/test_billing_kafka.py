@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import billing_samples as samples
+import billing_helpers as samples
 import orjson
 from aiokafka.structs import ConsumerRecord
-from billing_kafka import BillingSettings, end_offsets, env_for, produce, read_all
+from billing_helpers import BillingSettings, env_for
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from kafka_helpers import end_offsets, produce, read_all
 from voicecall.billing import cli
 from voicecall.billing.core import BillingCore
 from voicecall.devenv.ports import free_port

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import billing_samples as samples
+import billing_helpers as samples
 import pytest
 from hypothesis import given, settings, strategies as st
 

@@ -17,7 +17,7 @@ import orjson
 import pytest
 from referencing.exceptions import Unresolvable
 
-from contracts import validate as contract
+import contract_helpers as contract
 from voicecall import topics
 from voicecall.runtime import cloudevents, config, deadletter
 from voicecall.runtime.deadletter import Reason

@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 from aiokafka import TopicPartition
 
-from contracts import validate as contract
+import contract_helpers as contract
 from voicecall import topics
 from voicecall.runtime import config
 from voicecall.runtime.kafka import make_admin, make_producer

@@ -2,7 +2,7 @@
 
 The whole pipeline runs as separate `voicecall …` processes on the session broker, fed by `voicecall simulate`
 (status and fee pushes with re-pushes, recordings served by its recording API, some of them missing) plus one
-push that is not JSON; then every record of every topic is validated with contracts/validate.py.
+push that is not JSON; then every record of every topic is validated with tests/contract_helpers.py.
 """
 
 from __future__ import annotations
@@ -11,50 +11,23 @@ import asyncio
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import orjson
 from aiokafka import TopicPartition
 
-from contracts.validate import contracts, validate_records
+from contract_helpers import contracts, validate_records
+from kafka_helpers import read_to_end
 from voicecall import topics
+from voicecall.devenv.ports import free_port
 from voicecall.replay import names
 from voicecall.runtime import cloudevents, config
 from voicecall.runtime.kafka import make_consumer, make_producer
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def read_topic(settings: config.CommonSettings, topic: str) -> list[Any]:
-    consumer = make_consumer(settings, group_id=None)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in (await names.partitions(settings))[topic]]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        records: list[Any] = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            positions = [await consumer.position(tp) for tp in tps]
-            if all(position >= ends[tp] for position, tp in zip(positions, tps, strict=True)):
-                break
-            for batch in (await consumer.getmany(timeout_ms=500)).values():
-                records.extend(batch)
-        return records
-    finally:
-        await consumer.stop()
 
 
 async def counts(settings: config.CommonSettings) -> dict[str, int]:
@@ -149,8 +122,8 @@ async def test_records_of_every_stage_fit_their_contract(kafka_bootstrap: str, t
                 assert await copy.wait() == 0
                 copied = True
             if all(seen[s] > 0 for s in seen) and seen["billing"] >= 16 and (
-                    len(await read_topic(settings, topics.name(settings, "billing")))
-                    == len(await read_topic(settings, topics.name(settings, "fee.unique"))) - 1):
+                    len(await read_to_end(settings, "billing", poll=0.5))
+                    == len(await read_to_end(settings, "fee.unique", poll=0.5)) - 1):
                 break
             await asyncio.sleep(0.5)
         simulate.send_signal(signal.SIGTERM)
@@ -167,11 +140,11 @@ async def test_records_of_every_stage_fit_their_contract(kafka_bootstrap: str, t
 
     checked = {}
     for suffix in contracts():
-        records = await read_topic(settings, topics.name(settings, suffix))
+        records = await read_to_end(settings, suffix, poll=0.5)
         checked[suffix] = validate_records(records, prefix=prefix)
     # Every topic had records to check (offsets counted while waiting include transaction markers, so they only
     # say that something arrived), and billing holds one record per unique fee record.
     assert all(count > 0 for count in checked.values()), checked
     assert checked["billing"] == checked["fee.unique"] - 1 >= 16, checked  # all but the unreadable one
-    stages = {orjson.loads(r.value)["stage"] for r in await read_topic(settings, topics.name(settings, "deadletter"))}
+    stages = {orjson.loads(r.value)["stage"] for r in await read_to_end(settings, "deadletter", poll=0.5)}
     assert {"ingress", "billing"} <= stages

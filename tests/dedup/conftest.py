@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from dedup_helpers import DedupSettings, settings_for
 
+from kafka_helpers import new_prefix
 from voicecall import topics
 
 
 @pytest.fixture
 async def settings(kafka_bootstrap: str) -> DedupSettings:
-    result = settings_for(kafka_bootstrap, f"t{uuid.uuid4().hex[:8]}.")
+    result = settings_for(kafka_bootstrap, new_prefix())
     await topics.create(result)
     return result
-

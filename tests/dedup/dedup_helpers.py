@@ -1,19 +1,15 @@
-"""Helpers of the dedup tests: the service's settings on a test prefix, CDRs and fee records as the ingress writes
-them (producing and reading back: tests/kafka_helpers.py)."""
+"""Helpers of the dedup tests: the service's settings on a test prefix, a ``voicecall dedup`` subprocess's
+environment, CDRs and fee records as the ingress writes them (producing and reading back: tests/kafka_helpers.py)."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import orjson
 
-from kafka_helpers import PARTITIONS, committed_offsets, produce, read_all, settings_values
+from kafka_helpers import service_env, settings_values
 from voicecall import topics
 from voicecall.dedup.config import DedupSettings as _DedupSettings
-
-__all__ = ["PARTITIONS", "DedupSettings", "cdr", "committed_offsets", "env_for", "fee_record", "produce",
-           "read_all", "settings_for"]
 
 
 class DedupSettings(_DedupSettings, topics.TopicSettings):
@@ -26,24 +22,12 @@ def settings_for(bootstrap: str, prefix: str, **overrides: Any) -> DedupSettings
 
 def env_for(settings: DedupSettings, **extra: str) -> dict[str, str]:
     """The environment a ``voicecall dedup`` subprocess needs to work on the test's broker and prefix."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICECALL_")}
-    env.update({
-        "VOICECALL_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "VOICECALL_TOPIC_PREFIX": settings.topic_prefix,
-        "VOICECALL_METRICS_PORT": "0",
-        "VOICECALL_METRICS_HOST": "127.0.0.1",
-        "VOICECALL_LOG_FORMAT": "json",
-        "VOICECALL_BATCH_TIME": str(settings.batch_time),
-        "VOICECALL_BATCH_RECORDS": str(settings.batch_records),
-        "VOICECALL_CONSUMER_SESSION_TIMEOUT": str(settings.consumer_session_timeout),
-        "VOICECALL_DEDUP_WINDOW": str(settings.dedup_window),
-    })
-    env.update(extra)
-    return env
+    return service_env(settings, **{"VOICECALL_DEDUP_WINDOW": str(settings.dedup_window)} | extra)
 
 
 def cdr(n: int, end: str = "2026-11-23 10:00:00", **changes: Any) -> dict[str, Any]:
-    """A voice-callback CDR shaped like the platform's (reference §2 and example F2)."""
+    """A voice-callback CDR shaped like the platform's: the fields of rtc_05_0008_1, values like Huawei's demo
+    CDR's."""
     doc: dict[str, Any] = {
         "direction": 0, "spId": "sp-test", "appKey": "app-key-test", "icid": f"icid.{n}",
         "bindNum": "+8675566660000", "sessionId": f"1200_{n}_0_20261123100000@callenabler.home1.com",

@@ -11,14 +11,14 @@ import sys
 from pathlib import Path
 
 import orjson
-from dedup_helpers import DedupSettings, cdr, fee_record, produce, read_all
+from dedup_helpers import DedupSettings, cdr, env_for, fee_record
+
+from kafka_helpers import produce, read_all
 
 KILLS = 6
 
 
 async def start_dedup(settings: DedupSettings, log: Path) -> asyncio.subprocess.Process:
-    from dedup_helpers import env_for
-
     with open(log, "ab") as out:  # noqa: ASYNC230 - a local log file, opened once per start
         return await asyncio.create_subprocess_exec(
             sys.executable, "-m", "voicecall", "dedup", env=env_for(settings), stdout=out, stderr=out,

@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import orjson
-from dedup_helpers import DedupSettings, cdr, fee_record, produce, read_all
+from dedup_helpers import DedupSettings, cdr, fee_record
 from prometheus_client import REGISTRY
 
+from kafka_helpers import produce, read_all
 from voicecall import topics
 from voicecall.dedup import cli, core as dedup
 from voicecall.runtime.kafka import make_transactional_producer

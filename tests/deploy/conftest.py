@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from deploy_support import OVERLAYS, ToolMissing, build, kustomize_command, promtool
+from deploy_helpers import OVERLAYS, ToolMissing, build, kustomize_command, promtool
 
 
 @pytest.fixture(scope="session")

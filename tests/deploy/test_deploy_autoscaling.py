@@ -17,7 +17,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from deploy_support import OVERLAYS, ROOT, autoscalers, by_kind, config_env, load_schema, one, workloads
+from deploy_helpers import OVERLAYS, ROOT, autoscalers, by_kind, config_env, load_schema, one, workloads
 
 from voicecall.runtime import config
 from voicecall.runtime.kafka import group_id

@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -31,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deploy_support import ROOT
+from deploy_helpers import ROOT
+
+from voicecall.devenv.ports import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -137,13 +138,6 @@ def containers(image: Image) -> Iterator[Containers]:
         yield started
     finally:
         started.remove_all()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def http(method: str, url: str, body: bytes | None = None) -> tuple[int, Any]:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from deploy_support import ROOT
+from deploy_helpers import ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
 

@@ -1,6 +1,6 @@
 """The committed KafkaUser ACLs on a real Kafka authorizer: each service can do its job and nothing else.
 
-A private Apache Kafka broker (acl_broker.py) runs SASL/SCRAM-SHA-512 with the StandardAuthorizer. The ACLs of
+A private Apache Kafka broker (acl_helpers.py) runs SASL/SCRAM-SHA-512 with the StandardAuthorizer. The ACLs of
 deploy/k8s/base/kafka/users.yaml are created the way Strimzi's User Operator does it (principal
 ``User:<KafkaUser name>``, one ACL per operation), and then every service connects as its user through the
 project's own client factories (SASL settings included) and does what the service does: idempotent produce,
@@ -17,7 +17,7 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
-import acl_broker
+import acl_helpers
 import pytest
 import yaml
 from aiokafka import TopicPartition
@@ -28,7 +28,7 @@ from aiokafka.errors import (
     TransactionalIdAuthorizationFailed,
 )
 from aiokafka.protocol.admin import CreateAclsRequest
-from deploy_support import K8S
+from deploy_helpers import K8S
 
 from voicecall import topics
 from voicecall.replay import copy as replay_copy, reset as replay_reset, tail, window
@@ -49,7 +49,7 @@ ACCESS = {a.service: a for a in manifests.SERVICES}
 
 
 class Cluster:
-    def __init__(self, broker: acl_broker.AclBroker, passwords: dict[str, str]) -> None:
+    def __init__(self, broker: acl_helpers.AclBroker, passwords: dict[str, str]) -> None:
         self.broker, self.passwords = broker, passwords
 
     def as_user(self, service: str, password: str | None = None) -> config.CommonSettings:
@@ -86,7 +86,7 @@ async def create_acls(admin: Any, user: dict[str, Any]) -> int:
 async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
     users = committed_users()
     passwords = {u["metadata"]["name"]: secrets.token_hex(12) for u in users}
-    broker = await asyncio.to_thread(acl_broker.start, tmp_path_factory.mktemp("acl-broker"), passwords)
+    broker = await asyncio.to_thread(acl_helpers.start, tmp_path_factory.mktemp("acl-broker"), passwords)
     try:
         admin_settings = SETTINGS.model_copy(update={"kafka_bootstrap": broker.admin_bootstrap})
         await topics.create(admin_settings)

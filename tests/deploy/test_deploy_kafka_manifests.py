@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import K8S
+from deploy_helpers import K8S
 
 from voicecall import topics
 from voicecall.runtime import config

@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from deploy_support import OVERLAYS, SCHEMAS, by_kind, config_env, load_schema, one, replica_bounds, workloads
+from deploy_helpers import OVERLAYS, SCHEMAS, by_kind, config_env, load_schema, one, replica_bounds, workloads
 
 from voicecall import topics
 from voicecall.runtime import config

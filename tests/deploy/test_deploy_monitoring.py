@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import K8S, ROOT, one, workloads
+from deploy_helpers import K8S, ROOT, one, workloads
 
 RULE = K8S / "base" / "monitoring" / "prometheusrule.yaml"
 RULE_TESTS = K8S / "monitoring-tests" / "alerts.test.yaml"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from deploy_support import OVERLAYS, by_kind, workloads
+from deploy_helpers import OVERLAYS, by_kind, workloads
 
 
 def selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:

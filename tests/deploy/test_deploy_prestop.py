@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import yaml
 from aiohttp import web
-from deploy_support import K8S
+from deploy_helpers import K8S
 
 from voicecall import topics
 from voicecall.devenv.ports import free_port

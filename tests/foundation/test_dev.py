@@ -17,32 +17,11 @@ from pathlib import Path
 
 import orjson
 
+from process_helpers import alive, free_port_run
+from voicecall.devenv.ports import free_port, port_is_free
+
 CONSUMERS = ("dedup", "billing", "recordings")
 SERVICES = ("ingress", *CONSUMERS)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def free_port_run(count: int) -> int:
-    """A port such that it and the next ``count - 1`` are free right now."""
-    for _ in range(100):
-        base = free_port()
-        if base + count <= 65535 and all(port_free(base + i) for i in range(count)):
-            return base
-    raise AssertionError("no run of free ports")
 
 
 def get(url: str) -> int:
@@ -51,18 +30,6 @@ def get(url: str) -> int:
             return int(response.status)
     except OSError:
         return 0
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie (exited, not yet reaped by its parent) is not running
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def dev_env(ingress_port: int, prefix: str) -> dict[str, str]:
@@ -225,7 +192,7 @@ def test_dev_simulate_on_the_noida_fallback_broker(tmp_path: Path) -> None:
     assert "not cleanly" not in rest, rest
     for name, pid in pids.items():
         assert not alive(pid), name
-    assert port_free(kafka_port)
+    assert port_is_free(kafka_port)
 
 
 def test_dev_second_ctrl_c_exits_at_once_leaving_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:

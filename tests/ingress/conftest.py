@@ -8,7 +8,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from ingress_support import Ingress, create_topics, ingress_settings, start_ingress, wait_ready
+from ingress_helpers import Ingress, ingress_settings, start_ingress, wait_ready
+
+from kafka_helpers import create_topics
 
 
 @pytest.fixture

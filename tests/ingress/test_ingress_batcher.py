@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from ingress_support import create_topics, ingress_settings
+from ingress_helpers import ingress_settings
 
+from kafka_helpers import create_topics
 from voicecall import topics
 from voicecall.ingress.batcher import Batch, Batcher
 from voicecall.runtime.kafka import make_consumer, make_producer

@@ -9,18 +9,10 @@ from typing import Any
 
 import aiohttp
 import orjson
-from ingress_support import (
-    F2,
-    STATUS_EXAMPLES,
-    Ingress,
-    create_topics,
-    fee_push,
-    header,
-    ingress_settings,
-    read_topic,
-    start_ingress,
-    wait_ready,
-)
+from ingress_helpers import F2, STATUS_EXAMPLES, Ingress, fee_push, ingress_settings, start_ingress, wait_ready
+
+from kafka_helpers import create_topics, read_all
+from voicecall.runtime.cloudevents import header
 
 OK = {"resultcode": "0", "resultdesc": "Success"}
 
@@ -33,11 +25,11 @@ async def test_every_reference_example_lands_with_topic_key_and_headers(ingress:
         assert (status, answer) == (200, OK), name
     status, answer = await post(f"{ingress.url}/notify/fee", F2)
     assert (status, answer) == (200, OK)
-    status_records = await read_topic(ingress.settings, "status.raw", len(STATUS_EXAMPLES), settle=0.5)
+    status_records = await read_all(ingress.settings, "status.raw", expect=len(STATUS_EXAMPLES), idle=0.5)
     assert len(status_records) == len(STATUS_EXAMPLES)
     by_type: dict[str, list[Any]] = {}
     for record in status_records:
-        by_type.setdefault(header(record, "ce_type") or "", []).append(record)
+        by_type.setdefault(header(record.headers, "ce_type") or "", []).append(record)
     for name, body in STATUS_EXAMPLES.items():
         doc = orjson.loads(body)
         matches = [r for r in by_type[f"com.huaweicloud.voicecall.status.{doc['eventType']}"]
@@ -45,13 +37,14 @@ async def test_every_reference_example_lands_with_topic_key_and_headers(ingress:
         assert matches, name
         record = matches[0]
         assert record.key == doc["statusInfo"]["sessionId"].encode()
-        assert header(record, "ce_specversion") == "1.0" and header(record, "content-type") == "application/json"
+        assert header(record.headers, "ce_specversion") == "1.0"
+        assert header(record.headers, "content-type") == "application/json"
         for name_ in ("ce_id", "ce_source", "ce_time", "voicecall_received", "voicecall_push_id"):
-            assert header(record, name_), name_
-    fees = await read_topic(ingress.settings, "fee.raw", 2, settle=0.5)
+            assert header(record.headers, name_), name_
+    fees = await read_all(ingress.settings, "fee.raw", expect=2, idle=0.5)
     assert len(fees) == 2
     assert {r.key for r in fees} == {b"1200_366_0_20161228102743@callenabler.home1.com"}
-    assert all(header(r, "ce_type") == "com.huaweicloud.voicecall.fee" for r in fees)
+    assert all(header(r.headers, "ce_type") == "com.huaweicloud.voicecall.fee" for r in fees)
     assert orjson.loads(fees[0].value)["callEndTime"] == "2016-12-26  01:19:46"  # verbatim
 
 
@@ -59,13 +52,13 @@ async def test_fifty_record_push_and_repush_keep_every_ce_id(ingress: Ingress, p
     push = fee_push(50)
     assert (await post(f"{ingress.url}/notify", push))[0] == 200
     assert (await post(f"{ingress.url}/notify/fee", push))[0] == 200  # the platform's hourly re-push
-    records = await read_topic(ingress.settings, "fee.raw", 100, settle=0.5)
+    records = await read_all(ingress.settings, "fee.raw", expect=100, idle=0.5)
     assert len(records) == 100
     ids: dict[bytes, set[str | None]] = {}
     pushes: set[str | None] = set()
     for record in records:
-        ids.setdefault(record.key, set()).add(header(record, "ce_id"))
-        pushes.add(header(record, "voicecall_push_id"))
+        ids.setdefault(record.key, set()).add(header(record.headers, "ce_id"))
+        pushes.add(header(record.headers, "voicecall_push_id"))
     assert len(ids) == 50 and all(len(v) == 1 for v in ids.values())  # same id for the same CDR both times
     assert len(pushes) == 2  # but each push has its own push id
 
@@ -89,19 +82,19 @@ async def test_bad_inputs_answer_exactly_and_go_to_deadletter(ingress: Ingress, 
             assert answer["resultcode"] == "1" and answer["resultdesc"]
         if expected == 200:
             assert answer == OK
-    records = await read_topic(ingress.settings, "deadletter", len(cases), settle=0.5)
+    records = await read_all(ingress.settings, "deadletter", expect=len(cases), idle=0.5)
     reasons = [orjson.loads(r.value)["reason"] for r in records]
     assert sorted(reasons) == sorted(reason for *_, reason in cases)
     for record in records:
         value = orjson.loads(record.value)
         assert value["stage"] == "ingress" and value["origin"]["client"] == "127.0.0.1"
         assert value["origin"]["path"].startswith("/notify")
-        assert header(record, "ce_type") == "voicecall.deadletter"
+        assert header(record.headers, "ce_type") == "voicecall.deadletter"
         if value["reason"] == "too-large":
             assert value["truncated"] is True and len(value["payload"]) == 512 * 1024
     # Nothing reached the event topics.
-    assert await read_topic(ingress.settings, "status.raw", 0, timeout=1, settle=0.5) == []
-    assert await read_topic(ingress.settings, "fee.raw", 0, timeout=1, settle=0.5) == []
+    assert await read_all(ingress.settings, "status.raw", expect=0, timeout=1, idle=0.5) == []
+    assert await read_all(ingress.settings, "fee.raw", expect=0, timeout=1, idle=0.5) == []
 
 
 async def test_path_token_hides_everything_else(kafka_bootstrap: str, tmp_path: Path,
@@ -117,8 +110,8 @@ async def test_path_token_hides_everything_else(kafka_bootstrap: str, tmp_path: 
         assert (await post(f"{served.url}/notify/s3cret-token-1/fee", push))[0] == 200
         assert (await post(f"{served.url}/notify/s3cret-token-1", push))[0] == 200
         assert (await post(f"{served.url}/notify/s3cret-token-1/status", b"[]"))[0] == 400
-        assert len(await read_topic(settings, "fee.raw", 2, settle=0.5)) == 2
-        [dead] = await read_topic(settings, "deadletter", 1, settle=0.5)
+        assert len(await read_all(settings, "fee.raw", expect=2, idle=0.5)) == 2
+        [dead] = await read_all(settings, "deadletter", expect=1, idle=0.5)
         assert orjson.loads(dead.value)["origin"]["path"] == "/notify/{token}/status"  # the token stays secret
     finally:
         await served.stop()
@@ -192,10 +185,10 @@ async def test_leftovers_of_a_previous_run_are_drained_at_start(kafka_bootstrap:
     served = await start_ingress(settings)
     try:
         await wait_ready(served.url)
-        records = await read_topic(settings, "fee.raw", 60, settle=0.5)
+        records = await read_all(settings, "fee.raw", expect=60, idle=0.5)
         assert len(records) == 60
         # In order within each key's partition: the spool drains oldest first.
-        pushes = [header(r, "voicecall_push_id") for r in records]
+        pushes = [header(r.headers, "voicecall_push_id") for r in records]
         assert set(pushes) == {f"old-{i}" for i in range(30)}
         for _ in range(50):
             ready = await wait_ready(served.url)

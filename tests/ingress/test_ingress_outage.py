@@ -8,16 +8,9 @@ from pathlib import Path
 
 import aiohttp
 import orjson
-from ingress_support import (
-    create_topics,
-    fee_push,
-    ingress_settings,
-    read_topic,
-    start_ingress,
-    status_push,
-    wait_ready,
-)
+from ingress_helpers import fee_push, ingress_settings, start_ingress, status_push, wait_ready
 
+from kafka_helpers import create_topics, read_all
 from voicecall.devenv.broker import start_broker
 from voicecall.devenv.ports import free_port
 
@@ -84,8 +77,8 @@ async def test_broker_outage_under_load_loses_nothing(tmp_path: Path) -> None:
         assert ready["spool"]["entries"] == 0 and ready["spool"]["segments"] == 0, ready
         assert not list((tmp_path / "spool").glob("*.seg"))
 
-        fees = await read_topic(settings, "fee.raw", len(sent_fee), timeout=60)
-        statuses = await read_topic(settings, "status.raw", len(sent_status), timeout=60)
+        fees = await read_all(settings, "fee.raw", expect=len(sent_fee), timeout=60, idle=0)
+        statuses = await read_all(settings, "status.raw", expect=len(sent_status), timeout=60, idle=0)
         assert {r.key.decode() for r in fees} >= sent_fee
         assert {r.key.decode() for r in statuses} >= sent_status
     finally:

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
-from ingress_support import F2, S4, STATUS_EXAMPLES, fee_push, status_push
+from ingress_helpers import F2, S4, STATUS_EXAMPLES, fee_push, status_push
 
 from voicecall.ingress import parse
 from voicecall.ingress.config import IngressSettings

@@ -18,8 +18,9 @@ import orjson
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings as hypothesis_settings
-from ingress_support import create_topics, fee_push, ingress_settings, read_topic, wait_ready
+from ingress_helpers import fee_push, ingress_settings, wait_ready
 
+from kafka_helpers import create_topics, read_all
 from voicecall.devenv.ports import free_port
 from voicecall.ingress.config import IngressSettings
 from voicecall.runtime.children import Child
@@ -106,7 +107,7 @@ async def test_sigterm_under_load_answers_in_flight_and_loses_nothing(process: P
     assert statuses and all(s == 200 for s in statuses), {s: statuses.count(s) for s in set(statuses)}
     assert all(f.startswith("True") for f in failures), failures
     assert "Traceback" not in log and "stopped cleanly" in log
-    records = await read_topic(process.settings, "fee.raw", len(accepted), timeout=30)
+    records = await read_all(process.settings, "fee.raw", expect=len(accepted), timeout=30, idle=0)
     assert {r.key.decode() for r in records} >= accepted
 
 
@@ -199,5 +200,5 @@ async def test_workers_share_the_port_and_stop_cleanly_on_one_sigterm(kafka_boot
     assert not any(line.get("event") == "second signal, exiting now" for line in lines), text[-3000:]
     served = {line.get("pid") for line in lines if line.get("event") == "ingress listening"}
     assert served == set(workers)
-    records = await read_topic(settings, "fee.raw", len(accepted), timeout=30)
+    records = await read_all(settings, "fee.raw", expect=len(accepted), timeout=30, idle=0)
     assert {r.key.decode() for r in records} >= accepted

@@ -11,8 +11,9 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka.errors import KafkaConnectionError, OutOfOrderSequenceNumber, ProducerClosed
-from ingress_support import create_topics, fee_push, ingress_settings
+from ingress_helpers import fee_push, ingress_settings
 
+from kafka_helpers import create_topics, read_all
 from voicecall.ingress.parse import Parser
 from voicecall.ingress.publisher import Publisher
 
@@ -67,7 +68,6 @@ async def test_fatal_producer_errors_start_one_renewal(kafka_bootstrap: str, tmp
 async def test_producer_started_once_kafka_comes(tmp_path: Path) -> None:
     """No broker at first: the start is retried (the error shown by /readyz) until Kafka comes, then pushes go to it
     and the spool written meanwhile drains."""
-    from ingress_support import read_topic
 
     from voicecall.devenv.broker import start_broker
     from voicecall.devenv.ports import free_port
@@ -96,7 +96,7 @@ async def test_producer_started_once_kafka_comes(tmp_path: Path) -> None:
         await until(lambda: publisher.producer is not None and not spool.has_backlog, 60)
         assert publisher.ready() == (True, {"broker": "up", "spool": spool.state()})
         assert await publisher.publish(push("late-")) == "kafka"
-        keys = {r.key.decode() for r in await read_topic(settings, "fee.raw", 2)}
+        keys = {r.key.decode() for r in await read_all(settings, "fee.raw", expect=2, idle=0)}
         assert keys == {"early-sess-0@callenabler245.huaweicaas.com", "late-sess-0@callenabler245.huaweicaas.com"}
     finally:
         await publisher.stop()

@@ -11,7 +11,7 @@ import orjson
 import pytest
 import referencing
 import yaml
-from ingress_support import F2, STATUS_EXAMPLES, fee_push
+from ingress_helpers import F2, STATUS_EXAMPLES, fee_push
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 NAMES = {"status_push.schema.json": "StatusPush", "fee_push.schema.json": "FeePush",

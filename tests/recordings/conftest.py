@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from recordings_support import RecordingApi, S3Server, _wait_for_s3
+from recordings_helpers import RecordingApi, S3Server, _wait_for_s3
 
 from voicecall.devenv.ports import free_port
 

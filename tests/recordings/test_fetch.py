@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from recordings_support import APP_KEY, APP_SECRET, RecordingApi, S3Server
+from recordings_helpers import APP_KEY, APP_SECRET, RecordingApi, S3Server
 
 from voicecall.recordings import fetch, safety
 from voicecall.recordings.store import FileStore, open_store

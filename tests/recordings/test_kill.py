@@ -5,33 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import signal
 import sys
 import time
 import uuid
 from pathlib import Path
 
-from recordings_support import APP_KEY, APP_SECRET, RecordingApi, S3Server, fee_record, running_pipeline
+from recordings_helpers import APP_KEY, APP_SECRET, RecordingApi, S3Server, fee_record, running_pipeline
 
+from kafka_helpers import service_env
 from voicecall.recordings import select
 from voicecall.recordings.config import RecordingsSettings
 from voicecall.runtime import config
 
 
 def env_for(settings: RecordingsSettings) -> dict[str, str]:
-    env = dict(os.environ)
-    if settings.recordings_s3_endpoint_url:
-        env["VOICECALL_RECORDINGS_S3_ENDPOINT_URL"] = settings.recordings_s3_endpoint_url
-    env.update({
-        "VOICECALL_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "VOICECALL_TOPIC_PREFIX": settings.topic_prefix,
+    s3 = {"VOICECALL_RECORDINGS_S3_ENDPOINT_URL": settings.recordings_s3_endpoint_url
+          } if settings.recordings_s3_endpoint_url else {}
+    return service_env(settings, **s3, **{
         "VOICECALL_HUAWEI_BASE_URL": settings.huawei_base_url, "VOICECALL_HUAWEI_APP_KEY": APP_KEY,
         "VOICECALL_HUAWEI_APP_SECRET": APP_SECRET, "VOICECALL_RECORDINGS_STORE": settings.recordings_store,
         "VOICECALL_RECORDINGS_ALLOWED_HOSTS": "localhost", "VOICECALL_RECORDINGS_RETRY_INITIAL": "0.2s",
-        "VOICECALL_RECORDINGS_COMMIT_INTERVAL": "0.2s", "VOICECALL_METRICS_PORT": "0",
-        "VOICECALL_METRICS_HOST": "127.0.0.1", "VOICECALL_LOG_FORMAT": "json",
+        "VOICECALL_RECORDINGS_COMMIT_INTERVAL": "0.2s",
     })
-    return env
 
 
 async def start(settings: RecordingsSettings, log: Path) -> asyncio.subprocess.Process:

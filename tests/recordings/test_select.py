@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from recordings_support import CALL_END, fee_record
+from recordings_helpers import CALL_END, fee_record
 
 from voicecall.recordings import keys, select
 from voicecall.recordings.store import FileStore

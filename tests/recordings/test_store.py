@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from recordings_support import S3Server
+from recordings_helpers import S3Server
 
 from voicecall.recordings.store import FileStore, S3Store, open_store
 

@@ -16,7 +16,7 @@ import orjson
 import pytest
 import pytest_asyncio
 from aiokafka import TopicPartition
-from recordings_support import (
+from recordings_helpers import (
     APP_KEY,
     APP_SECRET,
     CALL_END,

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from replay_helpers import Area
 
+from kafka_helpers import new_prefix, settings_values
 from voicecall import topics
-from voicecall.runtime import config
 from voicecall.runtime.kafka import make_producer
 
 
 @pytest.fixture
 async def area(kafka_bootstrap: str) -> Area:
-    prefix = f"t{uuid.uuid4().hex[:8]}."
-    settings = config.load(topics.TopicSettings, kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix,
-                           topic_partitions=3, topic_replication=1)
+    settings = topics.TopicSettings(**settings_values(kafka_bootstrap, new_prefix()))
     await topics.create(settings)
-    return Area(settings, prefix, kafka_bootstrap)
+    return Area(settings)
 
 
 @pytest.fixture

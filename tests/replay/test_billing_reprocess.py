@@ -14,9 +14,10 @@ from typing import Any
 
 import orjson
 import yaml
-from replay_helpers import Area, fee_headers, read_all
+from replay_helpers import Area, fee_headers
 
-from contracts.validate import ASYNCAPI, validate_records
+from contract_helpers import ASYNCAPI, validate_records
+from kafka_helpers import read_to_end
 from voicecall.replay import reset as replay_reset
 from voicecall.runtime import cloudevents
 from voicecall.runtime.kafka import make_transactional_producer
@@ -32,12 +33,11 @@ def fee_examples() -> list[dict[str, Any]]:
 
 async def run_billing(area: Area, expected_total: int, **extra_env: str) -> list[Any]:
     """Start `voicecall billing`, wait until the billing topic holds ``expected_total`` records, SIGTERM it."""
-    env = area.env() | {"VOICECALL_METRICS_HOST": "127.0.0.1", "VOICECALL_METRICS_PORT": "0",
-                        "VOICECALL_BATCH_TIME": "50ms"} | extra_env
+    env = area.env() | {"VOICECALL_BATCH_TIME": "50ms"} | extra_env
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "voicecall", "billing", env=env,
                                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        records = await read_all(area, "billing", expected=expected_total)
+        records = await read_to_end(area.settings, "billing", expected=expected_total)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(proc.communicate(), 60)

@@ -11,8 +11,9 @@ import sys
 import time
 from typing import Any
 
-from replay_helpers import Area, fee_headers, fee_value, read_all
+from replay_helpers import Area, fee_headers, fee_value
 
+from kafka_helpers import read_to_end
 from voicecall.replay import copy as replay_copy, window
 from voicecall.runtime import cloudevents, times
 
@@ -49,8 +50,8 @@ async def test_copy_window_is_exact_to_the_record(area: Area, producer: Any) -> 
                                      replay_id="r1", batch=4)
     assert summary.copied == 11 and not summary.interrupted
 
-    source = {r.key: r for r in await read_all(area, "fee.unique")}
-    copies = await read_all(area, "fee.raw", expected=11)
+    source = {r.key: r for r in await read_to_end(area.settings, "fee.unique")}
+    copies = await read_to_end(area.settings, "fee.raw", expected=11)
     assert sorted(r.key for r in copies) == sorted([f"s{n:02d}".encode() for n in range(10, 20)] + [b"inwin"])
     for copy in copies:
         original = source[copy.key]
@@ -81,7 +82,7 @@ async def test_copy_one_key_through_the_command(area: Area, producer: Any) -> No
     assert proc.returncode == 0, err.decode()
     assert "total: copied 3 records, skipped 3" in out.decode()
     assert "%" in err.decode()  # the progress bar
-    copies = await read_all(area, "fee.raw", expected=3)
+    copies = await read_to_end(area.settings, "fee.raw", expected=3)
     assert [cloudevents.header(r.headers, "ce_id") for r in copies] == ["id1", "id3", "id5"]
 
 
@@ -105,7 +106,7 @@ async def test_copy_dry_run_counts_and_produces_nothing(area: Area, producer: An
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
     assert "total: would copy 4 records" in out.decode()
-    assert await read_all(area, "fee.raw") == []
+    assert await read_to_end(area.settings, "fee.raw") == []
 
 
 def test_progress_writes_lines_when_not_a_terminal() -> None:
@@ -135,7 +136,7 @@ async def test_copy_stops_cleanly_on_sigterm_and_says_so(area: Area, producer: A
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
-        while not await read_all(area, "fee.raw", idle=0.1):
+        while not await read_to_end(area.settings, "fee.raw", poll=0.1):
             assert time.monotonic() < deadline and proc.returncode is None, "the copy never started"
         proc.send_signal(signal.SIGTERM)
         out, err = await asyncio.wait_for(proc.communicate(), 60)
@@ -148,4 +149,4 @@ async def test_copy_stops_cleanly_on_sigterm_and_says_so(area: Area, producer: A
     assert "INTERRUPTED, run again to finish" in summary, summary
     copied = int(re.search(r"total: copied (\d+) records", summary).group(1))  # type: ignore[union-attr]
     assert 0 < copied < total
-    assert len(await read_all(area, "fee.raw", expected=copied)) == copied
+    assert len(await read_to_end(area.settings, "fee.raw", expected=copied)) == copied

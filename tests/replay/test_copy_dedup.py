@@ -13,9 +13,10 @@ from typing import Any
 import orjson
 from aiokafka import TopicPartition
 from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError
-from replay_helpers import Area, fee_headers, read_all
+from replay_helpers import Area, fee_headers
 
-from contracts.validate import validate_records
+from contract_helpers import validate_records
+from kafka_helpers import read_to_end
 from voicecall.replay import names
 from voicecall.replay.copy import REPLAY_ID
 from voicecall.runtime import times
@@ -73,13 +74,12 @@ async def test_replaying_a_window_twice_leaves_no_duplicate_after_dedup(area: Ar
     for n in range(CALLS):
         await producer.send_and_wait(area.topic("fee.raw"), fee(n, end), key=f"call-{n:02d}".encode(),
                                      timestamp_ms=base + n * 1000, headers=fee_headers(f"call-{n:02d}"))
-    env = area.env() | {"VOICECALL_METRICS_HOST": "127.0.0.1", "VOICECALL_METRICS_PORT": "0",
-                        "VOICECALL_BATCH_TIME": "50ms"}
+    env = area.env() | {"VOICECALL_BATCH_TIME": "50ms"}
     dedup = await asyncio.create_subprocess_exec(sys.executable, "-m", "voicecall", "dedup", env=env,
                                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         await dedup_caught_up(area)
-        first = await read_all(area, "fee.unique", expected=CALLS)
+        first = await read_to_end(area.settings, "fee.unique", expected=CALLS)
         assert len(first) == CALLS
 
         for _ in range(2):
@@ -87,17 +87,17 @@ async def test_replaying_a_window_twice_leaves_no_duplicate_after_dedup(area: Ar
             assert f"total: copied {CALLS} records" in out
             await dedup_caught_up(area)
 
-        raw = await read_all(area, "fee.raw", expected=3 * CALLS)
+        raw = await read_to_end(area.settings, "fee.raw", expected=3 * CALLS)
         assert len(raw) == 3 * CALLS  # the originals and two replays of them
         # The copies still fit fee.raw's contract (the replay headers are part of it) and say which run made them.
         assert validate_records(raw, prefix=area.prefix) == 3 * CALLS
         runs = {dict(r.headers).get(REPLAY_ID) for r in raw}
         assert len(runs) == 3 and None in runs
-        unique = await read_all(area, "fee.unique", expected=CALLS)
+        unique = await read_to_end(area.settings, "fee.unique", expected=CALLS)
         assert sorted(r.key for r in unique) == sorted(r.key for r in first)  # nothing new got through
         assert [(r.key, r.value) for r in unique] == [(r.key, r.value) for r in first]
         # Dropped as exact duplicates, not parked as conflicting ones: the copies are the originals' bytes.
-        assert await read_all(area, "deadletter") == []
+        assert await read_to_end(area.settings, "deadletter") == []
     finally:
         dedup.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(dedup.communicate(), 60)

@@ -12,8 +12,9 @@ import time
 import uuid
 from typing import Any
 
-from replay_helpers import Area, fee_headers, fee_value, read_all
+from replay_helpers import Area, fee_headers, fee_value
 
+from kafka_helpers import read_to_end
 from voicecall.replay import copy as replay_copy, window
 from voicecall.runtime.kafka import make_transactional_producer
 
@@ -61,6 +62,6 @@ async def test_copy_skips_aborted_and_open_transactions_and_ends(area: Area) -> 
     finally:
         await producer.stop()
 
-    copies = await read_all(area, "fee.raw", expected=6)
+    copies = await read_to_end(area.settings, "fee.raw", expected=6)
     assert [(r.key, dict(r.headers)[replay_copy.REPLAY_ID]) for r in copies] == [
         (key, run) for run in (b"tx1", b"tx2") for key in (b"in-1", b"in-2", b"in-3")]

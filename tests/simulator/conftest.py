@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
-from simulator_support import Receiver
+from simulator_helpers import Receiver
 
 
 @pytest_asyncio.fixture

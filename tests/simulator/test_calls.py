@@ -6,7 +6,7 @@ import dataclasses
 from collections import Counter
 
 import pytest
-from simulator_support import START
+from simulator_helpers import START
 
 from voicecall import huawei
 from voicecall.simulator import pushes

@@ -8,7 +8,7 @@ from collections import Counter
 import orjson
 import pytest
 from hypothesis import given, settings, strategies as st
-from simulator_support import START
+from simulator_helpers import START
 
 from voicecall.simulator import delivery, pushes
 from voicecall.simulator.calls import CallOptions, generate

@@ -12,7 +12,7 @@ from collections import Counter
 
 import aiohttp
 import orjson
-from simulator_support import START, SUCCESS, Receiver, always
+from simulator_helpers import START, SUCCESS, Receiver, always
 
 from voicecall import huawei
 from voicecall.simulator import wav

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
-from simulator_support import START
+from simulator_helpers import START
 
 from voicecall import huawei
 from voicecall.simulator import pushes, signing, wav

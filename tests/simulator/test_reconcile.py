@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from simulator_support import START, SUCCESS, Receiver
+from simulator_helpers import START, SUCCESS, Receiver
 from test_signing import verify
 
 from voicecall import huawei

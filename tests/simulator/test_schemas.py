@@ -9,7 +9,7 @@ from pathlib import Path
 
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
-from simulator_support import START
+from simulator_helpers import START
 
 from voicecall.simulator import pushes
 from voicecall.simulator.calls import CallOptions, generate

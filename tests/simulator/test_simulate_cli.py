@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiohttp
 import orjson
-from simulator_support import Receiver, always
+from simulator_helpers import Receiver, always
 from test_signing import verify
 
 from voicecall import huawei

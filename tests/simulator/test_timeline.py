@@ -8,7 +8,7 @@ import math
 from collections import Counter
 
 from hypothesis import given, settings, strategies as st
-from simulator_support import START
+from simulator_helpers import START
 
 from voicecall import huawei
 from voicecall.simulator.calls import Call, CallOptions, generate

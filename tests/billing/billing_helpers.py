@@ -1,8 +1,32 @@
-"""Fee records from the reference (§3.2), verbatim where the reference has them, for table tests."""
+"""Helpers of the billing tests: the service's settings on a test prefix and a ``voicecall billing`` subprocess's
+environment (producing and reading back: tests/kafka_helpers.py); fee records of Huawei's own examples (its old RTC
+demo ``HostingVoiceEventDemoImpl``, and the callback CDR page ``rtc_05_0008_1``), verbatim where they are complete,
+for table tests."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from kafka_helpers import service_env, settings_values
+from voicecall import topics
+from voicecall.billing.config import BillingSettings as _BillingSettings
+
+
+class BillingSettings(_BillingSettings, topics.TopicSettings):
+    """The service's settings plus the topic settings ``topics.create`` needs."""
+
+
+def settings_for(bootstrap: str, prefix: str, **overrides: Any) -> BillingSettings:
+    return BillingSettings(**settings_values(bootstrap, prefix, **overrides))
+
+
+def env_for(settings: BillingSettings, **extra: str) -> dict[str, str]:
+    """The environment a ``voicecall billing`` subprocess needs to work on the test's broker and prefix."""
+    return service_env(settings, **{
+        "VOICECALL_BILLING_TARIFF": ",".join(f"{k}={v}" for k, v in settings.billing_tariff.items()),
+        "VOICECALL_BILLING_CURRENCY": settings.billing_currency,
+    } | extra)
+
 
 # F2: the old Huawei demo's callback CDR (no serviceType; doubled spaces; endToEndID extra; fwdAlertingTime's
 # year 2018 is a typo in the source and must not matter).
@@ -18,8 +42,8 @@ F2: dict[str, Any] = {
     "endToEndID": 543207693,
 }
 
-# F5: the fragments of the official callback example, completed with the fields every CDR has. The fragment has no
-# callOutAnswerTime: leg A is then unanswered as far as this record says.
+# F5: the fragments of the official callback example (rtc_05_0008_1), completed with the fields every CDR has. The
+# fragment has no callOutAnswerTime: leg A is then unanswered as far as this record says.
 F5: dict[str, Any] = {
     "direction": 0, "spId": "CaaS_Test_01", "appKey": "ka4k3****h1n4", "bindNum": "+8675528****02",
     "sessionId": "1201_612_4294967295_20190124030424@callenabler245.huaweicaas.com",

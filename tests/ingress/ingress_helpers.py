@@ -1,10 +1,9 @@
-"""Ingress test helpers: settings with a unique topic prefix, the ingress served in-process on a loopback port,
-a reader that collects what landed in a topic, and the reference's example pushes."""
+"""Helpers of the ingress tests: the ingress's settings on a topic prefix of the test's own, the ingress served
+in-process on a loopback port, and example pushes (creating topics and reading them back: tests/kafka_helpers.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,19 +11,16 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from voicecall import topics
+from kafka_helpers import new_prefix
 from voicecall.ingress.app import create_app
 from voicecall.ingress.config import IngressSettings
-from voicecall.runtime.kafka import make_consumer
 from voicecall.runtime.metrics import bound_port
-
-EXAMPLES = Path(__file__).parent / "examples"
 
 
 def ingress_settings(bootstrap: str, spool_dir: Path, **overrides: Any) -> IngressSettings:
     values: dict[str, Any] = {
         "kafka_bootstrap": bootstrap,
-        "topic_prefix": f"t{uuid.uuid4().hex[:8]}.",
+        "topic_prefix": new_prefix(),
         "ingress_host": "127.0.0.1",
         "ingress_port": 0,
         "ingress_spool_dir": str(spool_dir),
@@ -33,12 +29,6 @@ def ingress_settings(bootstrap: str, spool_dir: Path, **overrides: Any) -> Ingre
     }
     values.update(overrides)
     return IngressSettings(**{k: v for k, v in values.items() if k in IngressSettings.model_fields})
-
-
-async def create_topics(settings: IngressSettings) -> None:
-    await topics.create(topics.TopicSettings(kafka_bootstrap=settings.kafka_bootstrap,
-                                             topic_prefix=settings.topic_prefix, topic_partitions=3,
-                                             topic_replication=1, topic_min_insync=1))
 
 
 @dataclass
@@ -74,37 +64,9 @@ async def wait_ready(url: str, timeout: float = 30.0, broker: str = "up") -> dic
     raise AssertionError(f"ingress not ready with broker {broker}: {body}")
 
 
-async def read_topic(settings: IngressSettings, suffix: str, expected: int, timeout: float = 30.0,
-                     settle: float = 0.0) -> list[Any]:
-    """Every record of a topic once ``expected`` have arrived (then ``settle`` more seconds for extras)."""
-    consumer = make_consumer(settings, topics.name(settings, suffix), group_id=None)
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline and len(records) < expected:
-            batch = await consumer.getmany(timeout_ms=200)
-            for messages in batch.values():
-                records.extend(messages)
-        end = loop.time() + settle
-        while loop.time() < end:
-            batch = await consumer.getmany(timeout_ms=200)
-            for messages in batch.values():
-                records.extend(messages)
-    finally:
-        await consumer.stop()
-    return records
-
-
-def header(record: Any, name: str) -> str | None:
-    for key, value in record.headers or ():
-        if key == name:
-            return bytes(value).decode()
-    return None
-
-
-# The reference's example pushes (huawei-voice-api.md §3), as bytes on the wire.
+# Huawei's example pushes, as bytes on the wire: S1 and S2 the official Python and Node.js samples of the status
+# push (rtc_05_0008), S3 the FAQ's collectInfo push, S4 and F2 the old Huawei RTC demo's (HostingVoiceEventDemoImpl:
+# doubled spaces in times, F2's two identical merged CDRs), S5 a disconnect push as rtc_05_0008 ends it.
 S1 = (b'{"eventType": "callout", "statusInfo": {"sessionId": "1201_612_4294967295_20190124030424@callenabler245'
       b'.huaweicaas.com", "timestamp": "2019-01-24 03:04:24", "caller": "+86138*******2", "called": "+86138*******1",'
       b' "userData": "customerId123"}}')

@@ -1,6 +1,6 @@
 """Validate any produced Kafka record against its topic's contract: the one in schemas/asyncapi.yaml.
 
-Other end-to-end tests use it as ``from contracts.validate import validate_record, validate_records`` (the suite's
+Other end-to-end tests use it as ``from contract_helpers import validate_record, validate_records`` (the suite's
 root conftest sits in tests/ without ``__init__.py``, so pytest puts tests/ on ``sys.path``). The checks:
 
 * the value is JSON and validates against the per-topic JSON Schema file the AsyncAPI message names;
@@ -23,7 +23,7 @@ import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "schemas"
 ASYNCAPI = SCHEMAS / "asyncapi.yaml"
 DEFAULT_PREFIX = "voicecall."

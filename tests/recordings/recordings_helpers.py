@@ -1,4 +1,4 @@
-"""Helpers of the recordings tests: a recording API per reference §5.2, a real S3 server, a running pipeline.
+"""Helpers of the recordings tests: a recording API as rtc_05_0011 describes it, a real S3 server, a running pipeline.
 
 The recording API is a small aiohttp server with the platform's behaviour (AK/SK verified, 301 + Location,
 1012007 for unknown files) and fault knobs (first N calls 503, slow transfers, a redirect to another host).
@@ -13,7 +13,6 @@ import os
 import random
 import subprocess
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -26,7 +25,8 @@ import pytest
 from aiohttp import web
 from aiokafka import TopicPartition
 
-from contracts.validate import ContractError, validate_record
+from contract_helpers import ContractError, validate_record
+from kafka_helpers import create_topics, new_prefix
 from voicecall import huawei, topics
 from voicecall.recordings.cli import serve
 from voicecall.recordings.config import RecordingsSettings
@@ -269,20 +269,13 @@ class Pipeline:
 
 def make_settings(kafka_bootstrap: str, base_url: str, store: str, **overrides: Any) -> RecordingsSettings:
     values: dict[str, Any] = {
-        "kafka_bootstrap": kafka_bootstrap, "topic_prefix": f"t{uuid.uuid4().hex[:8]}.",
+        "kafka_bootstrap": kafka_bootstrap, "topic_prefix": new_prefix(),
         "huawei_base_url": base_url, "huawei_app_key": APP_KEY, "huawei_app_secret": APP_SECRET,
         "recordings_store": store, "recordings_allowed_hosts": "localhost", "recordings_retry_initial": "0.2s",
         "recordings_retry_max": "1s", "recordings_commit_interval": "0.2s", "metrics_port": 0,
     }
     values.update(overrides)
     return config.load(RecordingsSettings, **values)
-
-
-async def create_topics(settings: RecordingsSettings) -> None:
-    topic_settings = config.load(topics.TopicSettings, kafka_bootstrap=settings.kafka_bootstrap,
-                                 topic_prefix=settings.topic_prefix, topic_partitions=3, topic_replication=1,
-                                 topic_min_insync=1)
-    await topics.create(topic_settings)
 
 
 async def warm_up(pipeline: Pipeline, serving: asyncio.Task[None], timeout: float = 120.0) -> None:
