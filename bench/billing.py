@@ -1,6 +1,6 @@
 """Benchmark of ``voicecall billing``: records/s through the exactly-once shell, against passthrough baselines.
 
-Starts its own Apache Kafka broker, preloads fee records (~1 KB CDRs, the mix of the reference's examples) into
+Starts its own Apache Kafka broker, preloads fee records (~1 KB CDRs, the mix of Huawei's example CDRs) into
 ``fee.unique``, then, in one run and alternating rounds, drains the same input with:
 
 - ``passthrough``: the dedup benchmark's baseline, imported from ``bench/dedup.py``: a plain aiokafka consume →

@@ -118,7 +118,7 @@ def test_parse_time_rejects(text: object) -> None:
 
 
 def test_x_aksk_matches_the_official_python_sample() -> None:
-    # The official helper: hmac.new(appSecret, nonce + now, sha256) → base64 (reference §5.2).
+    # The official helper (rtc_05_0011, Python sample rtc_04_0019): hmac.new(appSecret, nonce + now, sha256) → base64.
     nonce, created, secret = "66C92B11FF8A425FB8D4CCFE0ED9ED1F", "2018-02-12T15:30:20Z", "s3cr3t"
     expected = base64.b64encode(hmac.new(secret.encode(), (nonce + created).encode(), hashlib.sha256).digest())
     header = huawei.x_aksk("app", secret, nonce=nonce, created=created)

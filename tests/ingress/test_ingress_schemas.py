@@ -1,4 +1,4 @@
-"""The JSON Schemas in schemas/: valid 2020-12, the reference examples fit, OpenAPI embeds them unchanged."""
+"""The JSON Schemas in schemas/: valid 2020-12, Huawei's example pushes fit, OpenAPI embeds them unchanged."""
 
 from __future__ import annotations
 

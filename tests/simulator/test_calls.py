@@ -13,7 +13,8 @@ from voicecall.simulator import pushes
 from voicecall.simulator.calls import Call, CallOptions, generate, parse_mix
 from voicecall.simulator.failures import CALLEE_FAILURES, CALLER_FAILURES, PLATFORM_FAILURES
 
-# stateCode values of the reference's 通话挂机原因值 list and the Q850 / 拆线点 codes used.
+# stateCode values of Huawei's 通话挂机原因值 list (the appendix of the status push pages, e.g. rtc_05_0008) and the
+# Q850 / 拆线点 codes used.
 REFERENCE_STATE_CODES = {0, 7001, 7002, 7003, 7004, 7108, 7109, 8000, 8001, 8002, 8003, 8004, 8005, 8006, 8007, 8008,
                          8009, 8010, 8012, 8015, 8017, 8018, 8020, *range(8100, 8112)}
 REFERENCE_Q850 = {0, 1, 2, 3, 16, 17, 18, 19, 20, 21, 22, 28, 31, 34, 127}

@@ -114,7 +114,8 @@ def test_call_options_are_plain_data() -> None:
 
 
 def test_push_created_zone_is_switchable() -> None:
-    # UNCONFIRMED (reference §1.3): UTC as the example's "Z" says, or Beijing time as the text says
+    # rtc_05_0008 contradicts itself on the push's Created: UTC as its example's "Z" says, or Beijing time as its
+    # text says
     now = datetime(2026, 3, 1, 20, 30, 5, tzinfo=UTC)
     assert signing.push_created("utc", now) == "2026-03-01T20:30:05Z"
     assert signing.push_created("beijing", now) == "2026-03-02T04:30:05Z"

@@ -44,9 +44,9 @@ async def serve(settings: BillingSettings, stop: asyncio.Event, ready: asyncio.E
 
 
 def tune_gc() -> None:
-    """Run CPython's cyclic collector less often: the hot path allocates ~20 container objects per record and
-    makes no cycles, while the default gen-0 threshold (700) ran the collector every few dozen records over the
-    shell's in-flight batch — about as much CPU as the billing rules (bench/billing.py). Reference counting still
+    """Run CPython's cyclic collector less often: the hot path allocates a few dozen container objects per record
+    and makes no cycles, while the default gen-0 threshold (700) ran the collector every few dozen records over the
+    shell's in-flight batch, a large share of the stage's CPU (bench/RESULTS.md, Billing). Reference counting still
     frees everything at once; only the rare cycle waits longer."""
     gc.collect()
     gc.freeze()  # what start-up allocated stays: never scan it again

@@ -27,7 +27,7 @@ STAGE = "billing"
 KEPT_FIELDS = ("appKey", "spId", "icid", "userData")
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 6x (hot path)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs several times more (hot path)
 class Result:
     """What one record turned into: the outputs, plus what metrics want to know about them."""
 

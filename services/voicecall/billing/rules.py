@@ -1,10 +1,11 @@
-"""The billing rules (reference §4), pure: a fee record (the parsed FeeInfo object) in, billed legs out.
+"""The billing rules, pure: a fee record (the parsed FeeInfo object) in, billed legs out.
 
-- seconds of a leg = ``callEndTime`` − its answer time; billed minutes = ceil(seconds / 60) ("不足一分钟按一分钟");
+- seconds of a leg = ``callEndTime`` − its answer time; billed minutes = ceil(seconds / 60) ("不足一分钟按一分钟":
+  Huawei's FAQ VoiceCall_faq_00037 and price page voicecall_price; a callback bills both legs);
 - leg A is answered at ``callOutAnswerTime`` in every scenario; leg B at ``fwdAnswerTime`` for voice callback;
 - a leg with no answer time (absent or ``""``) was not answered: 0 seconds, 0 minutes;
-- a leg answered and hung up in the same second is answered with 0 seconds and therefore 0 minutes (the reference
-  leaves 0-second legs UNCONFIRMED; the ceil rule gives 0, and we do not invent a minimum charge).
+- a leg answered and hung up in the same second is answered with 0 seconds and therefore 0 minutes (Huawei does
+  not say how a 0-second leg is billed; the ceil rule gives 0, and we do not invent a minimum charge).
 
 Anything that would make a number wrong rather than merely zero raises :class:`BadRecord` with a short reason
 code (bounded, used as a metric label) and a detail for the deadletter record.
@@ -41,7 +42,7 @@ class BadRecord(ValueError):
         self.detail = detail
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 6x (hot path)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs several times more (hot path)
 class Leg:
     leg: str  # "A" or "B"
     answer_time: datetime | None
@@ -54,7 +55,7 @@ class Leg:
         return self.answer_time is not None
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 6x (hot path)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs several times more (hot path)
 class Billed:
     session_id: str
     service_type: str | None  # as the record says it, normalised; None when absent

@@ -1,7 +1,7 @@
 """Charges: integer minor currency units (fen for CNY) per billed minute and leg, per ``serviceType``.
 
-Defaults follow the reference's price notes: voice callback 0.18 CNY per minute per leg, voice notification and
-verification code 0.18 CNY per minute. Only integers and :class:`~decimal.Decimal` are used — never floats.
+Defaults follow Huawei's price page (voicecall_price): voice callback 0.18 CNY per minute per leg, voice notification
+and verification code 0.18 CNY per minute. Only integers and :class:`~decimal.Decimal` are used — never floats.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def _minor_units(name: str, raw: Any) -> int:
     return int(rate)
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 6x (hot path)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs several times more (hot path)
 class Charge:
     currency: str
     rate: int  # minor units per billed minute and leg

@@ -2,8 +2,8 @@
 
 Identity is the CDR's ``sessionId`` (kept as a 64-bit blake2b hash); content is a 64-bit blake2b fingerprint of the
 canonical record: keys sorted, whitespace runs inside ``…Time`` fields collapsed (old platforms send two spaces),
-and ``""``/``null`` times dropped like absent ones (the reference leaves open which form an unanswered leg uses, so a
-re-push that switched forms must still count as the same CDR).
+and ``""``/``null`` times dropped like absent ones (Huawei's CDR pages do not say which form an unanswered leg uses,
+so a re-push that switched forms must still count as the same CDR).
 
 - first sight → the record goes to ``fee.unique`` unchanged (value, key, headers) and its state entry to the
   changelog (key = 8-byte id hash, value = 8-byte fingerprint + 4-byte window time);

@@ -1,8 +1,9 @@
 """Records of concurrent pushes gathered into one Kafka batch per partition, with one deadline per batch.
 
-``AIOKafkaProducer.send`` costs ~30 µs of CPU per record (a coroutine, a future and a metadata object each).
-Appending to a ``BatchBuilder`` costs ~3 µs; the batch goes to the producer with ``send_batch`` (same accumulator,
-same idempotent sequence numbers, same acks), and every push in it waits on the batch's one future.
+``AIOKafkaProducer.send`` makes a coroutine, a future and a metadata object per record; appending to a
+``BatchBuilder`` costs a tenth of that (bench/RESULTS.md, Ingress). The batch goes to the producer with
+``send_batch`` (same accumulator, same idempotent sequence numbers, same acks), and every push in it waits on the
+batch's one future.
 
 Per partition there is a queue of builders: the last one is open. The first record after a quiet moment starts
 one linger timer for all partitions; when it fires, every partition's batches are handed to the producer in the

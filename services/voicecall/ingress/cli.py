@@ -55,8 +55,8 @@ async def serve(settings: IngressSettings, stop: asyncio.Event, reuse_port: bool
                            shutdown_timeout=settings.ingress_shutdown_timeout)
     await runner.setup()
     # Everything built so far lives as long as the process: freeze it out of the collector's view, and collect the
-    # young generation less often. Measured with bench/ingress.py's harness: ~25 % less CPU per push and p99 at half
-    # rate from ~50-80 ms down to ~14-21 ms (full collections over the startup heap were the latency tail).
+    # young generation less often: full collections over the startup heap were the p99 tail and a share of the CPU
+    # per push (bench/RESULTS.md, Ingress).
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)

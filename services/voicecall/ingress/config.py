@@ -17,7 +17,7 @@ class IngressSettings(CommonSettings):
     ingress_max_body: Size = Field(1 << 20, ge=1024)
     # How long a push waits for every Kafka ack before it is written to the spool instead.
     ingress_ack_deadline: Duration = Field(2.0, gt=0)
-    # 1 ms: concurrent pushes fill batches anyway; more only adds latency to every push (performance notes).
+    # 1 ms: concurrent pushes fill batches anyway; more only adds latency to every push (bench/RESULTS.md).
     ingress_linger_ms: int = Field(1, ge=0, le=2)
     ingress_read_timeout: Duration = Field(10.0, gt=0)
     ingress_keepalive_timeout: Duration = Field(75.0, ge=0)

@@ -1,7 +1,8 @@
 """The notify handlers: who is asking, read the body, parse, make the records durable, answer.
 
-The request path is the product (see the performance notes): no access log, no per-push log line above debug,
-one shared producer, metric label children cached, ids and times made without ``uuid``/``datetime``.
+The request path is the product (its CPU per push sets the ingress's rate: bench/RESULTS.md): no access log, no
+per-push log line above debug, one shared producer, metric label children cached, ids and times made without
+``uuid``/``datetime``.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ class Credentials:
 
 
 def classify_api_error(status: int, body: bytes) -> FetchError:
-    """A non-301 answer of the record API → the error to raise (reference §5.2 result codes)."""
+    """A non-301 answer of the record API → the error to raise (the result codes of rtc_05_0011)."""
     code, desc = "", ""
     try:
         parsed = orjson.loads(body) if body else None

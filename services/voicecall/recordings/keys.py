@@ -28,7 +28,7 @@ def extension(record_object_name: object) -> str:
         ext = record_object_name.rsplit(".", 1)[1].lower()
         if ext in AUDIO_EXTENSIONS:
             return ext
-    return "wav"  # the platform records A-law .wav (reference §5.1)
+    return "wav"  # the platform records A-law .wav (Huawei VoiceCall product specifications)
 
 
 def object_key(session_id: str, call_end: datetime, record_object_name: object) -> str:

@@ -271,8 +271,8 @@ class S3Writer:
                                                            ContentType="audio/wav")
             self._upload_id = created["UploadId"]
         number = len(self._parts) + 1
-        # The chunks are joined once here (a growing bytearray instead copies on every reallocation: ~18 MiB
-        # peak per transfer with 5 MiB parts against ~12 MiB this way).
+        # The chunks are joined once here: a growing bytearray copies on every reallocation, a higher peak of
+        # memory per transfer (bench/RESULTS.md, Recordings).
         body, self._pending, self._pending_size = b"".join(self._pending), [], 0
         response = await client.upload_part(Bucket=self._store.bucket, Key=self._object, PartNumber=number,
                                             UploadId=self._upload_id, Body=body)

@@ -1,7 +1,7 @@
 """Kafka's default key partitioner (murmur2, as the Java client and aiokafka compute it), made cheaper.
 
-aiokafka hashes every key in a pure-Python byte loop (~10 µs for a Huawei sessionId, a large share of the
-ingress's per-push CPU); this version reads the key as 32-bit words at once and caches by key: the status
+aiokafka hashes every key in a pure-Python byte loop (a noticeable share of the ingress's CPU per push:
+bench/RESULTS.md, Ingress); this version reads the key as 32-bit words at once and caches by key: the status
 events and the CDR of one call share a sessionId. The result is identical (tests compare with aiokafka's).
 """
 
