@@ -8,10 +8,11 @@ what more than one folder needs lives here, at the root of ``tests/``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -20,7 +21,7 @@ from voicecall import topics
 from voicecall.replay import names
 from voicecall.runtime.config import CommonSettings
 from voicecall.runtime.kafka import make_consumer
-from voicecall.runtime.stage import StageSettings
+from voicecall.runtime.stage import Stage, StageSettings, run_stage
 
 PARTITIONS = 3
 
@@ -43,6 +44,13 @@ def settings_values(bootstrap: str, prefix: str, **overrides: Any) -> dict[str, 
     }
     values.update(overrides)
     return values
+
+
+async def fresh_topics(bootstrap: str) -> topics.TopicSettings:
+    """Every topic of the table, small, under a prefix of the test's own; returns their settings."""
+    settings = topics.TopicSettings(**settings_values(bootstrap, new_prefix()))
+    await topics.create(settings)
+    return settings
 
 
 async def create_topics(settings: CommonSettings) -> topics.TopicSettings:
@@ -73,6 +81,20 @@ def service_env(settings: CommonSettings, **extra: str) -> dict[str, str]:
         })
     env.update(extra)
     return env
+
+
+@contextlib.asynccontextmanager
+async def running_stage(settings: CommonSettings, stage: Stage) -> AsyncIterator[asyncio.Task[None]]:
+    """``stage`` run in this process, entered once it owns its partitions; stopped on exit, and its task must then
+    end without an exception (a clean stop)."""
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run_stage(settings, stage, stop, ready=ready))
+    await asyncio.wait_for(ready.wait(), 60)
+    try:
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
 
 
 async def produce(settings: CommonSettings, suffix: str, records: Iterable[Raw], partition: int | None = None

@@ -18,7 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from process_helpers import alive
+from process_helpers import alive, taken_port
 from voicecall.devenv.broker import (
     BrokerError,
     BrokerHandle,
@@ -196,10 +196,7 @@ def test_broker_cli_noida_runs_until_sigterm_and_leaves_nothing(tmp_path: Path) 
 
 
 def test_broker_cli_taken_port_names_the_variable(tmp_path: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with taken_port() as port:
         result = subprocess.run([sys.executable, "-m", "voicecall", "broker", "--broker", "noida", "--state-dir",
                                  str(tmp_path)], env={**os.environ, "VOICECALL_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}"},
                                 capture_output=True, text=True, timeout=60)

@@ -8,15 +8,14 @@ import re
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import orjson
 from aiokafka import TopicPartition
 
 import contract_helpers as contract
+from kafka_helpers import fresh_topics
 from voicecall import topics
-from voicecall.runtime import config
 from voicecall.runtime.kafka import make_admin, make_producer
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "downstream.md"
@@ -42,10 +41,8 @@ def billing_example() -> tuple[dict[str, object], list[tuple[str, bytes]]]:
 
 
 async def test_the_aiokafka_example_runs_as_documented(kafka_bootstrap: str, tmp_path: Path) -> None:
-    prefix = f"t{uuid.uuid4().hex[:8]}."
-    settings = config.load(topics.TopicSettings, kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix,
-                           topic_partitions=3, topic_replication=1)
-    await topics.create(settings)
+    settings = await fresh_topics(kafka_bootstrap)
+    prefix = settings.topic_prefix
     topic, group = topics.name(settings, "billing"), f"{prefix}crm.billing-export"
     source = code_block("Python (aiokafka)", "python")
     for printed, actual in (('"voicecall.billing"', repr(topic)), ('"localhost:9092"', repr(kafka_bootstrap)),

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import aiohttp
@@ -22,7 +21,7 @@ import orjson
 from aiokafka import TopicPartition
 
 from contract_helpers import contracts, validate_records
-from kafka_helpers import read_to_end
+from kafka_helpers import fresh_topics, read_to_end
 from voicecall import topics
 from voicecall.devenv.ports import free_port
 from voicecall.replay import names
@@ -63,10 +62,8 @@ async def wait_http(url: str, timeout: float = 30) -> None:
 
 
 async def test_records_of_every_stage_fit_their_contract(kafka_bootstrap: str, tmp_path: Path) -> None:
-    prefix = f"t{uuid.uuid4().hex[:8]}."
-    settings = config.load(topics.TopicSettings, kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix,
-                           topic_partitions=3, topic_replication=1)
-    await topics.create(settings)
+    settings = await fresh_topics(kafka_bootstrap)
+    prefix = settings.topic_prefix
     ingress_port, api_port = free_port(), free_port()
     env = dict(os.environ) | {
         "VOICECALL_KAFKA_BOOTSTRAP": kafka_bootstrap, "VOICECALL_TOPIC_PREFIX": prefix,

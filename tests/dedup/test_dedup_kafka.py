@@ -4,33 +4,19 @@ sharing the group while one of them stops and starts again."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import orjson
 from dedup_helpers import DedupSettings, cdr, fee_record
 from prometheus_client import REGISTRY
 
-from kafka_helpers import produce, read_all
+from kafka_helpers import produce, read_all, running_stage
 from voicecall import topics
 from voicecall.dedup import cli, core as dedup
 from voicecall.runtime.kafka import make_transactional_producer
 from voicecall.runtime.stage import run_stage
-
-
-@contextlib.asynccontextmanager
-async def dedup_running(settings: DedupSettings) -> AsyncIterator[asyncio.Task[None]]:
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_stage(settings, cli.stage(settings), stop, ready=ready))
-    await asyncio.wait_for(ready.wait(), 60)
-    try:
-        yield task
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
 
 
 def session_ids(records: list[object]) -> list[str]:
@@ -65,11 +51,12 @@ def metrics(settings: DedupSettings) -> dict[str, float]:
 async def test_seven_pushes_at_different_moments_give_one(settings: DedupSettings) -> None:
     duplicates_before = REGISTRY.get_sample_value("voicecall_dedup_duplicates_total") or 0.0
     doc = cdr(1)
-    async with dedup_running(settings):
+    async with running_stage(settings, cli.stage(settings)):
         for _ in range(3):
             await produce(settings, "fee.raw", [fee_record(doc)])
             await asyncio.sleep(0.3)
-    async with dedup_running(settings):  # a restart in between: the state comes back from the changelog
+    # a restart in between: the state comes back from the changelog
+    async with running_stage(settings, cli.stage(settings)):
         for i in range(4):
             # the platform's re-pushes may differ in whitespace inside times
             again = dict(doc, callEndTime=doc["callEndTime"].replace(" ", "  ")) if i % 2 else doc
@@ -87,7 +74,7 @@ async def test_seven_pushes_at_different_moments_give_one(settings: DedupSetting
 async def test_two_identical_records_in_one_push_give_one(settings: DedupSettings) -> None:
     doc = cdr(2)
     await produce(settings, "fee.raw", [fee_record(doc), fee_record(doc), fee_record(cdr(3))])
-    async with dedup_running(settings):
+    async with running_stage(settings, cli.stage(settings)):
         unique = await read_all(settings, "fee.unique", expect=2, idle=1.0)
     assert sorted(session_ids(unique)) == sorted([doc["sessionId"], cdr(3)["sessionId"]])
 
@@ -97,7 +84,7 @@ async def test_conflicting_duplicate_gives_one_unique_and_one_deadletter(setting
     await produce(settings, "fee.raw", [fee_record(first), fee_record(later), fee_record({"callEndTime": "x"}),
                                         fee_record(first)])
     before = metrics(settings)
-    async with dedup_running(settings):
+    async with running_stage(settings, cli.stage(settings)):
         unique = await read_all(settings, "fee.unique", expect=1, idle=1.0)
         dead = await read_all(settings, "deadletter", expect=2, idle=0.5)
         state_keys, state_bytes = sample("voicecall_dedup_state_keys"), sample("voicecall_dedup_state_bytes")
@@ -138,7 +125,7 @@ async def test_aborted_records_in_fee_raw_and_in_the_changelog_are_never_seen(se
     finally:
         await producer.stop()
     await produce(settings, "fee.raw", [fee_record(named), fee_record(plain)], partition=0)
-    async with dedup_running(settings):
+    async with running_stage(settings, cli.stage(settings)):
         unique = await read_all(settings, "fee.unique", expect=2, idle=1.0)
     assert sorted(session_ids(unique)) == sorted([named["sessionId"], plain["sessionId"]])
 
@@ -150,7 +137,7 @@ async def test_expired_entry_passes_again_and_leaves_a_tombstone(kafka_bootstrap
     fmt = "%Y-%m-%d %H:%M:%S"
     old = cdr(5, end=(now - timedelta(seconds=100)).strftime(fmt))
     await produce(settings, "fee.raw", [fee_record(old)], partition=0)
-    async with dedup_running(settings):
+    async with running_stage(settings, cli.stage(settings)):
         await read_all(settings, "fee.unique", expect=1, idle=0.3)
         # Newer calls on the same partition move the window's clock on; the sweep comes round the small table.
         fresh = [fee_record(cdr(100 + i, end=now.strftime(fmt))) for i in range(40)]
@@ -171,7 +158,7 @@ async def test_two_instances_with_one_stopped_and_started_during_the_feed(settin
     feed = [*docs, *rng.choices(docs, k=800)]
     rng.shuffle(feed)
     chunks = [feed[i:i + 100] for i in range(0, len(feed), 100)]
-    async with dedup_running(settings):
+    async with running_stage(settings, cli.stage(settings)):
         stop_b, ready_b = asyncio.Event(), asyncio.Event()
         b = asyncio.create_task(run_stage(settings, cli.stage(settings), stop_b, ready=ready_b))
         await asyncio.wait_for(ready_b.wait(), 60)
@@ -209,7 +196,7 @@ async def test_fenced_producer_aborts_and_the_partition_is_prepared_again(settin
     before = fenced()
     first = [cdr(3000 + i) for i in range(50)]
     second = [cdr(3100 + i) for i in range(50)]
-    async with dedup_running(settings):
+    async with running_stage(settings, cli.stage(settings)):
         await produce(settings, "fee.raw", [fee_record(d) for d in first], partition=0)
         await read_all(settings, "fee.unique", expect=50, idle=0.3)
         txid = f"{group_id(settings, 'dedup')}-{settings.topic_prefix}fee.raw-0"

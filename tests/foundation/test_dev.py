@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import orjson
 
-from process_helpers import alive, free_port_run
+from process_helpers import alive, free_port_run, taken_port
 from voicecall.devenv.ports import free_port, port_is_free
 
 CONSUMERS = ("dedup", "billing", "recordings")
@@ -141,10 +140,7 @@ def test_dev_simulate_delivers_billing_and_ctrl_c_leaves_nothing_behind(kafka_bo
 
 
 def test_dev_names_the_variable_of_a_taken_port(kafka_bootstrap: str, tmp_path: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with taken_port() as port:
         result = subprocess.run(
             [sys.executable, "-m", "voicecall", "dev", "--broker", "external", "--bootstrap", kafka_bootstrap,
              "--state-dir", str(tmp_path)],

@@ -8,16 +8,13 @@ from typing import Any
 import pytest
 from replay_helpers import Area
 
-from kafka_helpers import new_prefix, settings_values
-from voicecall import topics
+from kafka_helpers import fresh_topics
 from voicecall.runtime.kafka import make_producer
 
 
 @pytest.fixture
 async def area(kafka_bootstrap: str) -> Area:
-    settings = topics.TopicSettings(**settings_values(kafka_bootstrap, new_prefix()))
-    await topics.create(settings)
-    return Area(settings)
+    return Area(await fresh_topics(kafka_bootstrap))
 
 
 @pytest.fixture

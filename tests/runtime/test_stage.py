@@ -4,16 +4,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import REGISTRY
 
-from kafka_helpers import committed_offsets, produce, read_all
+from kafka_helpers import committed_offsets, produce, read_all, running_stage
 from voicecall import topics
 from voicecall.runtime import kafka
 from voicecall.runtime.config import CommonSettings
@@ -56,24 +55,12 @@ def shell_stage(settings: CommonSettings, make_core: Callable[[int], Core], chan
                  topics.name(settings, "dedup.changelog") if changelog else None)
 
 
-@contextlib.asynccontextmanager
-async def running(settings: CommonSettings, stage: Stage) -> AsyncIterator[asyncio.Task[None]]:
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_stage(settings, stage, stop, ready=ready))
-    await asyncio.wait_for(ready.wait(), 60)
-    try:
-        yield task
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)  # returns (no exception) = clean stop
-
-
 async def test_passthrough_commits_outputs_and_offsets(settings: CommonSettings) -> None:
     records = [(f"k{i}".encode(), orjson.dumps({"i": i}), [("ce_id", str(i).encode())]) for i in range(300)]
     await produce(settings, "fee.raw", records)
     stage = shell_stage(settings, lambda _: Passthrough(settings))
     records_in_before = REGISTRY.get_sample_value("voicecall_stage_records_in_total", {"stage": "shelltest"}) or 0
-    async with running(settings, stage):
+    async with running_stage(settings, stage):
         out = await read_all(settings, "fee.unique", expect=300, idle=0.5)
         lag = [REGISTRY.get_sample_value("voicecall_stage_consumer_lag", {"stage": "shelltest", "partition": str(p)})
                for p in range(3)]
@@ -90,7 +77,7 @@ async def test_passthrough_commits_outputs_and_offsets(settings: CommonSettings)
 async def test_raising_core_deadletters_and_keeps_going(settings: CommonSettings) -> None:
     await produce(settings, "fee.raw", [(b"a", b"1", []), (b"a", b"boom", []), (b"a", b"2", [])], partition=0)
     stage = shell_stage(settings, lambda _: Passthrough(settings))
-    async with running(settings, stage) as task:
+    async with running_stage(settings, stage) as task:
         out = await read_all(settings, "fee.unique", expect=2, idle=0.3)
         dead = await read_all(settings, "deadletter", expect=1, idle=0.3)
         assert not task.done()
@@ -112,12 +99,12 @@ async def test_state_is_restored_from_the_changelog(settings: CommonSettings) ->
 
     stage = shell_stage(settings, make, changelog=True)
     await produce(settings, "fee.raw", [(b"x", b"", [])] * 5, partition=1)
-    async with running(settings, stage):
+    async with running_stage(settings, stage):
         first = await read_all(settings, "fee.unique", expect=5, idle=0.3)
     assert [struct.unpack(">I", r.value)[0] for r in first] == [1, 2, 3, 4, 5]
     await produce(settings, "fee.raw", [(b"x", b"", [])] * 2, partition=1)
     cores.clear()
-    async with running(settings, stage):
+    async with running_stage(settings, stage):
         assert cores[1].counts == {b"x": 5}  # restored before anything new was processed
         both = await read_all(settings, "fee.unique", expect=7, idle=0.3)
     assert [struct.unpack(">I", r.value)[0] for r in both] == [1, 2, 3, 4, 5, 6, 7]
