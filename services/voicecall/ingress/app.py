@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -12,6 +13,7 @@ from voicecall.ingress import metrics
 from voicecall.ingress.config import IngressSettings
 from voicecall.ingress.handlers import Notify, make_handler
 from voicecall.ingress.publisher import Publisher
+from voicecall.ingress.server import Runner, expect_handler
 from voicecall.ingress.spool import Spool, SpoolError
 from voicecall.runtime import logging as vlog
 from voicecall.runtime.metrics import add_ops_routes
@@ -23,7 +25,9 @@ PUBLISHER = web.AppKey("publisher", Publisher)
 
 
 def create_app(settings: IngressSettings, spool_dir: Path | None = None) -> web.Application:
-    app = web.Application(client_max_size=settings.ingress_max_body, handler_args={"max_field_size": 16384})
+    # Bodies are decoded by the handlers (Content-Encoding, with the size limit on the decoded bytes).
+    app = web.Application(client_max_size=settings.ingress_max_body,
+                          handler_args={"max_field_size": 16384, "auto_decompress": False})
     spool = Spool(spool_dir or Path(settings.ingress_spool_dir), settings.ingress_spool_max_bytes,
                   settings.ingress_spool_segment_bytes)
     publisher = Publisher(settings, spool)
@@ -35,12 +39,20 @@ def create_app(settings: IngressSettings, spool_dir: Path | None = None) -> web.
     return app
 
 
+def make_runner(app: web.Application, settings: IngressSettings, **kwargs: Any) -> web.AppRunner:
+    """The runner that serves ``app`` with bounded header times, JSON error answers and no access log."""
+    kwargs.setdefault("shutdown_timeout", settings.ingress_shutdown_timeout)
+    return Runner(app, header_timeout=settings.ingress_header_timeout, access_log=None, handle_signals=False,
+                  keepalive_timeout=settings.ingress_keepalive_timeout, **kwargs)
+
+
 def add_notify_routes(app: web.Application, token: str | None, notify: Notify) -> None:
     base = f"/notify/{token}" if token else "/notify"
     shown = "/notify/{token}" if token else "/notify"  # the token never reaches logs or deadletter
-    app.router.add_post(f"{base}/status", make_handler(notify, "status", f"{shown}/status"))
-    app.router.add_post(f"{base}/fee", make_handler(notify, "fee", f"{shown}/fee"))
-    app.router.add_post(base, make_handler(notify, "notify", shown))
+    expect = expect_handler(notify.max_body)
+    app.router.add_post(f"{base}/status", make_handler(notify, "status", f"{shown}/status"), expect_handler=expect)
+    app.router.add_post(f"{base}/fee", make_handler(notify, "fee", f"{shown}/fee"), expect_handler=expect)
+    app.router.add_post(base, make_handler(notify, "notify", shown), expect_handler=expect)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

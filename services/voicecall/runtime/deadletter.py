@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from enum import StrEnum
 from typing import Any
 
@@ -49,6 +50,9 @@ class Reason(StrEnum):
     END_BEFORE_ANSWER = "end-before-answer"
     DURATION_TOO_LONG = "duration-too-long"
     PROCESSING_ERROR = "processing-error"
+    BAD_ENCODING = "bad-encoding"
+    UNSUPPORTED_ENCODING = "unsupported-encoding"
+    UNDELIVERABLE = "undeliverable"
 
 
 UNPARSED: Any = object()  # ``parsed`` not given: the raw bytes are all there is
@@ -56,6 +60,7 @@ UNPARSED: Any = object()  # ``parsed`` not given: the raw bytes are all there is
 MAX_KEY = 1024  # a longer key is cut: a deadletter key only spreads records over partitions
 MAX_FIELD = 1024  # detail and each origin or extra field, as written
 ENVELOPE = 16 * 1024  # bound of everything in a deadletter record but its payload: key, headers, reason, origin…
+_EXPONENT = re.compile(rb"[0-9]e\+[0-9]")  # how orjson writes a float of 1e16 and more
 
 
 def build(reason: Reason, stage: str, origin: dict[str, Any], *, topic: str, key: bytes | None,
@@ -72,8 +77,7 @@ def build(reason: Reason, stage: str, origin: dict[str, Any], *, topic: str, key
                      **{name: _short(field) for name, field in extra.items()})
     headers = cloudevents.headers(cloudevents.TYPE_DEADLETTER, f"/voicecall/{stage}",
                                   cloudevents.event_id(stage, reason, *position), time)
-    return Record(topic, None if key is None else key[:MAX_KEY],
-                  orjson.dumps(document, option=orjson.OPT_SORT_KEYS), headers)
+    return Record(topic, _cut_key(key), orjson.dumps(document, option=orjson.OPT_SORT_KEYS), headers)
 
 
 def for_record(record: Any, reason: Reason, stage: str, topic: str, *, detail: str, parsed: Any = UNPARSED,
@@ -138,6 +142,20 @@ def _fit(text: str, max_bytes: int) -> str:
     return text[:low]
 
 
+def _cut_key(key: bytes | None) -> bytes | None:
+    """``key`` cut to :data:`MAX_KEY` bytes, at a character boundary when it is UTF-8."""
+    if key is None or len(key) <= MAX_KEY:
+        return key
+    cut = key[:MAX_KEY]
+    for back in range(4):
+        try:
+            (kept := cut[:MAX_KEY - back]).decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        return kept
+    return cut
+
+
 def _short(field: Any) -> Any:
     """A detail or origin field cut to :data:`MAX_FIELD` bytes as written (an address from X-Forwarded-For, an
     error text: whatever a client could make long)."""
@@ -150,9 +168,11 @@ def _short(field: Any) -> Any:
 
 
 def _written(parsed: Any) -> bytes | None:
-    """``parsed`` as JSON, or None: orjson reads 1024 levels of nesting but writes only 254, and such a document
-    is kept as its raw text. Encoded one level down, as it will be inside the deadletter value."""
+    """``parsed`` as JSON, or None, and the document is kept as its raw text: orjson reads 1024 levels of nesting
+    but writes only 254, and reads an integer beyond 64 bits as a float it writes with an exponent — not the
+    number received. Encoded one level down, as it will be inside the deadletter value."""
     try:
-        return orjson.dumps([parsed])[1:-1]
+        written = orjson.dumps([parsed])[1:-1]
     except orjson.JSONEncodeError:
         return None
+    return None if b"e+" in written and _EXPONENT.search(written) else written

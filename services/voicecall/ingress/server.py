@@ -1,0 +1,139 @@
+"""The ingress's HTTP connections: request headers bounded in time, and every error answered as the contract says.
+
+aiohttp bounds a connection's idle time (keep-alive) but not the time a client takes to send its request headers: a
+client sending one byte a second holds its connection until the keep-alive timeout (75 s by default). Here each
+request's headers must be complete within ``VOICECALL_INGRESS_HEADER_TIMEOUT`` of their first byte (of the
+connection's start, for its first request); a client that is slower is answered ``408`` and cut off. The check
+costs one clock read per request: one timer per connection wakes up at most once per header timeout.
+
+aiohttp answers malformed HTTP, unknown paths and methods and its own failures with text bodies; every such answer
+is rewritten here to the contract's JSON ``{"resultcode": "1", "resultdesc": …}`` with the same status.
+
+Both hook into aiohttp's ``RequestHandler`` (the connection protocol), which has no public extension point for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from aiohttp import HttpVersion11, hdrs, web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+
+from voicecall.ingress import metrics
+
+_TIMEOUT_BODY = b'{"resultcode":"1","resultdesc":"request headers not received in time"}'
+HEADER_TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_TIMEOUT_BODY), _TIMEOUT_BODY))
+_KEPT_HEADERS = (hdrs.ALLOW, hdrs.RETRY_AFTER)
+
+
+def json_error(response: web.StreamResponse) -> web.Response:
+    """``response`` (an error aiohttp made) with the contract's JSON body instead of its text."""
+    text = response.text if isinstance(response, web.Response) and response.status < 500 else None
+    detail = (text or response.reason or "error").strip()[:200]
+    answer = web.Response(status=response.status, reason=response.reason, content_type="application/json",
+                          body=orjson.dumps({"resultcode": "1", "resultdesc": detail}),
+                          headers={name: response.headers[name] for name in _KEPT_HEADERS if name in response.headers})
+    if response.keep_alive is False:
+        answer.force_close()
+    return answer
+
+
+class Protocol(RequestHandler):
+    __slots__ = ("_between", "_header_since", "_header_timeout", "_header_timer")
+
+    def __init__(self, manager: web.Server, *, header_timeout: float, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._header_timeout = header_timeout
+        self._header_since: float | None = None  # when the first byte of the awaited headers came
+        self._between = True  # no request is being received or handled: the next bytes start one
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        now = self._loop.time()
+        self._header_since = now  # a connection that sends nothing at all is cut off just the same
+        self._header_timer = self._loop.call_at(now + self._header_timeout, self._check_headers)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._between and self._header_since is None:
+            self._header_since = self._loop.time()
+        super().data_received(data)
+        if self._messages:  # the headers are complete (or unparseable, and answered 400)
+            self._between = False
+            self._header_since = None
+
+    async def finish_response(self, request: BaseRequest, resp: web.StreamResponse, start_time: float | None
+                              ) -> tuple[web.StreamResponse, bool]:
+        if resp.status >= 400 and resp.content_type != "application/json":
+            resp = json_error(resp)
+        try:
+            return await super().finish_response(request, resp, start_time)
+        finally:
+            self._between = not self._messages
+            self._header_since = None
+
+    def _check_headers(self) -> None:
+        now = self._loop.time()
+        since = self._header_since
+        if since is not None and now - since >= self._header_timeout and not self._request_in_progress:
+            self._header_timer = None
+            metrics.HEADER_TIMEOUTS.inc()
+            if self.transport is not None:
+                self.transport.write(HEADER_TIMEOUT_RESPONSE)
+            self.force_close()
+            return
+        due = since + self._header_timeout if since is not None and now < since + self._header_timeout else \
+            now + self._header_timeout
+        self._header_timer = self._loop.call_at(due, self._check_headers)
+
+
+class Server(web.Server):
+    """aiohttp's server, making :class:`Protocol` connections."""
+
+    def __init__(self, *args: Any, header_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout = header_timeout
+
+    def __call__(self) -> RequestHandler:
+        return Protocol(self, header_timeout=self.header_timeout, loop=self._loop, **self._kwargs)
+
+
+class Runner(web.AppRunner):
+    """``web.AppRunner`` serving the app with :class:`Server`."""
+
+    def __init__(self, app: web.Application, *, header_timeout: float, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.header_timeout = header_timeout
+
+    async def _make_server(self) -> web.Server:
+        plain = await super()._make_server()
+        return Server(plain.request_handler, request_factory=plain.request_factory,
+                      handler_cancellation=plain.handler_cancellation, loop=plain._loop,
+                      header_timeout=self.header_timeout, **plain._kwargs)
+
+
+def expect_handler(limit: int) -> Any:
+    """``Expect: 100-continue``: no ``100 Continue`` for a body announced over ``limit`` — the handler answers
+    ``413`` at once instead of waiting for a body it would refuse."""
+
+    async def handle(request: web.Request) -> None:
+        expect = request.headers.get(hdrs.EXPECT, "")
+        if request.version != HttpVersion11 or not expect:
+            return
+        if expect.lower() != "100-continue":
+            raise web.HTTPExpectationFailed(text=f"unknown Expect: {expect[:64]}")
+        length = request.content_length
+        if length is None or length <= limit:
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    return handle
