@@ -94,7 +94,7 @@ class Drainer:
                 if segment is None:
                     self.state, self.error = "idle", None
                     if self.notices:
-                        self._resend_notices()
+                        await self._resend_notices()
                         await asyncio.sleep(0.2)
                         continue
                     await spool.backlog.wait()
@@ -150,7 +150,7 @@ class Drainer:
         """Every record of ``entries`` acknowledged or quarantined, or an exception (what got through is kept)."""
         publisher, batcher, limits = self.publisher, self.publisher.batcher, self.publisher.limits
         waits: list[tuple[Key, Entry, int, Record, asyncio.Future[Any]]] = []
-        self._resend_notices()
+        await self._resend_notices()
         for entry in entries:
             if entry.unreadable is not None:
                 if (key := (entry.seq, entry.offset, -1)) not in self.done:
@@ -200,7 +200,7 @@ class Drainer:
                 isolate = True
             else:
                 failure = failure or error
-        self._resend_notices()
+        await self._resend_notices()
         if failure is not None:
             raise failure
         if isolate:
@@ -228,7 +228,7 @@ class Drainer:
                                   quarantine=self.spool.quarantine.path.name, quarantinedAt=times.now_iso())
         self.notices.append((record, None))
 
-    def _resend_notices(self) -> None:
+    async def _resend_notices(self) -> None:
         """Deadletter records of quarantined records: sent until acknowledged; refused for good, only logged."""
         batcher, pending = self.publisher.batcher, []
         for record, future in self.notices:
@@ -240,7 +240,12 @@ class Drainer:
                     log.error("deadletter record of a quarantined record refused", error=repr(error))
                     continue
                 future = None
-            if future is None and (partitions := batcher.partitions(record.topic)):
-                future = batcher.add(record, partitions).acked
+            if future is None:
+                try:
+                    partitions = batcher.partitions(record.topic) or await self.publisher.wait_partitions(record.topic)
+                except (TimeoutError, LookupError):
+                    partitions = []
+                if partitions:
+                    future = batcher.add(record, partitions).acked
             pending.append((record, future))
         self.notices = pending

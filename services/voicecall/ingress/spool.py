@@ -309,7 +309,8 @@ class Spool:
         for entry in iter_entries(data, seq):
             if entry is None:
                 break
-            entries.append(Entry(seq, entry.offset + offset, entry.end + offset, entry.time, entry.records))
+            entries.append(Entry(seq, entry.offset + offset, entry.end + offset, entry.time, entry.records,
+                                 entry.unreadable))
             if len(entries) >= limit:
                 break
         return entries
