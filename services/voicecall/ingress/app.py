@@ -22,12 +22,15 @@ log = vlog.get("ingress")
 
 SPOOL = web.AppKey("spool", Spool)
 PUBLISHER = web.AppKey("publisher", Publisher)
+LINGER = 2.0
 
 
 def create_app(settings: IngressSettings, spool_dir: Path | None = None) -> web.Application:
-    # Bodies are decoded by the handlers (Content-Encoding, with the size limit on the decoded bytes).
+    # Bodies are decoded by the handlers (Content-Encoding, with the size limit on the decoded bytes). After an
+    # answer given before the whole body came (408, 413) the rest is read and dropped for LINGER seconds, so the
+    # client can read the answer, then the connection is closed: a slow body holds it read timeout + LINGER at most.
     app = web.Application(client_max_size=settings.ingress_max_body,
-                          handler_args={"max_field_size": 16384, "auto_decompress": False})
+                          handler_args={"max_field_size": 16384, "auto_decompress": False, "lingering_time": LINGER})
     spool = Spool(spool_dir or Path(settings.ingress_spool_dir), settings.ingress_spool_max_bytes,
                   settings.ingress_spool_segment_bytes)
     publisher = Publisher(settings, spool)

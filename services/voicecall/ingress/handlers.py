@@ -114,8 +114,10 @@ def make_handler(notify: Notify, route: str, path_label: str) -> Handler:
             body, fits = await read_body(request, notify.max_body, notify.read_timeout)
         except TimeoutError:
             metrics.count_request(route, 408)
-            return web.Response(status=408, body=error_body("body not received in time"),
+            late = web.Response(status=408, body=error_body("body not received in time"),
                                 content_type="application/json")
+            late.force_close()
+            return late
         origin: dict[str, Any] = {"path": path_label, "client": client}
         outcome = notify.outcome(body, fits, request.headers.get(hdrs.CONTENT_ENCODING), request, origin,
                                  notify.clock.now(), notify.push_id())

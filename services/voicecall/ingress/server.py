@@ -42,8 +42,11 @@ def json_error(response: web.StreamResponse) -> web.Response:
     return answer
 
 
+CUT_OFF_GRACE = 1.0  # after the 408: the client reads it and the FIN before the socket closes (not a reset)
+
+
 class Protocol(RequestHandler):
-    __slots__ = ("_between", "_header_since", "_header_timeout", "_header_timer")
+    __slots__ = ("_between", "_cut_off", "_header_since", "_header_timeout", "_header_timer")
 
     def __init__(self, manager: web.Server, *, header_timeout: float, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -51,6 +54,7 @@ class Protocol(RequestHandler):
         self._header_since: float | None = None  # when the first byte of the awaited headers came
         self._between = True  # no request is being received or handled: the next bytes start one
         self._header_timer: asyncio.TimerHandle | None = None
+        self._cut_off = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -65,6 +69,8 @@ class Protocol(RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._cut_off:
+            return
         if self._between and self._header_since is None:
             self._header_since = self._loop.time()
         super().data_received(data)
@@ -86,11 +92,14 @@ class Protocol(RequestHandler):
         now = self._loop.time()
         since = self._header_since
         if since is not None and now - since >= self._header_timeout and not self._request_in_progress:
-            self._header_timer = None
             metrics.HEADER_TIMEOUTS.inc()
-            if self.transport is not None:
-                self.transport.write(HEADER_TIMEOUT_RESPONSE)
-            self.force_close()
+            self._cut_off = True  # whatever comes now is discarded
+            transport = self.transport
+            if transport is not None and isinstance(transport, asyncio.WriteTransport):
+                transport.write(HEADER_TIMEOUT_RESPONSE)
+                if transport.can_write_eof():
+                    transport.write_eof()
+            self._header_timer = self._loop.call_later(CUT_OFF_GRACE, self.force_close)
             return
         due = since + self._header_timeout if since is not None and now < since + self._header_timeout else \
             now + self._header_timeout
