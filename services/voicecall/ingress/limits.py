@@ -81,7 +81,8 @@ class Limits:
 
 
 async def learn(settings: CommonSettings, limits: Limits) -> bool:
-    """Ask the broker for each topic's ``max.message.bytes``; False (limits unchanged) when it does not answer."""
+    """Ask the broker for each topic's ``max.message.bytes``: True when it told; False when it did not answer
+    (limits unchanged, asked again at the next producer start) or did not say (Kafka's default kept)."""
     admin = make_admin(settings, request_timeout_ms=5000)
     try:
         await admin.start()
@@ -99,7 +100,7 @@ async def learn(settings: CommonSettings, limits: Limits) -> bool:
             for entry in entries if error_code == 0 else ():
                 if entry[0] == SETTING and str(entry[1]).isdigit():
                     found[topic] = int(entry[1])
-    if not found:
-        log.info("broker does not report max.message.bytes; assuming Kafka's default", default=KAFKA_DEFAULT)
+    if not found:  # no DescribeConfigs ACL, or a broker without the request
+        log.warning("broker does not report max.message.bytes; assuming Kafka's default", default=KAFKA_DEFAULT)
     limits.update(found)
-    return True
+    return bool(found)

@@ -23,7 +23,13 @@ class Quarantine:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.path = directory / NAME
-        self.records = 0  # entries in the file (counted by the spool at open): a human clears it by moving the file
+        self.records = 0  # entries in the file (counted by the spool at open)
+
+    def count(self) -> int:
+        """Records waiting for a human: 0 once the file has been moved away (which is how a human clears it)."""
+        if self.records and not self.path.exists():
+            self.records = 0
+        return self.records
 
     async def add(self, entry: bytes) -> None:
         """Append one framed entry (``spool.encode_entry`` or ``spool.frame``) durably."""

@@ -204,7 +204,7 @@ class Spool:
     def state(self) -> dict[str, object]:
         return {"usable": self.usable, "error": self.error, "bytes": self.total_bytes,
                 "segments": len(self.segments), "entries": self.pending_entries,
-                "oldest_age_seconds": round(self.oldest_age(), 3), "quarantined": self.quarantine.records}
+                "oldest_age_seconds": round(self.oldest_age(), 3), "quarantined": self.quarantine.count()}
 
     # -- appending -------------------------------------------------------------------------------------------
 
