@@ -8,11 +8,13 @@ import gzip
 import time
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 import pytest
+import yaml
 from aiokafka.structs import ConsumerRecord
 from ingress_support import F2, Ingress, fee_push, header, read_topic, status_push
 
@@ -211,3 +213,18 @@ async def test_every_ce_time_is_rfc3339_at_the_ingress_and_every_stage(
         (o.topic, cloudevents.header(o.headers, "ce_time")) for o in written]
     recording = deadletter.for_record(foreign, Reason.BAD_TIME, "recordings", "p.deadletter", detail="x")
     assert cloudevents.header(recording.headers, "ce_time") == "2023-11-14T22:13:20.000Z"
+
+
+def test_openapi_documents_every_answer_of_the_notify_paths() -> None:
+    doc = yaml.safe_load((Path(__file__).resolve().parents[2] / "schemas" / "openapi.yaml").read_text())
+    answers = {"200", "400", "403", "408", "413", "415", "417", "500", "503"}
+    for path in ("/notify/status", "/notify/fee", "/notify"):
+        responses = doc["paths"][path]["post"]["responses"]
+        assert set(responses) == answers, path
+        for code, ref in responses.items():
+            response = doc["components"]["responses"][ref["$ref"].rsplit("/", 1)[-1]]
+            schema = response["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/Result"}, code
+    # what the server answers on other paths and methods is said once, for every path
+    assert {str(code) for _, code in FRAMEWORK_ERRORS.values()} <= answers | {"404", "405"}
+    assert "404" in doc["info"]["description"] and "405" in doc["info"]["description"]

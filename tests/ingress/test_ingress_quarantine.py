@@ -81,6 +81,11 @@ async def test_poison_entries_written_into_the_spool_are_quarantined_and_the_res
             exposition = await response.text()
         assert "voicecall_ingress_spool_quarantine_records 4.0" in exposition
         assert 'voicecall_ingress_spool_quarantined_records_total{reason="undeliverable"} 3.0' in exposition
+        quarantine = tmp_path / "spool" / "quarantine" / NAME
+        kept_aside = quarantine.read_bytes()
+        quarantine.unlink()  # a human took the file away: nothing waits any more
+        assert (await until_drained(served.url, quarantined=0))["spool"]["quarantined"] == 0
+        quarantine.write_bytes(kept_aside)
     finally:
         await served.stop()
 
@@ -128,6 +133,19 @@ async def test_a_limit_lowered_after_start_quarantines_the_push_kafka_refuses(
     assert Counter(r.key.decode() for r in statuses) == Counter(["small-0", "small-1"])
     dead = [orjson.loads(r.value) for r in await read_topic(settings, "deadletter", 2, settle=1.0)]
     assert sorted(d["reason"] for d in dead) == ["too-large", "too-large"]  # the quarantined one, the 413
+
+    # The runbook: the cause fixed (the limit raised again), the file moved in as the first segment, a restart.
+    await set_max_message(settings, "status.raw", 1_048_588)
+    spool = tmp_path / "spool"
+    (spool / "quarantine" / NAME).rename(spool / f"{0:020d}.seg")
+    served = await start_ingress(settings)
+    try:
+        ready = await until_drained(served.url, quarantined=0)
+        assert ready["ready"] is True
+    finally:
+        await served.stop()
+    statuses = await read_topic(settings, "status.raw", 3, settle=2.0)
+    assert Counter(r.key.decode() for r in statuses) == Counter(["small-0", "small-1", "p-1"])
 
 
 async def test_readiness_says_not_ready_while_the_drain_is_stuck(tmp_path: Path) -> None:
