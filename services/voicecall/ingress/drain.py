@@ -159,7 +159,8 @@ class Drainer:
                 continue
             original = self.spool.attachments.pop((entry.seq, entry.offset), None)
             for index, future in enumerate(original or ()):
-                self.inflight.setdefault((entry.seq, entry.offset, index), future)
+                if future is not None:  # handed to the producer by the push's own attempt
+                    self.inflight.setdefault((entry.seq, entry.offset, index), future)
             for index, record in enumerate(entry.records):
                 key = (entry.seq, entry.offset, index)
                 if key in self.done:

@@ -6,14 +6,15 @@ answers with the outcome's status. Every path routes by ``eventType``: a push th
 
 Values are kept as received: orjson reads an integer beyond 64 bits as a float, which it would write back as
 ``1.8446744073709552e+19``. Such a float is the only way ``e+`` appears in a written number, so a record whose value
-holds ``e+`` is made again from the body read with every integer exact (:func:`exact_loads`); no other push pays
-for it. Every record is checked against what the broker takes (:mod:`voicecall.ingress.limits`) when it is built.
+holds ``e+`` is made again from the body read with every integer exact (:func:`exact_loads`); other pushes pay one
+search of their values for ``e+`` (sre's literal search: about half the time of ``bytes.__contains__``). Every record is checked against what the broker takes (:mod:`voicecall.ingress.limits`) when it is built.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
@@ -151,6 +152,7 @@ class _Inexact(Exception):
 
 
 _INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1  # what orjson reads as an integer
+_exponent = re.compile(rb"e\+").search
 
 
 def _exact_int(text: str) -> Any:
@@ -244,7 +246,7 @@ class Parser:
             return self.reject(body, Reason.INVALID_SHAPE, _schema_message(error), origin, received, push_id, doc)
         session_id: str = info["sessionId"]
         value = orjson.dumps(info)
-        if not exact and b"e+" in value:
+        if not exact and _exponent(value):
             raise _Inexact
         key = session_id.encode()
         headers = cloudevents.headers(cloudevents.TYPE_STATUS + event_type, SOURCE,
@@ -269,7 +271,7 @@ class Parser:
         for fee in doc["feeLst"]:
             session_id: str = fee["sessionId"]
             value = orjson.dumps(fee)
-            if not exact and b"e+" in value:
+            if not exact and _exponent(value):
                 raise _Inexact
             key = session_id.encode()
             headers = cloudevents.headers(cloudevents.TYPE_FEE, SOURCE, content_id(fee),

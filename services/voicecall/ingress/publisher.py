@@ -107,13 +107,14 @@ class Publisher:
             self.mark_up()
             return "kafka"
         except Exception as error:  # deadline, connection, metadata, refused: all mean "not durable in Kafka yet"
-            acked = [b.acked for b in batches]
+            acked: list[asyncio.Future[None] | None] = [b.acked for b in batches]
             if isinstance(error, MessageSizeTooLargeError):
                 self.relearn()  # the broker's limit went down since it was learned
             if not is_permanent(error):  # a refused record says nothing about Kafka's health
                 self.mark_down(error)
-            self.renew_if_fatal(error, acked)
-            return await self._spool_instead(records, acked if len(batches) == len(records) else None, error)
+            self.renew_if_fatal(error, [f for f in acked if f is not None])
+            acked += [None] * (len(records) - len(acked))  # not handed to the producer: the drainer sends them
+            return await self._spool_instead(records, acked, error)
 
     async def _add(self, records: list[Record], batches: list[Batch]) -> None:
         """The records into the batcher; ``batches`` gets the batch of each record."""
@@ -127,13 +128,14 @@ class Publisher:
         async with asyncio.timeout(self.deadline):
             return await self.batcher.wait_partitions(topic)
 
-    async def _spool_instead(self, records: list[Record], acked: list[asyncio.Future[None]] | None,
+    async def _spool_instead(self, records: list[Record], acked: list[asyncio.Future[None] | None] | None,
                              error: BaseException) -> str:
-        """``acked``: the Kafka future of each record of the push, if all were handed to the producer (the drainer
-        then waits for them instead of sending them again)."""
+        """``acked``: the Kafka future of each record of the push handed to the producer, None for the others (the
+        drainer waits for those futures instead of sending their records again)."""
         metrics.BROKER_ERRORS.inc()
         for future in acked or ():
-            future.add_done_callback(_consume_exception)
+            if future is not None:
+                future.add_done_callback(_consume_exception)
         if self.spool is None:
             raise Unavailable(f"Kafka: {error!r}; no spool") from error
         try:
