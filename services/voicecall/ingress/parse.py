@@ -7,7 +7,8 @@ answers with the outcome's status. Every path routes by ``eventType``: a push th
 Values are kept as received: orjson reads an integer beyond 64 bits as a float, which it would write back as
 ``1.8446744073709552e+19``. Such a float is the only way ``e+`` appears in a written number, so a record whose value
 holds ``e+`` is made again from the body read with every integer exact (:func:`exact_loads`); other pushes pay one
-search of their values for ``e+`` (sre's literal search: about half the time of ``bytes.__contains__``). Every record is checked against what the broker takes (:mod:`voicecall.ingress.limits`) when it is built.
+search of their values for ``e+`` (sre's literal scan, about half the time of ``bytes.__contains__``). Every record
+is checked against what the broker takes (:mod:`voicecall.ingress.limits`) when it is built.
 """
 
 from __future__ import annotations
