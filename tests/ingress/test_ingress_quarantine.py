@@ -25,6 +25,7 @@ from test_ingress_oversized import padded_status, set_max_message
 
 from voicecall import topics
 from voicecall.ingress.app import PUBLISHER
+from voicecall.ingress.drain import Drainer
 from voicecall.ingress.parse import Parser
 from voicecall.ingress.publisher import Publisher
 from voicecall.ingress.quarantine import NAME
@@ -153,12 +154,12 @@ async def test_readiness_says_not_ready_while_the_drain_is_stuck(tmp_path: Path)
     spool = Spool(tmp_path / "spool", 1 << 20, 1 << 16)
     spool.open()
     publisher = Publisher(settings, spool)
+    drainer = Drainer(spool, publisher)
     try:
-        assert publisher.drainer is not None
         assert publisher.ready()[0] is True  # Kafka away, the spool usable: pushes are durable
         for state, ready in (("waiting-for-kafka", True), ("stuck", False), ("draining", True)):
-            publisher.drainer.state = state
-            ok, detail = publisher.ready()
-            assert (ok, detail["spool"]["drain"]) == (ready, state)  # type: ignore[index]
+            drainer.state = state
+            ok, detail = drainer.ready(*publisher.ready())
+            assert (ok, detail["spool"]["drain"]) == (ready, state)
     finally:
         await spool.close()

@@ -13,6 +13,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError, OutOfOrderSequenceNumber, ProducerClosed
 from ingress_support import create_topics, fee_push, ingress_settings
 
+from voicecall.ingress.drain import Drainer
 from voicecall.ingress.parse import Parser
 from voicecall.ingress.publisher import Publisher
 
@@ -84,7 +85,9 @@ async def test_producer_started_once_kafka_comes(tmp_path: Path) -> None:
                             origin={"path": "/notify", "client": "c"}).records
 
     publisher = Publisher(settings, spool)
+    drainer = Drainer(spool, publisher)
     publisher.start()
+    drainer.start()
     broker = None
     try:
         await until(lambda: publisher.broker_error is not None, 30)
@@ -94,13 +97,14 @@ async def test_producer_started_once_kafka_comes(tmp_path: Path) -> None:
         broker = await asyncio.to_thread(start_broker, "apache", port=port, state_dir=tmp_path / "broker")
         await create_topics(settings)
         await until(lambda: publisher.producer is not None and not spool.has_backlog, 60)
-        ok, detail = publisher.ready()
+        ok, detail = drainer.ready(*publisher.ready())
         assert ok and detail["broker"] == "up" and detail["spool"]["entries"] == 0, detail
         assert detail["spool"]["drain"] in ("idle", "draining") and "drain_error" not in detail["spool"], detail
         assert await publisher.publish(push("late-")) == "kafka"
         keys = {r.key.decode() for r in await read_topic(settings, "fee.raw", 2)}
         assert keys == {"early-sess-0@callenabler245.huaweicaas.com", "late-sess-0@callenabler245.huaweicaas.com"}
     finally:
+        await drainer.stop()
         await publisher.stop()
         await spool.close()
         if broker is not None:

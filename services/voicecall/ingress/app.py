@@ -11,6 +11,7 @@ from aiohttp import web
 
 from voicecall.ingress import metrics
 from voicecall.ingress.config import IngressSettings
+from voicecall.ingress.drain import Drainer
 from voicecall.ingress.handlers import Notify, make_handler
 from voicecall.ingress.publisher import Publisher
 from voicecall.ingress.server import Runner, expect_handler
@@ -22,6 +23,7 @@ log = vlog.get("ingress")
 
 SPOOL = web.AppKey("spool", Spool)
 PUBLISHER = web.AppKey("publisher", Publisher)
+DRAINER = web.AppKey("drainer", Drainer)
 LINGER = 2.0
 
 
@@ -34,10 +36,10 @@ def create_app(settings: IngressSettings, spool_dir: Path | None = None) -> web.
     spool = Spool(spool_dir or Path(settings.ingress_spool_dir), settings.ingress_spool_max_bytes,
                   settings.ingress_spool_segment_bytes)
     publisher = Publisher(settings, spool)
-    app[SPOOL] = spool
-    app[PUBLISHER] = publisher
+    drainer = Drainer(spool, publisher)
+    app[SPOOL], app[PUBLISHER], app[DRAINER] = spool, publisher, drainer
     add_notify_routes(app, settings.ingress_path_token, Notify(settings, publisher))
-    add_ops_routes(app, publisher.ready)
+    add_ops_routes(app, lambda: drainer.ready(*publisher.ready()))
     app.cleanup_ctx.append(_lifecycle)
     return app
 
@@ -59,7 +61,7 @@ def add_notify_routes(app: web.Application, token: str | None, notify: Notify) -
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    spool, publisher = app[SPOOL], app[PUBLISHER]
+    spool, publisher, drainer = app[SPOOL], app[PUBLISHER], app[DRAINER]
     try:
         spool.open()
         metrics.bind_spool(spool.state)
@@ -71,7 +73,9 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         log.error("spool unusable", error=str(error))
     # Serve as soon as the spool is ready: a push during Kafka's absence is spooled, not refused.
     publisher.start()
+    drainer.start()
     yield
+    await drainer.stop()
     await publisher.stop()
     await spool.close()
     log.info("ingress stopped", spool_entries=spool.pending_entries)

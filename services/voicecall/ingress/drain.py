@@ -18,18 +18,18 @@ not enough replicas; the spool takes pushes meanwhile) or ``stuck`` (any other e
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+import contextlib
+from typing import Any
 
-from aiokafka import errors as kafka
+from aiokafka.errors import MessageSizeTooLargeError
 
 from voicecall.ingress import metrics
-from voicecall.ingress.spool import Entry, Segment, encode_entry, frame
+from voicecall.ingress.failures import is_permanent, is_transient
+from voicecall.ingress.publisher import Publisher
+from voicecall.ingress.spool import Entry, Segment, Spool, encode_entry, frame
 from voicecall.runtime import cloudevents, deadletter, logging as vlog, times
 from voicecall.runtime.deadletter import Reason
 from voicecall.runtime.record import Record
-
-if TYPE_CHECKING:
-    from voicecall.ingress.publisher import Publisher
 
 log = vlog.get("ingress.drain")
 
@@ -37,22 +37,7 @@ WINDOW = 500  # entries per drain round
 ACK_TIMEOUT = 30.0
 STAGE = "ingress"
 
-# Errors that refuse the record itself: the same record will be refused again.
-PERMANENT = (kafka.MessageSizeTooLargeError, kafka.RecordListTooLargeError, kafka.CorruptRecordException,
-             kafka.InvalidTopicError, kafka.TopicAuthorizationFailedError, kafka.InvalidTimestampError,
-             kafka.UnsupportedForMessageFormatError, kafka.PolicyViolationError, kafka.UnknownError, ValueError)
-# Errors of a Kafka that is away or busy (or of a producer being replaced): wait for it.
-TRANSIENT = (TimeoutError, ConnectionError, LookupError, kafka.KafkaTimeoutError, kafka.ProducerClosed)
-
 Key = tuple[int, int, int]  # segment, offset of the entry, index of the record in it
-
-
-def is_permanent(error: BaseException) -> bool:
-    return isinstance(error, PERMANENT)
-
-
-def is_transient(error: BaseException) -> bool:
-    return isinstance(error, TRANSIENT) or bool(getattr(error, "retriable", False))
 
 
 class _Isolate(Exception):
@@ -66,16 +51,38 @@ def _outcome(future: asyncio.Future[Any]) -> BaseException | None:
 
 
 class Drainer:
-    def __init__(self, publisher: Publisher) -> None:
-        assert publisher.spool is not None
+    """``start`` once the app runs (it waits for the publisher's first producer), ``stop`` before the publisher;
+    ``ready`` adds its state to the publisher's readiness."""
+
+    def __init__(self, spool: Spool, publisher: Publisher) -> None:
         self.publisher = publisher
-        self.spool = publisher.spool
+        self.spool = spool
+        self._task: asyncio.Task[None] | None = None
         self.state = "idle"
         self.error: str | None = None
         self.done: set[Key] = set()  # acknowledged or quarantined, in the current window
         self.inflight: dict[Key, asyncio.Future[Any]] = {}  # handed to Kafka, outcome not known yet
         self.suspects: set[Key] = set()  # in a batch Kafka refused for good: sent again alone
         self.notices: list[tuple[Record, asyncio.Future[Any] | None]] = []  # deadletter records of quarantines
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="spool-drainer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def ready(self, ok: bool, detail: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+        """The publisher's readiness, and not ready while the drain is stuck (fails for any reason but Kafka being
+        away): what the spool holds is then not on its way."""
+        spool = detail.get("spool")
+        if isinstance(spool, dict):
+            spool["drain"] = self.state
+            if self.error:
+                spool["drain_error"] = self.error
+        return ok and self.state != "stuck", detail
 
     def forget(self) -> None:
         """The window is done: nothing of it needs remembering."""
@@ -84,6 +91,7 @@ class Drainer:
         self.inflight = {k: f for k, f in self.inflight.items() if not f.done()}
 
     async def run(self) -> None:
+        await self.publisher.started.wait()
         spool = self.spool
         offset = 0
         current: int | None = None
@@ -137,7 +145,7 @@ class Drainer:
     def _failed(self, error: BaseException, backoff: float) -> None:
         metrics.BROKER_ERRORS.inc()
         self.error = repr(error)
-        if is_transient(error) or isinstance(error, self.publisher.fatal_errors):
+        if is_transient(error):
             self.state = "waiting-for-kafka"
             self.publisher.mark_down(error)
             self.publisher.renew_if_fatal(error)
@@ -190,7 +198,7 @@ class Drainer:
                 self.done.add(key)
                 metrics.count_record(record.topic)
             elif is_permanent(error) and key in self.suspects:  # sent alone: it is this record
-                reason = Reason.TOO_LARGE if isinstance(error, kafka.MessageSizeTooLargeError) else \
+                reason = Reason.TOO_LARGE if isinstance(error, MessageSizeTooLargeError) else \
                     Reason.UNDELIVERABLE
                 await self._quarantine(entry, index, record, reason, f"Kafka refuses the record: {error!r}")
                 self.done.add(key)

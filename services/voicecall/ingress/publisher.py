@@ -12,7 +12,8 @@ after the deadline) can then put the same records into Kafka twice; fee records 
 for the deduplicator, status records too.
 
 While the spool holds anything, new pushes are appended to it rather than sent, so records reach Kafka in the
-order they arrived and no request waits for the deadline during an outage. The drainer (drain.py) sends the spool on.
+order they arrived and no request waits for the deadline during an outage. The drainer (drain.py) sends the spool on,
+with the publisher's batcher and producer.
 
 Before the producer starts, the publisher learns what the broker takes (limits.py) and makes its batches no larger.
 """
@@ -24,20 +25,13 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka.errors import (
-    InvalidProducerEpoch,
-    InvalidProducerIdMapping,
-    MessageSizeTooLargeError,
-    OutOfOrderSequenceNumber,
-    ProducerFenced,
-    UnknownProducerId,
-)
+from aiokafka.errors import MessageSizeTooLargeError
 
 from voicecall import topics
 from voicecall.ingress import limits as broker_limits, metrics
 from voicecall.ingress.batcher import Batch, Batcher
 from voicecall.ingress.config import IngressSettings
-from voicecall.ingress.drain import Drainer, is_permanent
+from voicecall.ingress.failures import is_fatal_for_producer, is_permanent
 from voicecall.ingress.limits import Limits
 from voicecall.ingress.spool import Spool, SpoolError
 from voicecall.runtime import logging as vlog
@@ -50,20 +44,12 @@ log = vlog.get("ingress.publisher")
 PROBE_EVERY = 5.0  # seconds between metadata round trips that tell /readyz whether Kafka answers
 
 
-# After a broker restart, batches that expired on our side leave the idempotent producer's sequence numbers out of
-# step with the broker's, and every later send fails with one of these: only a new producer (new id) recovers.
-FATAL_PRODUCER_ERRORS = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch,
-                         InvalidProducerIdMapping, ProducerFenced)
-
-
 class Unavailable(Exception):
     """Neither Kafka nor the spool could take the push: answer 503."""
 
 
 class Publisher:
-    """``publish`` a push's records; ``start``/``stop`` the producer, the drainer and the broker probe; ``ready``."""
-
-    fatal_errors = FATAL_PRODUCER_ERRORS
+    """``publish`` a push's records; ``start``/``stop`` the producer and the broker probe; ``ready``."""
 
     def __init__(self, settings: IngressSettings, spool: Spool | None) -> None:
         self.settings = settings
@@ -74,13 +60,12 @@ class Publisher:
         self.limits = Limits([topics.name(settings, "status.raw"), topics.name(settings, "fee.raw")],
                              self.deadletter_topic, settings.deadletter_max_payload)
         self.spool = spool
-        self.drainer = Drainer(self) if spool is not None else None
+        self.started = asyncio.Event()  # the first producer runs
         self.broker_up = True
         self.broker_error: str | None = None
         self._starter: asyncio.Task[None] | None = None
         self._probe: asyncio.Task[None] | None = None
         self._renewing: asyncio.Task[None] | None = None
-        self._draining: asyncio.Task[None] | None = None
         self._learning: asyncio.Task[bool] | None = None
 
     # -- the request path ------------------------------------------------------------------------------------
@@ -153,7 +138,7 @@ class Publisher:
 
     async def stop(self) -> None:
         """Every batch handed to the producer, then the producer stopped: it flushes what is still in flight."""
-        for task in (self._starter, self._probe, self._renewing, self._draining, self._learning):
+        for task in (self._starter, self._probe, self._renewing, self._learning):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -168,8 +153,7 @@ class Publisher:
         self.mark_up()
         log.info("Kafka producer started", bootstrap=self.settings.kafka_bootstrap,
                  largest_record={t: n for t, n in self.limits.largest.items()})
-        if self.drainer is not None:
-            self._draining = asyncio.create_task(self.drainer.run(), name="spool-drainer")
+        self.started.set()
 
     async def _started_producer(self) -> Any:
         """A new producer, started: retried while Kafka is away, each attempt with a producer of its own (and, until
@@ -198,8 +182,8 @@ class Publisher:
             self._learning = asyncio.create_task(broker_limits.learn(self.settings, self.limits), name="limits")
 
     def renew_if_fatal(self, error: BaseException, futures: Sequence[asyncio.Future[Any]] = ()) -> None:
-        fatal = isinstance(error, FATAL_PRODUCER_ERRORS) or any(
-            f.done() and not f.cancelled() and isinstance(f.exception(), FATAL_PRODUCER_ERRORS) for f in futures)
+        fatal = is_fatal_for_producer(error) or any(
+            f.done() and not f.cancelled() and is_fatal_for_producer(f.exception()) for f in futures)
         if fatal and self.producer is not None and (self._renewing is None or self._renewing.done()):
             log.warning("producer out of step with the broker, starting a new one", error=repr(error))
             self._renewing = asyncio.create_task(self._renew(), name="producer-renew")
@@ -248,17 +232,13 @@ class Publisher:
         self.broker_error = repr(error)
 
     def ready(self) -> tuple[bool, dict[str, object]]:
-        """Ready = a push can be made durable now (by Kafka, or by the spool while Kafka is away) and what the spool
-        holds is on its way: not ready while the drain fails for any reason but Kafka being away."""
+        """Ready = a push can be made durable now: by Kafka, or by the spool while Kafka is away."""
         broker = "up" if self.producer is not None and self.broker_up else "down"
         detail: dict[str, object] = {"broker": broker}
         ok = broker == "up"
-        if self.spool is not None and self.drainer is not None:
+        if self.spool is not None:
             spool = detail["spool"] = self.spool.state()
-            spool["drain"] = self.drainer.state
-            if self.drainer.error:
-                spool["drain_error"] = self.drainer.error
-            ok = (ok or bool(spool["usable"])) and self.drainer.state != "stuck"
+            ok = ok or bool(spool["usable"])
         if self.broker_error and broker == "down":
             detail["broker_error"] = self.broker_error
         return ok, detail
