@@ -1,21 +1,19 @@
-"""Making a push durable: Kafka acks within a deadline, else the spool; and draining the spool back to Kafka.
+"""Making a push durable: Kafka acks within a deadline, else the spool.
 
 The publisher owns its Kafka producer: it starts it (retrying while Kafka is away; pushes go to the spool
 meanwhile), replaces it with a fresh one (new producer id) after a fatal idempotence error, probes the broker
-while no pushes arrive, and keeps the broker state that ``/readyz`` reports.
+while no pushes arrive, and keeps the broker state that ``/readyz`` reports. Before a producer starts it learns what
+the broker takes (limits.py) and makes its batches no larger.
 
 A push's records go into the batcher (one Kafka batch per partition shared by concurrent pushes, see batcher.py)
-and the push waits for its batches. When a batch's deadline passes first, its pushes go to the spool and the send
-is *not* cancelled: the spool entry keeps the batches' Kafka futures, and the drainer, when it reaches that entry,
-skips it if Kafka acknowledged it after all. Only a crash in between (or an ack that fails
-after the deadline) can then put the same records into Kafka twice; fee records carry a deterministic ``ce_id``
-for the deduplicator, status records too.
+and the push waits for its batches. When a batch's deadline passes first (or Kafka refuses it), its pushes go to
+the spool and the send is *not* cancelled: the spool entry keeps each record's Kafka future, and the drainer
+(drain.py), when it reaches that entry, waits for those instead of sending the records again. Only a crash in
+between (or an ack that fails after Kafka wrote the record) can then put the same record into Kafka twice; fee
+records carry a deterministic ``ce_id`` for the deduplicator, status records too.
 
 While the spool holds anything, new pushes are appended to it rather than sent, so records reach Kafka in the
-order they arrived and no request waits for the deadline during an outage. The drainer (drain.py) sends the spool on,
-with the publisher's batcher and producer.
-
-Before the producer starts, the publisher learns what the broker takes (limits.py) and makes its batches no larger.
+order they arrived and no request waits for the deadline during an outage.
 """
 
 from __future__ import annotations
