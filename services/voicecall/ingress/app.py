@@ -14,7 +14,7 @@ from voicecall.ingress.config import IngressSettings
 from voicecall.ingress.drain import Drainer
 from voicecall.ingress.handlers import Notify, make_handler
 from voicecall.ingress.publisher import Publisher
-from voicecall.ingress.server import Runner, expect_handler
+from voicecall.ingress.server import Runner, expect_handler, fallback
 from voicecall.ingress.spool import Spool, SpoolError
 from voicecall.runtime import logging as vlog
 from voicecall.runtime.metrics import add_ops_routes
@@ -40,6 +40,7 @@ def create_app(settings: IngressSettings, spool_dir: Path | None = None) -> web.
     app[SPOOL], app[PUBLISHER], app[DRAINER] = spool, publisher, drainer
     add_notify_routes(app, settings.ingress_path_token, Notify(settings, publisher))
     add_ops_routes(app, lambda: drainer.ready(*publisher.ready()))
+    app.router.add_route("*", "/{tail:.*}", fallback)  # after every other route: 404 and 405 as JSON
     app.cleanup_ctx.append(_lifecycle)
     return app
 
