@@ -163,3 +163,31 @@ async def test_readiness_says_not_ready_while_the_drain_is_stuck(tmp_path: Path)
             assert (ok, detail["spool"]["drain"]) == (ready, state)
     finally:
         await spool.close()
+
+
+async def test_a_topic_limit_below_the_batch_size_renews_the_producer_and_loses_nothing(
+        kafka_bootstrap: str, tmp_path: Path, post: Callable[..., Any]) -> None:
+    settings = ingress_settings(kafka_bootstrap, tmp_path / "spool", ingress_ack_deadline=5.0)
+    await create_topics(settings)
+    served = await start_ingress(settings)
+    try:
+        await wait_ready(served.url)
+        publisher = served.app[PUBLISHER]
+        first = publisher.producer
+        await set_max_message(settings, "status.raw", 50_000)
+
+        def push(tag: str, i: int) -> bytes:  # ~5 KB each: concurrent ones fill batches far over 50 KB
+            return orjson.dumps({"eventType": "answer", "statusInfo": {"sessionId": f"{tag}-{i}", "pad": "x" * 5000}})
+
+        burst = await asyncio.gather(*(post(f"{served.url}/notify/status", push("burst", i)) for i in range(200)))
+        assert [code for code, _ in burst] == [200] * 200
+        await until_drained(served.url, quarantined=0, timeout=120)
+        assert publisher.producer is not first and publisher.limits.batch_size() <= 50_000 - 61
+        after = await asyncio.gather(*(post(f"{served.url}/notify/status", push("after", i)) for i in range(50)))
+        assert [code for code, _ in after] == [200] * 50
+        await until_drained(served.url, quarantined=0)
+    finally:
+        await served.stop()
+    statuses = await read_topic(settings, "status.raw", 250, settle=2.0)
+    assert Counter(r.key.decode() for r in statuses) == Counter(
+        [f"burst-{i}" for i in range(200)] + [f"after-{i}" for i in range(50)])  # each exactly once

@@ -64,7 +64,8 @@ class Publisher:
         self._starter: asyncio.Task[None] | None = None
         self._probe: asyncio.Task[None] | None = None
         self._renewing: asyncio.Task[None] | None = None
-        self._learning: asyncio.Task[bool] | None = None
+        self._learning: asyncio.Task[None] | None = None
+        self._batch_size = 0  # the running producer's
 
     # -- the request path ------------------------------------------------------------------------------------
 
@@ -160,8 +161,9 @@ class Publisher:
         while True:
             if not self.limits.learned:
                 await broker_limits.learn(self.settings, self.limits)
+            self._batch_size = self.limits.batch_size()
             producer = make_producer(self.settings, client_suffix="-ingress", linger_ms=self.settings.ingress_linger_ms,
-                                     max_batch_size=self.limits.batch_size(),
+                                     max_batch_size=self._batch_size,
                                      max_request_size=broker_limits.MAX_REQUEST_SIZE, partitioner=partitioner)
             try:
                 await producer.start()
@@ -177,7 +179,16 @@ class Publisher:
     def relearn(self) -> None:
         """Ask the broker for its limits again, in the background (one question at a time)."""
         if self._learning is None or self._learning.done():
-            self._learning = asyncio.create_task(broker_limits.learn(self.settings, self.limits), name="limits")
+            self._learning = asyncio.create_task(self._relearn(), name="limits")
+
+    async def _relearn(self) -> None:
+        await broker_limits.learn(self.settings, self.limits)
+        if self.producer is not None and self.limits.batch_size() < self._batch_size and (
+                self._renewing is None or self._renewing.done()):
+            # A topic now takes less than one of our batches: only a new producer makes smaller ones.
+            log.warning("a topic's limit is below the producer's batch size, starting a new producer",
+                        batch_size=self.limits.batch_size())
+            self._renewing = asyncio.create_task(self._renew(), name="producer-renew")
 
     def renew_if_fatal(self, error: BaseException, futures: Sequence[asyncio.Future[Any]] = ()) -> None:
         fatal = is_fatal_for_producer(error) or any(
