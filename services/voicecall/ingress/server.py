@@ -98,9 +98,9 @@ class Protocol(RequestHandler):
         since = self._header_since
         if since is not None and now - since >= self._header_timeout and not self._request_in_progress:
             metrics.HEADER_TIMEOUTS.inc()
-            transport = self.transport
-            if isinstance(transport, asyncio.Transport):
-                transport.pause_reading()  # whatever else comes is not read
+            self.close()  # no more requests on this connection: whatever else comes is read and dropped
+            transport = self.transport  # no isinstance: uvloop's transports are not asyncio.Transport subclasses
+            if transport is not None:
                 transport.write(HEADER_TIMEOUT_RESPONSE)
                 if transport.can_write_eof():
                     transport.write_eof()
