@@ -31,6 +31,7 @@ from aiokafka.protocol.admin import CreateAclsRequest
 from deploy_helpers import K8S
 
 from voicecall import topics
+from voicecall.ingress.limits import Limits, learn
 from voicecall.replay import copy as replay_copy, reset as replay_reset, tail, window
 from voicecall.runtime import config, kafka
 from voicecall.topics import manifests
@@ -192,6 +193,9 @@ async def test_each_service_can_do_its_job(cluster: Cluster, service: str) -> No
         # transactional.id = <group>-<input topic>-<partition> (runtime/stage/assignment.py)
         tid = f"{group(service)}-{topic(inputs[0])}-0"
         assert await transaction(settings, tid, writes, group(service), inputs[0]) == "ok"
+    if access.limits:  # the ingress reads max.message.bytes of the topics it writes
+        limits = Limits([topic(s) for s in writes], topic("deadletter"), 1024)
+        assert await asyncio.wait_for(learn(settings, limits), STEP)
     if access.group_admin:
         # `voicecall replay reset`: describe a service's group, then commit its new offsets
         for other in ("dedup", "billing", "recordings"):

@@ -85,7 +85,8 @@ def test_acls_are_least_privilege() -> None:
     assert set(users) == {f"voicecall-{s.service}" for s in manifests.SERVICES}
 
     ingress = users["voicecall-ingress"]
-    assert ingress[("topic", "voicecall.fee.raw", "literal")] == {"Describe", "Write"}
+    assert ingress[("topic", "voicecall.fee.raw", "literal")] == {"Describe", "DescribeConfigs", "Write"}
+    assert ingress[("topic", "voicecall.deadletter", "literal")] == {"Describe", "DescribeConfigs", "Write"}
     assert not any(kind == "group" for kind, _, _ in ingress), "the ingress consumes nothing"
     assert not any("Read" in ops for ops in ingress.values())
 

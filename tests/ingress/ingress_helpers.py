@@ -12,7 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from kafka_helpers import new_prefix
-from voicecall.ingress.app import create_app
+from voicecall.ingress.app import create_app, make_runner
 from voicecall.ingress.config import IngressSettings
 from voicecall.runtime.metrics import bound_port
 
@@ -45,7 +45,7 @@ class Ingress:
 async def start_ingress(settings: IngressSettings, spool_dir: Path | None = None, *,
                         port: int = 0) -> Ingress:
     app = create_app(settings, spool_dir or Path(settings.ingress_spool_dir))
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
+    runner = make_runner(app, settings, shutdown_timeout=5)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, reuse_address=True).start()
     return Ingress(settings, app, runner, f"http://127.0.0.1:{bound_port(runner)}")

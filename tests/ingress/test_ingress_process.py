@@ -202,3 +202,32 @@ async def test_workers_share_the_port_and_stop_cleanly_on_one_sigterm(kafka_boot
     assert served == set(workers)
     records = await read_all(settings, "fee.raw", expect=len(accepted), timeout=30, idle=0)
     assert {r.key.decode() for r in records} >= accepted
+
+
+async def test_the_real_process_cuts_off_slow_headers_and_answers_errors_as_json(kafka_bootstrap: str,
+                                                                                 tmp_path: Path) -> None:
+    """The CLI serves on uvloop, whose transports are not asyncio's: the 408 and the JSON errors must still come."""
+    from test_ingress_http_contract import contract_json, raw_request
+    from test_ingress_slowloris import slow_client, timeout_answer
+
+    settings, env = await process_settings(kafka_bootstrap, tmp_path)
+    env["VOICECALL_INGRESS_HEADER_TIMEOUT"] = "1s"
+    proc = spawn([sys.executable, "-m", "voicecall", "ingress"], env, tmp_path / "ingress.log")
+    url = f"http://127.0.0.1:{settings.ingress_port}"
+    try:
+        for _ in range(100):
+            try:
+                await wait_ready(url, timeout=0.5)
+                break
+            except (aiohttp.ClientError, AssertionError):
+                await asyncio.sleep(0.2)
+        held, answer, _ = await slow_client(url, b"POST /notify/status HTTP/1.1\r\nHost: x\r\n" * 4, 0.1, 10.0)
+        assert 0.9 <= held <= 3.0, held
+        assert timeout_answer(answer)["resultdesc"] == "request headers not received in time"
+        for request, code in ((b"GARBAGE\r\n\r\n", 400), (b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", 404)):
+            status, headers, body = await raw_request(url, request)
+            assert status == code
+            contract_json(status, headers, body)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 60) == 0

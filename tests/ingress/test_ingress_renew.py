@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaConnectionError, OutOfOrderSequenceNumber, Prod
 from ingress_helpers import fee_push, ingress_settings
 
 from kafka_helpers import create_topics, read_all
+from voicecall.ingress.drain import Drainer
 from voicecall.ingress.parse import Parser
 from voicecall.ingress.publisher import Publisher
 
@@ -40,11 +41,11 @@ async def test_fatal_producer_errors_start_one_renewal(kafka_bootstrap: str, tmp
         assert publisher.ready() == (True, {"broker": "up"})
         assert await publisher.publish(records) == "kafka"
 
-        publisher._renew_if_fatal(KafkaConnectionError())
+        publisher.renew_if_fatal(KafkaConnectionError())
         assert publisher._renewing is None  # an unreachable broker is waited out, not a reason for a new producer
-        publisher._renew_if_fatal(OutOfOrderSequenceNumber())
+        publisher.renew_if_fatal(OutOfOrderSequenceNumber())
         renewal = publisher._renewing
-        publisher._renew_if_fatal(OutOfOrderSequenceNumber())
+        publisher.renew_if_fatal(OutOfOrderSequenceNumber())
         assert renewal is not None and publisher._renewing is renewal  # while one renewal runs, no second one
         await asyncio.wait_for(renewal, 30)
         second = publisher.producer
@@ -56,7 +57,7 @@ async def test_fatal_producer_errors_start_one_renewal(kafka_bootstrap: str, tmp
 
         failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         failed.set_exception(OutOfOrderSequenceNumber())
-        publisher._renew_if_fatal(TimeoutError(), [failed])  # the cause may sit in a record's future
+        publisher.renew_if_fatal(TimeoutError(), [failed])  # the cause may sit in a record's future
         assert publisher._renewing is not renewal
         await asyncio.wait_for(publisher._renewing, 30)
         assert publisher.producer is not second
@@ -84,7 +85,9 @@ async def test_producer_started_once_kafka_comes(tmp_path: Path) -> None:
                             origin={"path": "/notify", "client": "c"}).records
 
     publisher = Publisher(settings, spool)
+    drainer = Drainer(spool, publisher)
     publisher.start()
+    drainer.start()
     broker = None
     try:
         await until(lambda: publisher.broker_error is not None, 30)
@@ -94,11 +97,14 @@ async def test_producer_started_once_kafka_comes(tmp_path: Path) -> None:
         broker = await asyncio.to_thread(start_broker, "apache", port=port, state_dir=tmp_path / "broker")
         await create_topics(settings)
         await until(lambda: publisher.producer is not None and not spool.has_backlog, 60)
-        assert publisher.ready() == (True, {"broker": "up", "spool": spool.state()})
+        ok, detail = drainer.ready(*publisher.ready())
+        assert ok and detail["broker"] == "up" and detail["spool"]["entries"] == 0, detail
+        assert detail["spool"]["drain"] in ("idle", "draining") and "drain_error" not in detail["spool"], detail
         assert await publisher.publish(push("late-")) == "kafka"
         keys = {r.key.decode() for r in await read_all(settings, "fee.raw", expect=2, idle=0)}
         assert keys == {"early-sess-0@callenabler245.huaweicaas.com", "late-sess-0@callenabler245.huaweicaas.com"}
     finally:
+        await drainer.stop()
         await publisher.stop()
         await spool.close()
         if broker is not None:

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from voicecall.ingress import metrics
 from voicecall.ingress.config import IngressSettings
+from voicecall.ingress.drain import Drainer
 from voicecall.ingress.handlers import Notify, make_handler
 from voicecall.ingress.publisher import Publisher
+from voicecall.ingress.server import Runner, expect_handler, fallback
 from voicecall.ingress.spool import Spool, SpoolError
 from voicecall.runtime import logging as vlog
 from voicecall.runtime.metrics import add_ops_routes
@@ -20,31 +23,46 @@ log = vlog.get("ingress")
 
 SPOOL = web.AppKey("spool", Spool)
 PUBLISHER = web.AppKey("publisher", Publisher)
+DRAINER = web.AppKey("drainer", Drainer)
+LINGER = 2.0
 
 
 def create_app(settings: IngressSettings, spool_dir: Path | None = None) -> web.Application:
-    app = web.Application(client_max_size=settings.ingress_max_body, handler_args={"max_field_size": 16384})
+    # Bodies are decoded by the handlers (Content-Encoding, with the size limit on the decoded bytes). After an
+    # answer given before the whole body came (408, 413) the rest is read and dropped for LINGER seconds, so the
+    # client can read the answer, then the connection is closed: a slow body holds it read timeout + LINGER at most.
+    app = web.Application(client_max_size=settings.ingress_max_body,
+                          handler_args={"max_field_size": 16384, "auto_decompress": False, "lingering_time": LINGER})
     spool = Spool(spool_dir or Path(settings.ingress_spool_dir), settings.ingress_spool_max_bytes,
                   settings.ingress_spool_segment_bytes)
     publisher = Publisher(settings, spool)
-    app[SPOOL] = spool
-    app[PUBLISHER] = publisher
+    drainer = Drainer(spool, publisher)
+    app[SPOOL], app[PUBLISHER], app[DRAINER] = spool, publisher, drainer
     add_notify_routes(app, settings.ingress_path_token, Notify(settings, publisher))
-    add_ops_routes(app, publisher.ready)
+    add_ops_routes(app, lambda: drainer.ready(*publisher.ready()))
+    app.router.add_route("*", "/{tail:.*}", fallback)  # after every other route: 404 and 405 as JSON
     app.cleanup_ctx.append(_lifecycle)
     return app
+
+
+def make_runner(app: web.Application, settings: IngressSettings, **kwargs: Any) -> web.AppRunner:
+    """The runner that serves ``app`` with bounded header times, JSON error answers and no access log."""
+    kwargs.setdefault("shutdown_timeout", settings.ingress_shutdown_timeout)
+    return Runner(app, header_timeout=settings.ingress_header_timeout, access_log=None, handle_signals=False,
+                  keepalive_timeout=settings.ingress_keepalive_timeout, **kwargs)
 
 
 def add_notify_routes(app: web.Application, token: str | None, notify: Notify) -> None:
     base = f"/notify/{token}" if token else "/notify"
     shown = "/notify/{token}" if token else "/notify"  # the token never reaches logs or deadletter
-    app.router.add_post(f"{base}/status", make_handler(notify, "status", f"{shown}/status"))
-    app.router.add_post(f"{base}/fee", make_handler(notify, "fee", f"{shown}/fee"))
-    app.router.add_post(base, make_handler(notify, "notify", shown))
+    expect = expect_handler(notify.max_body)
+    app.router.add_post(f"{base}/status", make_handler(notify, "status", f"{shown}/status"), expect_handler=expect)
+    app.router.add_post(f"{base}/fee", make_handler(notify, "fee", f"{shown}/fee"), expect_handler=expect)
+    app.router.add_post(base, make_handler(notify, "notify", shown), expect_handler=expect)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    spool, publisher = app[SPOOL], app[PUBLISHER]
+    spool, publisher, drainer = app[SPOOL], app[PUBLISHER], app[DRAINER]
     try:
         spool.open()
         metrics.bind_spool(spool.state)
@@ -56,7 +74,9 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         log.error("spool unusable", error=str(error))
     # Serve as soon as the spool is ready: a push during Kafka's absence is spooled, not refused.
     publisher.start()
+    drainer.start()
     yield
+    await drainer.stop()
     await publisher.stop()
     await spool.close()
     log.info("ingress stopped", spool_entries=spool.pending_entries)

@@ -100,12 +100,15 @@ class Batcher:
             raise LookupError(f"no partitions known for topic {topic}")
         return partitions
 
-    def add(self, record: Record, partitions: list[int]) -> Batch:
+    def add(self, record: Record, partitions: list[int], alone: bool = False) -> Batch:
+        """``alone``: in a batch of its own (the drainer's way to tell which record a refused batch was about)."""
         tp = (record.topic, partitioner(record.key, partitions, partitions))
         part = self._parts.get(tp)
         if part is None:
             part = self._parts[tp] = _Partition()
         queue = part.queue
+        if alone and queue:
+            queue[-1].builder.close()
         if not queue or queue[-1].builder.append(timestamp=None, key=record.key, value=record.value,
                                                  headers=record.headers) is None:
             batch = Batch(self._producer().create_batch(), asyncio.get_running_loop(), self.deadline)
@@ -114,6 +117,8 @@ class Batcher:
                 batch.settle(ValueError(f"record of {len(record.value or b'')} bytes does not fit in a batch"))
                 return batch
             queue.append(batch)
+        if alone:
+            queue[-1].builder.close()
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.linger, self._flush_all)
         return queue[-1]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from voicecall.ingress.app import create_app
+from voicecall.ingress.app import create_app, make_runner
 from voicecall.ingress.config import IngressSettings
 from voicecall.runtime import children, config, lifecycle, logging as vlog
 from voicecall.runtime.children import Child
@@ -50,9 +50,7 @@ def spool_slot(base: Path, workers: int) -> Path:
 async def serve(settings: IngressSettings, stop: asyncio.Event, reuse_port: bool = False) -> None:
     log = vlog.get("ingress")
     app = create_app(settings, spool_slot(Path(settings.ingress_spool_dir), settings.ingress_workers))
-    runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                           keepalive_timeout=settings.ingress_keepalive_timeout,
-                           shutdown_timeout=settings.ingress_shutdown_timeout)
+    runner = make_runner(app, settings)
     await runner.setup()
     # Everything built so far lives as long as the process: freeze it out of the collector's view, and collect the
     # young generation less often: full collections over the startup heap were the p99 tail and a share of the CPU

@@ -19,8 +19,14 @@ class IngressSettings(CommonSettings):
     ingress_ack_deadline: Duration = Field(2.0, gt=0)
     # 1 ms: concurrent pushes fill batches anyway; more only adds latency to every push (bench/RESULTS.md).
     ingress_linger_ms: int = Field(1, ge=0, le=2)
-    ingress_read_timeout: Duration = Field(10.0, gt=0)
-    ingress_keepalive_timeout: Duration = Field(75.0, ge=0)
+    ingress_read_timeout: Duration = Field(
+        10.0, gt=0, description="how long a request's body may take to arrive once its headers have; then 408")
+    ingress_header_timeout: Duration = Field(
+        10.0, gt=0, description="how long a request's headers may take to arrive, from their first byte (from the "
+        "connection's start for its first request); a slower client is answered 408 and cut off")
+    ingress_keepalive_timeout: Duration = Field(
+        75.0, ge=0, description="how long an idle keep-alive connection is kept open; longer than the proxy's own "
+        "upstream keep-alive (60 s on ingress-nginx), so the proxy closes first")
     ingress_shutdown_timeout: Duration = Field(30.0, ge=0)
     # Empty = every client may push. Otherwise CIDRs; X-Forwarded-For only counts from trusted proxies.
     ingress_allow: CommaList = Field(default_factory=list)

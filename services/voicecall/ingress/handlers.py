@@ -7,17 +7,17 @@ per-push log line above debug, one shared producer, metric label children cached
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import os
 import time
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from voicecall.ingress import metrics
+from voicecall.ingress.body import Undecodable, decode, read_body
 from voicecall.ingress.config import IngressSettings
 from voicecall.ingress.parse import Outcome, Parser
 from voicecall.ingress.publisher import Publisher, Unavailable
@@ -66,7 +66,7 @@ class Notify:
     """What the notify handlers share: client filter, parser, clock, push ids, and the publisher."""
 
     def __init__(self, settings: IngressSettings, publisher: Publisher) -> None:
-        self.parser = Parser(settings)
+        self.parser = Parser(settings, publisher.limits)
         self.publisher = publisher
         self.clock = times.Clock()
         self.clients = ClientFilter(settings.ingress_allow, settings.ingress_trusted_proxies)
@@ -78,6 +78,27 @@ class Notify:
     def push_id(self) -> str:
         self.counter += 1
         return f"{self.boot}-{self.counter:x}"
+
+    def outcome(self, body: bytes, fits: bool, coding: str | None, request: web.Request, origin: dict[str, Any],
+                received: str, push_id: str) -> Outcome:
+        """What a body read (``fits``: within the limit) turns into: decoded, then parsed or rejected."""
+        if coding is not None and fits:
+            try:
+                body, fits = decode(body, coding, self.max_body)
+            except Undecodable as error:
+                origin["content_encoding"] = coding[:100]
+                return self.parser.reject(body, error.reason, error.detail, origin, received, push_id,
+                                          status=error.status)
+        if fits:
+            return self.parser.parse(body, received=received, push_id=push_id, origin=origin)
+        detail = f"body over {self.max_body} bytes"
+        if coding is not None:
+            origin["content_encoding"] = coding[:100]
+        if request.content_length is not None:
+            origin["content_length"] = request.content_length
+            if not body:
+                detail += " (announced by Content-Length, not read: the client waited for 100 Continue)"
+        return self.parser.reject(body, Reason.TOO_LARGE, detail, origin, received, push_id, status=413)
 
 
 def make_handler(notify: Notify, route: str, path_label: str) -> Handler:
@@ -94,18 +115,13 @@ def make_handler(notify: Notify, route: str, path_label: str) -> Handler:
             body, fits = await read_body(request, notify.max_body, notify.read_timeout)
         except TimeoutError:
             metrics.count_request(route, 408)
-            return web.Response(status=408, body=error_body("body not received in time"),
+            late = web.Response(status=408, body=error_body("body not received in time"),
                                 content_type="application/json")
+            late.force_close()
+            return late
         origin: dict[str, Any] = {"path": path_label, "client": client}
-        received = notify.clock.now()
-        push_id = notify.push_id()
-        if fits:
-            outcome = notify.parser.parse(body, received=received, push_id=push_id, origin=origin)
-        else:
-            detail = f"body over {notify.max_body} bytes"
-            if request.content_length is not None:
-                origin["content_length"] = request.content_length
-            outcome = notify.parser.reject(body, Reason.TOO_LARGE, detail, origin, received, push_id, status=413)
+        outcome = notify.outcome(body, fits, request.headers.get(hdrs.CONTENT_ENCODING), request, origin,
+                                 notify.clock.now(), notify.push_id())
         try:
             via = await notify.publisher.publish(outcome.records)
         except Unavailable as error:
@@ -128,30 +144,18 @@ def make_handler(notify: Notify, route: str, path_label: str) -> Handler:
             log.debug("push durable", event_type=outcome.event_type, session_ids=outcome.session_ids, via=via)
         if outcome.status == 200:
             return web.Response(body=OK_BODY, content_type="application/json", charset="UTF-8")  # fastest form
-        return web.Response(status=outcome.status, body=error_body(outcome.detail), content_type="application/json")
+        return _refusal(outcome)
 
     return handle
 
 
-
-async def read_body(request: web.Request, limit: int, timeout: float) -> tuple[bytes, bool]:
-    """The body and whether it fits; an oversized one is read only a little past ``limit`` (for deadletter)."""
-    length = request.content_length
-    if length is not None and length <= limit:
-        if request.content.at_eof() or request.content.total_bytes >= length:
-            return await request.read(), True
-        async with asyncio.timeout(timeout):
-            return await request.read(), True
-    chunks: list[bytes] = []
-    size = 0
-    async with asyncio.timeout(timeout):
-        while size <= limit:
-            chunk = await request.content.readany()
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    return b"".join(chunks), size <= limit
+def _refusal(outcome: Outcome) -> web.Response:
+    response = web.Response(status=outcome.status, body=error_body(outcome.detail), content_type="application/json")
+    if outcome.status == 415:
+        response.headers[hdrs.ACCEPT_ENCODING] = "gzip, deflate"
+    elif outcome.status == 413:
+        response.force_close()  # the rest of the body is not worth reading (nor waiting for)
+    return response
 
 
 def _log_rejection(outcome: Outcome, origin: dict[str, Any], via: str) -> None:

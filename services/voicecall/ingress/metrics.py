@@ -18,6 +18,12 @@ SPOOL_OLDEST = Gauge("voicecall_ingress_spool_oldest_age_seconds", "age of the o
 DEADLETTER = Counter("voicecall_ingress_deadletter_total", "pushes kept in deadletter, by reason", ["reason"])
 BROKER_ERRORS = Counter("voicecall_ingress_broker_errors_total", "Kafka sends that failed or missed the deadline")
 UNAVAILABLE = Counter("voicecall_ingress_unavailable_total", "pushes answered 503 (Kafka and spool unusable)")
+HEADER_TIMEOUTS = Counter("voicecall_ingress_header_timeouts_total",
+                          "connections cut off for not sending request headers within the header timeout")
+QUARANTINED = Counter("voicecall_ingress_spool_quarantined_records_total",
+                      "spooled records Kafka refuses for good, moved to the quarantine file", ["reason"])
+QUARANTINE_RECORDS = Gauge("voicecall_ingress_spool_quarantine_records",
+                           "records in the spool's quarantine file, waiting for a human")
 
 _requests: dict[tuple[str, int], Counter] = {}
 _records: dict[str, Counter] = {}
@@ -50,3 +56,4 @@ def bind_spool(state: Callable[[], dict[str, object]]) -> None:
     SPOOL_BYTES.set_function(lambda: float(state()["bytes"]))  # type: ignore[arg-type]
     SPOOL_SEGMENTS.set_function(lambda: float(state()["segments"]))  # type: ignore[arg-type]
     SPOOL_OLDEST.set_function(lambda: float(state()["oldest_age_seconds"]))  # type: ignore[arg-type]
+    QUARANTINE_RECORDS.set_function(lambda: float(state()["quarantined"]))  # type: ignore[arg-type]

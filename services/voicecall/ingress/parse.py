@@ -3,12 +3,19 @@
 No I/O here. The shell (``handlers.py``) reads the body, calls :meth:`Parser.parse`, makes the records durable and
 answers with the outcome's status. Every path routes by ``eventType``: a push that reached the wrong one of
 ``/notify/status`` and ``/notify/fee`` is still kept (a lost status push is never re-sent by the platform).
+
+Values are kept as received: orjson reads an integer beyond 64 bits as a float, which it would write back as
+``1.8446744073709552e+19``. Such a float is the only way ``e+`` appears in a written number, so a record whose value
+holds ``e+`` is made again from the body read with every integer exact (:func:`exact_loads`); other pushes pay one
+search of their values for ``e+`` (sre's literal scan, about half the time of ``bytes.__contains__``). Every record
+is checked against what the broker takes (:mod:`voicecall.ingress.limits`) when it is built.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
@@ -18,6 +25,7 @@ import fastjsonschema
 import orjson
 
 from voicecall import huawei, topics
+from voicecall.ingress.limits import Limits, record_size
 from voicecall.runtime import cloudevents, deadletter, times
 from voicecall.runtime.config import CommonSettings
 from voicecall.runtime.deadletter import Reason
@@ -32,7 +40,8 @@ _BOM = b"\xef\xbb\xbf"
 
 @dataclass(slots=True)
 class Outcome:
-    """``status`` 200 or 400; ``records`` must all be durable before the answer (a rejection's deadletter too)."""
+    """``status`` 200, 400, 413 or 415; ``records`` must all be durable before the answer (a rejection's
+    deadletter too)."""
 
     status: int
     records: list[Record]
@@ -139,6 +148,31 @@ def event_time(value: object, fallback: str) -> str:
     return _iso_time(value) or fallback
 
 
+class _Inexact(Exception):
+    """A record's value holds a number written with an exponent: perhaps an integer orjson could not keep."""
+
+
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1  # what orjson reads as an integer
+_exponent = re.compile(rb"e\+").search
+
+
+def _exact_int(text: str) -> Any:
+    if len(text) < 19:
+        return int(text)
+    if len(text) <= 21 and _INT_MIN <= (number := int(text)) <= _INT_MAX:
+        return number
+    return orjson.Fragment(text.encode())  # written back digit for digit
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def exact_loads(body: bytes) -> Any:
+    """JSON with every integer exactly as written (only called for a body orjson has already read)."""
+    return json.loads(body.decode("utf-8"), parse_int=_exact_int, parse_constant=_no_constant)
+
+
 def _schema_message(error: Exception) -> str:
     message = str(getattr(error, "message", error))
     return "body" + message[4:] if message.startswith("data") else message
@@ -147,29 +181,36 @@ def _schema_message(error: Exception) -> str:
 class Parser:
     """Holds what does not change per request: topic names and the compiled validators."""
 
-    def __init__(self, settings: CommonSettings) -> None:
+    def __init__(self, settings: CommonSettings, limits: Limits | None = None) -> None:
         self.status_topic = topics.name(settings, "status.raw")
         self.fee_topic = topics.name(settings, "fee.raw")
         self.deadletter_topic = topics.name(settings, "deadletter")
-        self.max_payload = settings.deadletter_max_payload
+        self.limits = limits or Limits([self.status_topic, self.fee_topic], self.deadletter_topic,
+                                       settings.deadletter_max_payload)
         self._status = validator("status_push.schema.json")
         self._fee = validator("fee_push.schema.json")
 
     def parse(self, body: bytes, *, received: str, push_id: str, origin: dict[str, Any]) -> Outcome:
-        """One push → its records (200) or a rejection with its deadletter record (400)."""
+        """One push → its records (200) or a rejection with its deadletter record (400, 413)."""
         try:
-            return self._parse(body, received, push_id, origin)
+            try:
+                return self._parse(body, received, push_id, origin, exact=False)
+            except _Inexact:
+                return self._parse(body, received, push_id, origin, exact=True)
         except orjson.JSONEncodeError as error:
             # orjson reads 1024 levels of nesting but writes only 254: such a body is kept as text instead.
             return self.reject(body, Reason.INVALID_SHAPE, f"body cannot be re-encoded as JSON: {error}", origin,
                                received, push_id)
+        except RecursionError:  # read exactly (json module), nested deeper than Python recurses
+            return self.reject(body, Reason.INVALID_SHAPE, "body is nested too deeply to keep its numbers exactly",
+                               origin, received, push_id)
 
-    def _parse(self, body: bytes, received: str, push_id: str, origin: dict[str, Any]) -> Outcome:
+    def _parse(self, body: bytes, received: str, push_id: str, origin: dict[str, Any], exact: bool) -> Outcome:
         if body.startswith(_BOM):
             body = body[3:]
         try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as error:
+            doc = exact_loads(body) if exact else orjson.loads(body)
+        except ValueError as error:
             try:
                 body.decode("utf-8")
             except UnicodeDecodeError:
@@ -184,9 +225,9 @@ class Parser:
             return self.reject(body, Reason.INVALID_SHAPE, "eventType is not a string", origin, received, push_id, doc)
         extra = [("voicecall_received", received.encode()), ("voicecall_push_id", push_id.encode())]
         if event_type == "fee":
-            return self._fee_push(body, doc, extra, origin, received, push_id)
+            return self._fee_push(body, doc, extra, origin, received, push_id, exact)
         if event_type in STATUS_EVENTS:
-            return self._status_push(body, doc, event_type, extra, origin, received, push_id)
+            return self._status_push(body, doc, event_type, extra, origin, received, push_id, exact)
         # Not ours to judge: keep it (200) and let a human look at it.
         outcome = self.reject(body, Reason.UNKNOWN_EVENT_TYPE, f"unknown eventType {event_type[:64]!r}", origin,
                               received, push_id, doc)
@@ -195,7 +236,7 @@ class Parser:
         return outcome
 
     def _status_push(self, body: bytes, doc: dict[str, Any], event_type: str, extra: cloudevents.Headers,
-                     origin: dict[str, Any], received: str, push_id: str) -> Outcome:
+                     origin: dict[str, Any], received: str, push_id: str, exact: bool) -> Outcome:
         info = doc.get("statusInfo")
         if info is None:
             return self.reject(body, Reason.MISSING_STATUS_INFO, "statusInfo is missing", origin, received, push_id,
@@ -206,14 +247,19 @@ class Parser:
             return self.reject(body, Reason.INVALID_SHAPE, _schema_message(error), origin, received, push_id, doc)
         session_id: str = info["sessionId"]
         value = orjson.dumps(info)
+        if not exact and _exponent(value):
+            raise _Inexact
+        key = session_id.encode()
         headers = cloudevents.headers(cloudevents.TYPE_STATUS + event_type, SOURCE,
                                       content_id(info, event_type),
                                       event_time(info.get("timestamp"), received), extra)
-        record = Record(self.status_topic, session_id.encode(), value, headers)
+        record = Record(self.status_topic, key, value, headers)
+        if len(key) + len(value) >= self.limits.near and not self.limits.fits(record):
+            return self._too_large(body, doc, record, origin, received, push_id)
         return Outcome(200, [record], event_type, session_ids=[session_id])
 
     def _fee_push(self, body: bytes, doc: dict[str, Any], extra: cloudevents.Headers, origin: dict[str, Any],
-                  received: str, push_id: str) -> Outcome:
+                  received: str, push_id: str, exact: bool) -> Outcome:
         if doc.get("feeLst") is None:
             return self.reject(body, Reason.MISSING_FEE_LIST, "feeLst is missing", origin, received, push_id, doc)
         try:
@@ -222,21 +268,35 @@ class Parser:
             return self.reject(body, Reason.INVALID_SHAPE, _schema_message(error), origin, received, push_id, doc)
         records = []
         session_ids = []
+        near = self.limits.near
         for fee in doc["feeLst"]:
             session_id: str = fee["sessionId"]
             value = orjson.dumps(fee)
+            if not exact and _exponent(value):
+                raise _Inexact
+            key = session_id.encode()
             headers = cloudevents.headers(cloudevents.TYPE_FEE, SOURCE, content_id(fee),
                                           event_time(fee.get("callEndTime"), received), extra)
-            records.append(Record(self.fee_topic, session_id.encode(), value, headers))
+            record = Record(self.fee_topic, key, value, headers)
+            if len(key) + len(value) >= near and not self.limits.fits(record):
+                return self._too_large(body, doc, record, origin, received, push_id)
+            records.append(record)
             session_ids.append(session_id)
         return Outcome(200, records, "fee", session_ids=session_ids)
 
+    def _too_large(self, body: bytes, doc: dict[str, Any], record: Record, origin: dict[str, Any], received: str,
+                   push_id: str) -> Outcome:
+        detail = (f"its {record.topic} record would take {record_size(record)} bytes; the broker takes at most "
+                  f"{self.limits.largest[record.topic]}")
+        return self.reject(body, Reason.TOO_LARGE, detail, origin, received, push_id, doc, status=413)
+
     def reject(self, body: bytes, reason: Reason, detail: str, origin: dict[str, Any], received: str,
                push_id: str, doc: Any = deadletter.UNPARSED, status: int = 400) -> Outcome:
-        """A 400 (or 413) whose raw body and reason go to deadletter, keyed like the push when it can be."""
+        """A 400 (or 413, 415) whose raw body and reason go to deadletter, keyed like the push when it can be; the
+        deadletter record is cut to what the deadletter topic takes."""
         record = deadletter.build(reason, STAGE, origin, topic=self.deadletter_topic, key=_session_key(doc),
-                                  raw=body, detail=detail, parsed=doc, time=received, max_bytes=self.max_payload,
-                                  received=received, push_id=push_id)
+                                  raw=body, detail=detail, parsed=doc, time=received,
+                                  max_bytes=self.limits.deadletter_payload, received=received, push_id=push_id)
         event_type = doc.get("eventType") if isinstance(doc, dict) else None
         return Outcome(status, [record], event_type if isinstance(event_type, str) else None, reason, detail)
 

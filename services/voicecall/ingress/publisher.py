@@ -1,15 +1,16 @@
-"""Making a push durable: Kafka acks within a deadline, else the spool; and draining the spool back to Kafka.
+"""Making a push durable: Kafka acks within a deadline, else the spool.
 
 The publisher owns its Kafka producer: it starts it (retrying while Kafka is away; pushes go to the spool
 meanwhile), replaces it with a fresh one (new producer id) after a fatal idempotence error, probes the broker
-while no pushes arrive, and keeps the broker state that ``/readyz`` reports.
+while no pushes arrive, and keeps the broker state that ``/readyz`` reports. Before a producer starts it learns what
+the broker takes (limits.py) and makes its batches no larger.
 
 A push's records go into the batcher (one Kafka batch per partition shared by concurrent pushes, see batcher.py)
-and the push waits for its batches. When a batch's deadline passes first, its pushes go to the spool and the send
-is *not* cancelled: the spool entry keeps the batches' Kafka futures, and the drainer, when it reaches that entry,
-skips it if Kafka acknowledged it after all. Only a crash in between (or an ack that fails
-after the deadline) can then put the same records into Kafka twice; fee records carry a deterministic ``ce_id``
-for the deduplicator, status records too.
+and the push waits for its batches. When a batch's deadline passes first (or Kafka refuses it), its pushes go to
+the spool and the send is *not* cancelled: the spool entry keeps each record's Kafka future, and the drainer
+(drain.py), when it reaches that entry, waits for those instead of sending the records again. Only a crash in
+between (or an ack that fails after Kafka wrote the record) can then put the same record into Kafka twice; fee
+records carry a deterministic ``ce_id`` for the deduplicator, status records too.
 
 While the spool holds anything, new pushes are appended to it rather than sent, so records reach Kafka in the
 order they arrived and no request waits for the deadline during an outage.
@@ -22,17 +23,14 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka.errors import (
-    InvalidProducerEpoch,
-    InvalidProducerIdMapping,
-    OutOfOrderSequenceNumber,
-    ProducerFenced,
-    UnknownProducerId,
-)
+from aiokafka.errors import MessageSizeTooLargeError
 
-from voicecall.ingress import metrics
+from voicecall import topics
+from voicecall.ingress import limits as broker_limits, metrics
 from voicecall.ingress.batcher import Batch, Batcher
 from voicecall.ingress.config import IngressSettings
+from voicecall.ingress.failures import is_fatal_for_producer, is_permanent
+from voicecall.ingress.limits import Limits
 from voicecall.ingress.spool import Spool, SpoolError
 from voicecall.runtime import logging as vlog
 from voicecall.runtime.kafka import make_producer
@@ -41,15 +39,7 @@ from voicecall.runtime.record import Record
 
 log = vlog.get("ingress.publisher")
 
-DRAIN_BATCH = 500  # entries per drain round
-DRAIN_ACK_TIMEOUT = 30.0
 PROBE_EVERY = 5.0  # seconds between metadata round trips that tell /readyz whether Kafka answers
-
-
-# After a broker restart, batches that expired on our side leave the idempotent producer's sequence numbers out of
-# step with the broker's, and every later send fails with one of these: only a new producer (new id) recovers.
-FATAL_PRODUCER_ERRORS = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch,
-                         InvalidProducerIdMapping, ProducerFenced)
 
 
 class Unavailable(Exception):
@@ -57,21 +47,25 @@ class Unavailable(Exception):
 
 
 class Publisher:
-    """``publish`` a push's records; ``start``/``stop`` the producer, the drainer and the broker probe; ``ready``."""
+    """``publish`` a push's records; ``start``/``stop`` the producer and the broker probe; ``ready``."""
 
     def __init__(self, settings: IngressSettings, spool: Spool | None) -> None:
         self.settings = settings
         self.producer: Any = None  # None until the first start succeeds; replaced by a renewal
         self.deadline = settings.ingress_ack_deadline
         self.batcher = Batcher(lambda: self.producer, self.deadline, settings.ingress_linger_ms / 1000)
+        self.deadletter_topic = topics.name(settings, "deadletter")
+        self.limits = Limits([topics.name(settings, "status.raw"), topics.name(settings, "fee.raw")],
+                             self.deadletter_topic, settings.deadletter_max_payload)
         self.spool = spool
+        self.started = asyncio.Event()  # the first producer runs
         self.broker_up = True
         self.broker_error: str | None = None
         self._starter: asyncio.Task[None] | None = None
         self._probe: asyncio.Task[None] | None = None
         self._renewing: asyncio.Task[None] | None = None
-        self._drainer: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._learning: asyncio.Task[None] | None = None
+        self._batch_size = 0  # the running producer's
 
     # -- the request path ------------------------------------------------------------------------------------
 
@@ -87,43 +81,45 @@ class Publisher:
                 log.warning("spool refused a push, trying Kafka", error=str(error))
         if self.producer is None:
             return await self._spool_instead(records, None, ConnectionError("Kafka producer not started"))
-        batches: list[Batch] = []
+        batches: list[Batch] = []  # one per record
         try:
-            batches = await self._add(records)
+            await self._add(records, batches)
             if len(batches) == 1:
                 await asyncio.shield(batches[0].answer)
             else:
-                await asyncio.shield(asyncio.gather(*(b.answer for b in batches)))
-            self._mark_up()
+                await asyncio.shield(asyncio.gather(*{b.answer for b in batches}))
+            self.mark_up()
             return "kafka"
-        except Exception as error:  # deadline, connection, metadata: all mean "not durable in Kafka yet"
-            self._mark_down(error)
-            acked = [b.acked for b in batches]
-            self._renew_if_fatal(error, acked)
-            return await self._spool_instead(records, acked if batches else None, error)
+        except Exception as error:  # deadline, connection, metadata, refused: all mean "not durable in Kafka yet"
+            acked: list[asyncio.Future[None] | None] = [b.acked for b in batches]
+            if isinstance(error, MessageSizeTooLargeError):
+                self.relearn()  # the broker's limit went down since it was learned
+            if not is_permanent(error):  # a refused record says nothing about Kafka's health
+                self.mark_down(error)
+            self.renew_if_fatal(error, [f for f in acked if f is not None])
+            acked += [None] * (len(records) - len(acked))  # not handed to the producer: the drainer sends them
+            return await self._spool_instead(records, acked, error)
 
-    async def _add(self, records: list[Record]) -> list[Batch]:
-        """The records into the batcher; the distinct batches that now hold them."""
+    async def _add(self, records: list[Record], batches: list[Batch]) -> None:
+        """The records into the batcher; ``batches`` gets the batch of each record."""
         batcher = self.batcher
-        batches: list[Batch] = []
         for record in records:
-            partitions = batcher.partitions(record.topic) or await self._wait_partitions(record.topic)
-            batch = batcher.add(record, partitions)
-            if batch not in batches:
-                batches.append(batch)
-        return batches
+            partitions = batcher.partitions(record.topic) or await self.wait_partitions(record.topic)
+            batches.append(batcher.add(record, partitions))
 
-    async def _wait_partitions(self, topic: str) -> list[int]:
+    async def wait_partitions(self, topic: str) -> list[int]:
         """Not in the producer's metadata yet (Kafka just started, or a first push): wait, within the deadline."""
         async with asyncio.timeout(self.deadline):
             return await self.batcher.wait_partitions(topic)
 
-    async def _spool_instead(self, records: list[Record], acked: list[asyncio.Future[None]] | None,
+    async def _spool_instead(self, records: list[Record], acked: list[asyncio.Future[None] | None] | None,
                              error: BaseException) -> str:
-        """``acked``: the Kafka futures of every record of the push, if all were handed to the producer."""
+        """``acked``: the Kafka future of each record of the push handed to the producer, None for the others (the
+        drainer waits for those futures instead of sending their records again)."""
         metrics.BROKER_ERRORS.inc()
         for future in acked or ():
-            future.add_done_callback(_consume_exception)
+            if future is not None:
+                future.add_done_callback(_consume_exception)
         if self.spool is None:
             raise Unavailable(f"Kafka: {error!r}; no spool") from error
         try:
@@ -141,8 +137,7 @@ class Publisher:
 
     async def stop(self) -> None:
         """Every batch handed to the producer, then the producer stopped: it flushes what is still in flight."""
-        self._stopping = True
-        for task in (self._starter, self._probe, self._renewing, self._drainer):
+        for task in (self._starter, self._probe, self._renewing, self._learning):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -154,17 +149,22 @@ class Publisher:
 
     async def _start(self) -> None:
         self.producer = await self._started_producer()
-        self._mark_up()
-        log.info("Kafka producer started", bootstrap=self.settings.kafka_bootstrap)
-        if self.spool is not None:
-            self._drainer = asyncio.create_task(self._drain_loop(), name="spool-drainer")
+        self.mark_up()
+        log.info("Kafka producer started", bootstrap=self.settings.kafka_bootstrap,
+                 largest_record={t: n for t, n in self.limits.largest.items()})
+        self.started.set()
 
     async def _started_producer(self) -> Any:
-        """A new producer, started: retried while Kafka is away, each attempt with a producer of its own."""
+        """A new producer, started: retried while Kafka is away, each attempt with a producer of its own (and, until
+        the broker has told them, a new try at learning its limits)."""
         delay = 0.5
         while True:
+            if not self.limits.learned:
+                await broker_limits.learn(self.settings, self.limits)
+            self._batch_size = self.limits.batch_size()
             producer = make_producer(self.settings, client_suffix="-ingress", linger_ms=self.settings.ingress_linger_ms,
-                                     max_batch_size=256 * 1024, partitioner=partitioner)
+                                     max_batch_size=self._batch_size,
+                                     max_request_size=broker_limits.MAX_REQUEST_SIZE, partitioner=partitioner)
             try:
                 await producer.start()
                 return producer
@@ -176,9 +176,23 @@ class Publisher:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    def _renew_if_fatal(self, error: BaseException, futures: Sequence[asyncio.Future[Any]] = ()) -> None:
-        fatal = isinstance(error, FATAL_PRODUCER_ERRORS) or any(
-            f.done() and not f.cancelled() and isinstance(f.exception(), FATAL_PRODUCER_ERRORS) for f in futures)
+    def relearn(self) -> None:
+        """Ask the broker for its limits again, in the background (one question at a time)."""
+        if self._learning is None or self._learning.done():
+            self._learning = asyncio.create_task(self._relearn(), name="limits")
+
+    async def _relearn(self) -> None:
+        await broker_limits.learn(self.settings, self.limits)
+        if self.producer is not None and self.limits.batch_size() < self._batch_size and (
+                self._renewing is None or self._renewing.done()):
+            # A topic now takes less than one of our batches: only a new producer makes smaller ones.
+            log.warning("a topic's limit is below the producer's batch size, starting a new producer",
+                        batch_size=self.limits.batch_size())
+            self._renewing = asyncio.create_task(self._renew(), name="producer-renew")
+
+    def renew_if_fatal(self, error: BaseException, futures: Sequence[asyncio.Future[Any]] = ()) -> None:
+        fatal = is_fatal_for_producer(error) or any(
+            f.done() and not f.cancelled() and is_fatal_for_producer(f.exception()) for f in futures)
         if fatal and self.producer is not None and (self._renewing is None or self._renewing.done()):
             log.warning("producer out of step with the broker, starting a new one", error=repr(error))
             self._renewing = asyncio.create_task(self._renew(), name="producer-renew")
@@ -192,7 +206,9 @@ class Publisher:
             await asyncio.wait_for(old.stop(), 10)  # its pending sends fail; their pushes are in the spool
 
     async def _probe_loop(self) -> None:
-        """Keep /readyz honest when no pushes arrive: a metadata round trip tells whether Kafka answers."""
+        """Keep /readyz honest when no pushes arrive: a metadata round trip tells whether Kafka answers; the
+        broker's limits are asked for again now and then (a topic's max.message.bytes may change)."""
+        learned = asyncio.get_running_loop().time()
         while True:
             await asyncio.sleep(PROBE_EVERY)
             producer = self.producer
@@ -207,14 +223,18 @@ class Publisher:
             except Exception as error:
                 self.broker_up = False
                 self.broker_error = repr(error)
+                continue
+            if asyncio.get_running_loop().time() - learned >= broker_limits.LEARN_EVERY:
+                learned = asyncio.get_running_loop().time()
+                self.relearn()
 
-    def _mark_up(self) -> None:
+    def mark_up(self) -> None:
         if not self.broker_up:
             log.info("Kafka acknowledges again")
         self.broker_up = True
         self.broker_error = None
 
-    def _mark_down(self, error: BaseException) -> None:
+    def mark_down(self, error: BaseException) -> None:
         if self.broker_up:
             log.warning("Kafka did not acknowledge in time, spooling", error=repr(error))
         self.broker_up = False
@@ -231,70 +251,6 @@ class Publisher:
         if self.broker_error and broker == "down":
             detail["broker_error"] = self.broker_error
         return ok, detail
-
-    # -- the drainer -----------------------------------------------------------------------------------------
-
-    async def _drain_loop(self) -> None:
-        assert self.spool is not None
-        spool = self.spool
-        offset = 0
-        current: int | None = None
-        backoff = 0.2
-        while not self._stopping:
-            segment = spool.first_segment()
-            if segment is None:
-                await spool.backlog.wait()
-                if spool.first_segment() is None:
-                    await asyncio.sleep(0.01)
-                continue
-            if segment.seq != current:
-                current, offset = segment.seq, 0
-            entries = await spool.read(segment.seq, offset, DRAIN_BATCH)
-            if not entries:
-                finished = offset >= segment.size and (not spool.is_active(segment) or not spool.has_backlog)
-                if finished and await spool.finish_segment(segment, offset):
-                    current = None
-                    continue
-                await asyncio.sleep(0.01)
-                continue
-            try:
-                await self._send_entries(entries)
-            except Exception as error:
-                self._mark_down(error)
-                self._renew_if_fatal(error)
-                metrics.BROKER_ERRORS.inc()
-                log.warning("spool drain waiting for Kafka", error=repr(error), retry_in=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            backoff = 0.2
-            self._mark_up()
-            offset = entries[-1].end
-            spool.drained(len(entries))
-            metrics.SPOOL_DRAINED.inc(len(entries))
-
-    async def _send_entries(self, entries: list[Any]) -> None:
-        """Send every entry not already acknowledged by its original attempt; all acks or an exception."""
-        assert self.spool is not None
-        batcher = self.batcher
-        acked: dict[int, asyncio.Future[None]] = {}
-        async with asyncio.timeout(DRAIN_ACK_TIMEOUT):
-            for entry in entries:
-                original = self.spool.attachments.pop((entry.seq, entry.offset), None)
-                if original is not None and await _all_acked(original):
-                    continue
-                for r in entry.records:
-                    batch = batcher.add(r, batcher.partitions(r.topic) or await self._wait_partitions(r.topic))
-                    acked[id(batch)] = batch.acked
-                    metrics.count_record(r.topic)
-            if acked:
-                await asyncio.gather(*acked.values())
-
-
-async def _all_acked(futures: list[asyncio.Future[Any]]) -> bool:
-    # Shielded: a drain timeout must not cancel the original sends (their outcome is still worth knowing).
-    results = await asyncio.shield(asyncio.gather(*futures, return_exceptions=True))
-    return not any(isinstance(result, BaseException) for result in results)
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:

@@ -7,8 +7,10 @@ slow disk costs latency, not throughput. An entry is acknowledged to its caller 
 
 A crash can only tear the tail of the segment being written: reading stops at the first entry whose length or
 CRC does not match, and a reopened spool never appends after a torn tail (it starts a new segment), so earlier
-entries are never damaged. A segment is deleted only once the drainer has every record in it acknowledged by
-Kafka. ``<dir>/LOCK`` (flock) keeps two processes from sharing one spool.
+entries are never damaged. An entry whose length and CRC match but whose payload cannot be read (written by
+something else) is handed to the drainer as unreadable, to be quarantined, and reading goes on behind it. A segment
+is deleted only once the drainer has every record in it acknowledged by Kafka or quarantined
+(:mod:`voicecall.ingress.quarantine`). ``<dir>/LOCK`` (flock) keeps two processes from sharing one spool.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from voicecall.ingress.quarantine import Quarantine
 from voicecall.runtime.files import fsync_dir
 from voicecall.runtime.record import Record
 
@@ -60,15 +63,19 @@ class Entry:
     end: int
     time: float
     records: list[Record]
+    unreadable: bytes | None = None  # the payload of a well-framed entry that cannot be read (records then [])
+
+
+def frame(payload: bytes) -> bytes:
+    return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
 def encode_entry(records: list[Record], now: float) -> bytes:
-    payload = orjson.dumps({"t": now, "r": [
+    return frame(orjson.dumps({"t": now, "r": [
         [r.topic, None if r.key is None else r.key.decode("utf-8", "surrogateescape"),
          None if r.value is None else r.value.decode(),
          [[name, value.decode("utf-8", "surrogateescape")] for name, value in r.headers]]
-        for r in records]})
-    return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+        for r in records]}))
 
 
 def _decode_records(payload: bytes) -> tuple[float, list[Record]]:
@@ -77,6 +84,9 @@ def _decode_records(payload: bytes) -> tuple[float, list[Record]]:
                       None if value is None else value.encode(),
                       [(name, hv.encode("utf-8", "surrogateescape")) for name, hv in headers])
                for topic, key, value, headers in doc["r"]]
+    if not all(r.topic.__class__ is str and r.topic and all(n.__class__ is str for n, _ in r.headers)
+               for r in records):
+        raise TypeError("a record's topic or a header name is not a string")
     return float(doc["t"]), records
 
 
@@ -89,7 +99,7 @@ def iter_entries(data: bytes, seq: int, start: int = 0) -> Iterator[Entry | None
             return
         length, crc = HEADER.unpack_from(data, offset)
         end = offset + HEADER.size + length
-        if length > MAX_ENTRY or end > len(data):
+        if length == 0 or length > MAX_ENTRY or end > len(data):  # 0: a zero-filled, never-written tail
             yield None
             return
         payload = data[offset + HEADER.size:end]
@@ -98,10 +108,10 @@ def iter_entries(data: bytes, seq: int, start: int = 0) -> Iterator[Entry | None
             return
         try:
             when, records = _decode_records(payload)
-        except (ValueError, KeyError, TypeError, UnicodeError):
-            yield None
-            return
-        yield Entry(seq, offset, end, when, records)
+        except (ValueError, KeyError, TypeError, UnicodeError, AttributeError):
+            yield Entry(seq, offset, end, 0.0, [], unreadable=payload)
+        else:
+            yield Entry(seq, offset, end, when, records)
         offset = end
 
 
@@ -115,6 +125,7 @@ class Spool:
         self.pending_entries = 0  # appended and not yet drained
         self.error: str | None = None  # why the spool is unusable, if it is
         self.attachments: dict[tuple[int, int], Any] = {}
+        self.quarantine = Quarantine(directory / "quarantine")
         self.backlog = asyncio.Event()
         self._active: tuple[Segment, int] | None = None  # segment and its fd
         self._queue: list[tuple[bytes, asyncio.Future[tuple[int, int]], Any]] = []
@@ -145,7 +156,7 @@ class Spool:
                     if entry is None:
                         segment.corrupt = True
                         break
-                    if segment.first_time is None:
+                    if segment.first_time is None and entry.unreadable is None:
                         segment.first_time = entry.time
                     segment.size = entry.end
                     count += 1
@@ -153,6 +164,9 @@ class Spool:
                 self.segments.append(segment)
                 self.total_bytes += len(data)
                 self.pending_entries += count
+            if self.quarantine.path.exists():
+                kept = iter_entries(self.quarantine.path.read_bytes(), 0)
+                self.quarantine.records = sum(1 for entry in kept if entry is not None)
         except OSError as error:
             self.error = f"spool unusable: {error}"
             raise SpoolError(self.error) from error
@@ -190,7 +204,7 @@ class Spool:
     def state(self) -> dict[str, object]:
         return {"usable": self.usable, "error": self.error, "bytes": self.total_bytes,
                 "segments": len(self.segments), "entries": self.pending_entries,
-                "oldest_age_seconds": round(self.oldest_age(), 3)}
+                "oldest_age_seconds": round(self.oldest_age(), 3), "quarantined": self.quarantine.count()}
 
     # -- appending -------------------------------------------------------------------------------------------
 
@@ -198,7 +212,10 @@ class Spool:
         """Write one push durably; returns its (segment, offset). Raises :class:`SpoolError`."""
         if not self.usable:
             raise SpoolError(self.error or "spool closed")
-        entry = encode_entry(records, time.time())
+        try:
+            entry = encode_entry(records, time.time())
+        except (UnicodeError, orjson.JSONEncodeError) as error:  # never from the parser's records
+            raise SpoolError(f"records cannot be written to the spool: {error}") from error
         if self.total_bytes + self._reserved + len(entry) > self.max_bytes:
             raise SpoolFull(f"spool full ({self.total_bytes} of {self.max_bytes} bytes)")
         self._reserved += len(entry)
@@ -292,7 +309,8 @@ class Spool:
         for entry in iter_entries(data, seq):
             if entry is None:
                 break
-            entries.append(Entry(seq, entry.offset + offset, entry.end + offset, entry.time, entry.records))
+            entries.append(Entry(seq, entry.offset + offset, entry.end + offset, entry.time, entry.records,
+                                 entry.unreadable))
             if len(entries) >= limit:
                 break
         return entries

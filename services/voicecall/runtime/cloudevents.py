@@ -52,5 +52,7 @@ def event_id(*parts: object) -> str:
 
 
 def record_time(record: Any) -> str:
-    """The time of a consumed record (an aiokafka ``ConsumerRecord``): its ``ce_time``, else its Kafka timestamp."""
-    return header(record.headers, "ce_time") or times.iso_ms(record.timestamp)
+    """The time of a consumed record (an aiokafka ``ConsumerRecord``): its ``ce_time`` when that is RFC 3339, else
+    its Kafka timestamp (a record from another producer may carry anything in that header)."""
+    value = header(record.headers, "ce_time")
+    return value if value is not None and times.is_rfc3339(value) else times.iso_ms(record.timestamp)

@@ -7,14 +7,31 @@ events); whole seconds for Huawei's times, which have no fractions. Parsing Huaw
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
+
+# RFC 3339 date-time as the pipeline reads it in headers: four-digit year, optional fraction, Z or an offset.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})", re.ASCII)
 
 
 def iso_ms(epoch_ms: int) -> str:
     """Epoch milliseconds (a Kafka timestamp) → ``2019-01-24T03:05:16.402Z``."""
     second, milli = divmod(int(epoch_ms), 1000)
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(second))}.{milli:03d}Z"
+    t = time.gmtime(second)  # strftime's %Y does not pad years below 1000 on glibc
+    return (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+            f".{milli:03d}Z")
+
+
+def is_rfc3339(value: str) -> bool:
+    """Whether ``value`` is an RFC 3339 date-time that exists (``2019-02-30T…`` does not)."""
+    if len(value) > 40 or not _RFC3339.fullmatch(value):
+        return False
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
 
 
 def now_iso() -> str:

@@ -34,10 +34,11 @@ class Access:
     group: bool = False  # consumes with its consumer group (runtime.kafka.group_id)
     transactional: bool = False  # produces in transactions with ids prefixed "<group>-"
     group_admin: bool = False  # may inspect, reset and delete every group of the prefix (replay)
+    limits: bool = False  # reads max.message.bytes of the topics it writes (DescribeConfigs), to size its records
 
 
 SERVICES: tuple[Access, ...] = (
-    Access("ingress", writes=("status.raw", "fee.raw", "deadletter")),
+    Access("ingress", writes=("status.raw", "fee.raw", "deadletter"), limits=True),
     Access("dedup", reads=("fee.raw", "dedup.changelog"), writes=("fee.unique", "dedup.changelog", "deadletter"),
            group=True, transactional=True),
     Access("billing", reads=("fee.unique",), writes=("billing", "deadletter"), group=True, transactional=True),
@@ -108,7 +109,8 @@ def acls(settings: table.TopicSettings, access: Access) -> list[dict[str, Any]]:
         rules.append(_acl("topic", table.name(settings, suffix), ops))
     for suffix in access.writes:
         if suffix not in both:
-            rules.append(_acl("topic", table.name(settings, suffix), ["Describe", "Write"]))
+            ops = ["Describe", "DescribeConfigs", "Write"] if access.limits else ["Describe", "Write"]
+            rules.append(_acl("topic", table.name(settings, suffix), ops))
     if access.writes:
         # Idempotent producers (every producer of the project): brokers before Kafka 3.0 want this on the cluster.
         rules.append(_acl("cluster", "", ["IdempotentWrite"]))
