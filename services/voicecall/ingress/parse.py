@@ -25,6 +25,7 @@ import fastjsonschema
 import orjson
 
 from voicecall import huawei, topics
+from voicecall.ingress import shapes
 from voicecall.ingress.limits import Limits, record_size
 from voicecall.runtime import cloudevents, deadletter, times
 from voicecall.runtime.config import CommonSettings
@@ -36,6 +37,12 @@ SOURCE = "/voicecall/ingress"
 STAGE = "ingress"
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"  # the top-level schemas/, linked into the package
 _BOM = b"\xef\xbb\xbf"
+# The CloudEvents headers (cloudevents.headers' names and order), the constant ones made once per process.
+_SPEC, _CONTENT_TYPE = ("ce_specversion", cloudevents.SPECVERSION), ("content-type", cloudevents.CONTENT_TYPE)
+_SOURCE, _FEE_TYPE = ("ce_source", SOURCE.encode()), ("ce_type", cloudevents.TYPE_FEE.encode())
+_STATUS_TYPES = {event: ("ce_type", (cloudevents.TYPE_STATUS + event).encode()) for event in STATUS_EVENTS}
+_status_type = _STATUS_TYPES.__getitem__
+_ID, _TIME = "ce_id", "ce_time"
 
 
 @dataclass(slots=True)
@@ -123,9 +130,22 @@ def _canonical(record: dict[str, Any]) -> dict[str, Any]:
     return out if out is not None else record
 
 
+def _plain(canon: bytes) -> bool:
+    """Whether no string in the written record changes under :func:`huawei.normalise_time`: printable ASCII
+    (orjson escapes control characters with a backslash; other whitespace is not ASCII), no space at either end of
+    a string (written compactly, a space touches a quote only there) and no two spaces in a row."""
+    return canon.isascii() and b"\\" not in canon and b"  " not in canon and b'" ' not in canon and b' "' not in canon
+
+
 def content_id(record: dict[str, Any], event_type: str = "") -> str:
-    """A deterministic ``ce_id``: a hash of the canonical content (sorted keys, normalised times)."""
-    canon = orjson.dumps([event_type, _canonical(record)], option=orjson.OPT_SORT_KEYS)
+    """A deterministic ``ce_id``: a hash of the canonical content (sorted keys, normalised times).
+
+    Usually the record as written is already canonical (:func:`_plain`) and is hashed as it is; otherwise its times
+    are normalised first. Both give the same bytes, so the id does not depend on the path (a test holds them to it).
+    """
+    canon = orjson.dumps([event_type, record], option=orjson.OPT_SORT_KEYS)
+    if not _plain(canon):
+        canon = orjson.dumps([event_type, _canonical(record)], option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canon).hexdigest()[:32]
 
 
@@ -173,9 +193,14 @@ def exact_loads(body: bytes) -> Any:
     return json.loads(body.decode("utf-8"), parse_int=_exact_int, parse_constant=_no_constant)
 
 
-def _schema_message(error: Exception) -> str:
-    message = str(getattr(error, "message", error))
-    return "body" + message[4:] if message.startswith("data") else message
+def _schema_error(validate: Any, doc: Any) -> str | None:
+    """What the JSON Schema finds wrong with ``doc``, or None when it accepts it."""
+    try:
+        validate(doc)
+    except fastjsonschema.JsonSchemaValueException as error:
+        message = str(error.message)
+        return "body" + message[4:] if message.startswith("data") else message
+    return None
 
 
 class Parser:
@@ -241,18 +266,15 @@ class Parser:
         if info is None:
             return self.reject(body, Reason.MISSING_STATUS_INFO, "statusInfo is missing", origin, received, push_id,
                                doc)
-        try:
-            self._status(doc)
-        except fastjsonschema.JsonSchemaValueException as error:
-            return self.reject(body, Reason.INVALID_SHAPE, _schema_message(error), origin, received, push_id, doc)
+        if not shapes.fits(doc, shapes.StatusPush) and (error := _schema_error(self._status, doc)):
+            return self.reject(body, Reason.INVALID_SHAPE, error, origin, received, push_id, doc)
         session_id: str = info["sessionId"]
         value = orjson.dumps(info)
         if not exact and _exponent(value):
             raise _Inexact
         key = session_id.encode()
-        headers = cloudevents.headers(cloudevents.TYPE_STATUS + event_type, SOURCE,
-                                      content_id(info, event_type),
-                                      event_time(info.get("timestamp"), received), extra)
+        headers = [_SPEC, (_ID, content_id(info, event_type).encode()), _SOURCE, _status_type(event_type),
+                   (_TIME, event_time(info.get("timestamp"), received).encode()), _CONTENT_TYPE, *extra]
         record = Record(self.status_topic, key, value, headers)
         if len(key) + len(value) >= self.limits.near and not self.limits.fits(record):
             return self._too_large(body, doc, record, origin, received, push_id)
@@ -262,10 +284,8 @@ class Parser:
                   received: str, push_id: str, exact: bool) -> Outcome:
         if doc.get("feeLst") is None:
             return self.reject(body, Reason.MISSING_FEE_LIST, "feeLst is missing", origin, received, push_id, doc)
-        try:
-            self._fee(doc)
-        except fastjsonschema.JsonSchemaValueException as error:
-            return self.reject(body, Reason.INVALID_SHAPE, _schema_message(error), origin, received, push_id, doc)
+        if not shapes.fits(doc, shapes.FeePush) and (error := _schema_error(self._fee, doc)):
+            return self.reject(body, Reason.INVALID_SHAPE, error, origin, received, push_id, doc)
         records = []
         session_ids = []
         near = self.limits.near
@@ -275,8 +295,8 @@ class Parser:
             if not exact and _exponent(value):
                 raise _Inexact
             key = session_id.encode()
-            headers = cloudevents.headers(cloudevents.TYPE_FEE, SOURCE, content_id(fee),
-                                          event_time(fee.get("callEndTime"), received), extra)
+            headers = [_SPEC, (_ID, content_id(fee).encode()), _SOURCE, _FEE_TYPE,
+                       (_TIME, event_time(fee.get("callEndTime"), received).encode()), _CONTENT_TYPE, *extra]
             record = Record(self.fee_topic, key, value, headers)
             if len(key) + len(value) >= near and not self.limits.fits(record):
                 return self._too_large(body, doc, record, origin, received, push_id)
