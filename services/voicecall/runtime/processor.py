@@ -402,6 +402,9 @@ class _Runner:
         sends: list[asyncio.Future[Any]] = []
         try:
             await producer.begin_transaction()
+            # The offsets first: a produce the broker must verify as part of the transaction (KIP-890) while the
+            # coordinator is still adding the group to it is refused with NotEnoughReplicas and retried 100 ms later.
+            await producer.send_offsets_to_transaction({part.tp: next_offset}, self.group)
             # Partitions are chosen here (the same murmur2 as the default partitioner): aiokafka would otherwise
             # rebuild the topic's partition lists for every record.
             layout: dict[str, list[int]] = {}
@@ -415,7 +418,6 @@ class _Runner:
                     partition = partitioner(out.key, choices, choices)
                 sends.append(await producer.send(out.topic, value=out.value, key=out.key, partition=partition,
                                                  headers=out.headers))
-            await producer.send_offsets_to_transaction({part.tp: next_offset}, self.group)
             await producer.commit_transaction()
         except Exception as error:
             for sent in sends:  # the transaction's error is the one that counts; don't log each send's again
