@@ -33,13 +33,13 @@ REPLICAS_PATIENCE = 30.0
 _EPISODE_GAP = 10.0  # NotEnoughReplicas again after this long starts a new episode
 
 # aiokafka 0.14's messages about a broker it could not talk to (and will try again), by format string → the index
-# of the argument naming the broker's node id; None: the node id or address is looked for in the message.
+# of the argument naming the broker's node id; None: the node id or address is looked for in the message, and a
+# message naming neither is routine (the broker answered, e.g. "coordinator not available": a coordinator moved).
 TROUBLE: dict[str, int | None] = {
     "Unable connect to node with id %s: %s": 0,
     'Unable connect to "%s:%s": %s': None,
     "Unable to request metadata from node with id %s: %r": 0,
     'Unable to request metadata from "%s:%s": %s': None,
-    "Unable to update metadata from %s": None,
     "Failed fetch messages from %s: %s": 0,
     "Failed fetch offsets from %s: %s": 0,
     "Cannot send %r to %s: %r": 1,
@@ -48,12 +48,15 @@ TROUBLE: dict[str, int | None] = {
     "FindCoordinator Request failed: %s": None,
     "Group Coordinator Request failed: %s": None,
     "Error sending %s to node %s [%s] -- marking coordinator dead": 1,
-    "Marking the coordinator dead (node %s)for group %s.": 0,
-    "Heartbeat failed for group %s: coordinator (node %s) is either not started or not valid": 1,
     "Heartbeat send request failed: %s. Will retry.": None,
-    "Heartbeat session expired - marking coordinator dead": None,
 }
-ROUTINE = frozenset({"Heartbeat failed for group %s because it is rebalancing"})
+# What follows from the above or from a routine coordinator move or rebalance; each is retried.
+ROUTINE = frozenset({
+    "Unable to update metadata from %s",
+    "Marking the coordinator dead (node %s)for group %s.",
+    "Heartbeat failed for group %s: coordinator (node %s) is either not started or not valid",
+    "Heartbeat failed for group %s because it is rebalancing",
+})
 RETRIED_PRODUCE = "Got error produce response on topic-partition %s, retrying. Error: %s"
 REPLICAS_EXPLAINED = ("the partition has fewer in-sync replicas than min.insync.replicas, or (a transactional "
                       "write) the broker could not yet verify the partition is in the transaction while the "
@@ -65,7 +68,6 @@ _NODE_ID = re.compile(r"node(?: with)?(?: id)? (\d+)")
 # host:port, or ('host', port) as a socket error prints it
 _ADDRESS = re.compile(r"(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:]+\]|localhost|[A-Za-z][A-Za-z0-9-]*(?:\.[A-Za-z0-9-]+)+)"
                       r"(?::|',\s*)(\d{1,5})\b")
-_ANY = "cluster"  # trouble naming no broker
 
 
 @dataclass
@@ -91,7 +93,8 @@ class BrokerWatch(logging.Filter):
         super().__init__()
         self.clock = clock
         self.down: dict[str, _Outage] = {}
-        self.addresses: dict[str, str] = {}  # "host:port" → node id, learnt from successful connections
+        self.addresses: dict[str, str] = {}  # "host:port" → node id, learnt from the first connection to each
+        self.known: set[Any] = set()  # node ids connected to at least once
         self.retried: dict[str, _Episode] = {}
 
     @property
@@ -102,7 +105,9 @@ class BrokerWatch(logging.Filter):
         if not record.name.startswith("aiokafka") or not isinstance(record.msg, str):
             return True
         if record.msg in TROUBLE:
-            self.trouble(self._broker(record), record.getMessage())
+            broker = self._broker(record)
+            if broker is not None:
+                self.trouble(broker, record.getMessage())
             return False
         if record.msg == RETRIED_PRODUCE and record.args:
             return self._retried(record)
@@ -110,7 +115,7 @@ class BrokerWatch(logging.Filter):
 
     # -- connections ----------------------------------------------------------------------------------------
 
-    def _broker(self, record: logging.LogRecord) -> str:
+    def _broker(self, record: logging.LogRecord) -> str | None:
         index = TROUBLE[str(record.msg)]
         args = record.args if isinstance(record.args, tuple) else ()
         if index is not None and index < len(args):
@@ -121,12 +126,10 @@ class BrokerWatch(logging.Filter):
         if match := _ADDRESS.search(text):
             address = f"{match.group(1)}:{match.group(2)}"
             return self.addresses.get(address, address)
-        return _ANY
+        return None
 
     def trouble(self, broker: str, message: str) -> None:
         now = self.clock()
-        if broker == _ANY and self.down:  # the outage we already reported
-            broker = next(iter(self.down))
         outage = self.down.get(broker)
         if outage is None:
             self.down[broker] = _Outage(now, message, reminded=now)
@@ -143,7 +146,7 @@ class BrokerWatch(logging.Filter):
         if address is not None:
             self.addresses[address] = node_id
         now = self.clock()
-        for broker in [node_id, _ANY, *([address] if address else [])]:
+        for broker in [node_id, *([address] if address else [])]:
             outage = self.down.pop(broker, None)
             if outage is not None:
                 self.log.warning("Kafka broker reachable again", broker=node_id, seconds=round(now - outage.since, 1),
@@ -177,7 +180,8 @@ WATCH = BrokerWatch()
 
 
 def watch_connections(watch: BrokerWatch = WATCH) -> None:
-    """Tell ``watch`` whenever an aiokafka client gets a connection while some broker is reported down."""
+    """Tell ``watch`` whenever an aiokafka client gets a connection while some broker is reported down (and of the
+    first connection to each node, for its address)."""
     from aiokafka.client import AIOKafkaClient
 
     original = AIOKafkaClient._get_conn
@@ -186,7 +190,8 @@ def watch_connections(watch: BrokerWatch = WATCH) -> None:
 
     async def _get_conn(self: Any, node_id: Any, *args: Any, **kwargs: Any) -> Any:
         conn = await original(self, node_id, *args, **kwargs)
-        if conn is not None and watch.down:
+        if conn is not None and (watch.down or node_id not in watch.known):
+            watch.known.add(node_id)
             broker = self.cluster.broker_metadata(node_id)
             watch.reached(str(node_id), f"{broker.host}:{broker.port}" if broker is not None else None)
         return conn
