@@ -90,6 +90,23 @@ def workloads(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [d for d in docs if d.get("kind") in ("Deployment", "StatefulSet")]
 
 
+def autoscalers(docs: list[dict[str, Any]], workload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The HorizontalPodAutoscalers and KEDA ScaledObjects that scale ``workload``."""
+    target = {"apiVersion": workload["apiVersion"], "kind": workload["kind"], "name": workload["metadata"]["name"]}
+    return [d for d in docs if d.get("kind") in ("HorizontalPodAutoscaler", "ScaledObject")
+            and d["spec"]["scaleTargetRef"] == target]
+
+
+def replica_bounds(docs: list[dict[str, Any]], workload: dict[str, Any]) -> tuple[int, int]:
+    """(min, max) replicas of ``workload`` as its one autoscaler sets them (KEDA's unset minimum is 0)."""
+    found = autoscalers(docs, workload)
+    assert len(found) == 1, f"one autoscaler for {workload['metadata']['name']}, found {len(found)}"
+    spec = found[0]["spec"]
+    if found[0]["kind"] == "ScaledObject":
+        return int(spec.get("minReplicaCount", 0)), int(spec.get("maxReplicaCount", 100))
+    return int(spec.get("minReplicas", 1)), int(spec["maxReplicas"])
+
+
 def config_env(docs: list[dict[str, Any]]) -> dict[str, str]:
     maps = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].startswith("voicecall-config")]
     assert len(maps) == 1, "one voicecall-config ConfigMap"

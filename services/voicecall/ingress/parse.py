@@ -1,6 +1,6 @@
 """The pure core of the ingress: raw body bytes in → the Kafka records that must be durable, or a rejection.
 
-No I/O here. The shell (``app.py``) reads the body, calls :meth:`Parser.parse`, makes the records durable and
+No I/O here. The shell (``handlers.py``) reads the body, calls :meth:`Parser.parse`, makes the records durable and
 answers with the outcome's status. Every path routes by ``eventType``: a push that reached the wrong one of
 ``/notify/status`` and ``/notify/fee`` is still kept (a lost status push is never re-sent by the platform).
 """

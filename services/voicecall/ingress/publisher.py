@@ -1,5 +1,9 @@
 """Making a push durable: Kafka acks within a deadline, else the spool; and draining the spool back to Kafka.
 
+The publisher owns its Kafka producer: it starts it (retrying while Kafka is away; pushes go to the spool
+meanwhile), replaces it with a fresh one (new producer id) after a fatal idempotence error, probes the broker
+while no pushes arrive, and keeps the broker state that ``/readyz`` reports.
+
 A push's records go into the batcher (one Kafka batch per partition shared by concurrent pushes, see batcher.py)
 and the push waits for its batches. When a batch's deadline passes first, its pushes go to the spool and the send
 is *not* cancelled: the spool entry keeps the batches' Kafka futures, and the drainer, when it reaches that entry,
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka.errors import (
@@ -28,14 +32,18 @@ from aiokafka.errors import (
 
 from voicecall.ingress import metrics
 from voicecall.ingress.batcher import Batch, Batcher
+from voicecall.ingress.config import IngressSettings
 from voicecall.ingress.parse import Record
+from voicecall.ingress.partition import partitioner
 from voicecall.ingress.spool import Spool, SpoolError
 from voicecall.runtime import logging as vlog
+from voicecall.runtime.kafka import make_producer
 
 log = vlog.get("ingress.publisher")
 
 DRAIN_BATCH = 500  # entries per drain round
 DRAIN_ACK_TIMEOUT = 30.0
+PROBE_EVERY = 5.0  # seconds between metadata round trips that tell /readyz whether Kafka answers
 
 
 # After a broker restart, batches that expired on our side leave the idempotent producer's sequence numbers out of
@@ -49,16 +57,19 @@ class Unavailable(Exception):
 
 
 class Publisher:
-    def __init__(self, producer: Any, spool: Spool | None, deadline: float,
-                 renew: Callable[[], Coroutine[Any, Any, None]] | None = None, linger: float = 0.001) -> None:
-        self.producer = producer
-        self.batcher = Batcher(lambda: self.producer, deadline, linger)
-        self.renew = renew  # replaces self.producer with a fresh one
-        self._renewing: asyncio.Task[None] | None = None
+    """``publish`` a push's records; ``start``/``stop`` the producer, the drainer and the broker probe; ``ready``."""
+
+    def __init__(self, settings: IngressSettings, spool: Spool | None) -> None:
+        self.settings = settings
+        self.producer: Any = None  # None until the first start succeeds; replaced by a renewal
+        self.deadline = settings.ingress_ack_deadline
+        self.batcher = Batcher(lambda: self.producer, self.deadline, settings.ingress_linger_ms / 1000)
         self.spool = spool
-        self.deadline = deadline
         self.broker_up = True
         self.broker_error: str | None = None
+        self._starter: asyncio.Task[None] | None = None
+        self._probe: asyncio.Task[None] | None = None
+        self._renewing: asyncio.Task[None] | None = None
         self._drainer: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -121,12 +132,81 @@ class Publisher:
             raise Unavailable(f"Kafka: {error!r}; spool: {spool_error}") from spool_error
         return "spool"
 
+    # -- the producer and the broker state -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the producer in the background (pushes are spooled until it runs) and the broker probe."""
+        self._starter = asyncio.create_task(self._start(), name="producer-start")
+        self._probe = asyncio.create_task(self._probe_loop(), name="broker-probe")
+
+    async def stop(self) -> None:
+        """Every batch handed to the producer, then the producer stopped: it flushes what is still in flight."""
+        self._stopping = True
+        for task in (self._starter, self._probe, self._renewing, self._drainer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self.batcher.flushed()  # then producer.stop() waits for their acks
+        if self.producer is not None:
+            with contextlib.suppress(Exception):
+                await self.producer.stop()
+
+    async def _start(self) -> None:
+        self.producer = await self._started_producer()
+        self._mark_up()
+        log.info("Kafka producer started", bootstrap=self.settings.kafka_bootstrap)
+        if self.spool is not None:
+            self._drainer = asyncio.create_task(self._drain_loop(), name="spool-drainer")
+
+    async def _started_producer(self) -> Any:
+        """A new producer, started: retried while Kafka is away, each attempt with a producer of its own."""
+        delay = 0.5
+        while True:
+            producer = make_producer(self.settings, client_suffix="-ingress", linger_ms=self.settings.ingress_linger_ms,
+                                     max_batch_size=256 * 1024, partitioner=partitioner)
+            try:
+                await producer.start()
+                return producer
+            except Exception as error:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                self.broker_error = repr(error)
+                log.warning("Kafka producer cannot start yet, spooling meanwhile", error=repr(error), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
     def _renew_if_fatal(self, error: BaseException, futures: Sequence[asyncio.Future[Any]] = ()) -> None:
         fatal = isinstance(error, FATAL_PRODUCER_ERRORS) or any(
             f.done() and not f.cancelled() and isinstance(f.exception(), FATAL_PRODUCER_ERRORS) for f in futures)
-        if fatal and self.renew is not None and (self._renewing is None or self._renewing.done()):
+        if fatal and self.producer is not None and (self._renewing is None or self._renewing.done()):
             log.warning("producer out of step with the broker, starting a new one", error=repr(error))
-            self._renewing = asyncio.create_task(self.renew(), name="producer-renew")
+            self._renewing = asyncio.create_task(self._renew(), name="producer-renew")
+
+    async def _renew(self) -> None:
+        """A fresh producer (new producer id) in place of one whose idempotence state the broker rejects."""
+        fresh = await self._started_producer()
+        old, self.producer = self.producer, fresh
+        log.info("new Kafka producer started")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(old.stop(), 10)  # its pending sends fail; their pushes are in the spool
+
+    async def _probe_loop(self) -> None:
+        """Keep /readyz honest when no pushes arrive: a metadata round trip tells whether Kafka answers."""
+        while True:
+            await asyncio.sleep(PROBE_EVERY)
+            producer = self.producer
+            if producer is None:
+                continue
+            try:
+                async with asyncio.timeout(3.0):
+                    await producer.client.fetch_all_metadata()
+                if self.spool is None or not self.spool.has_backlog:
+                    self.broker_up = True
+                    self.broker_error = None
+            except Exception as error:
+                self.broker_up = False
+                self.broker_error = repr(error)
 
     def _mark_up(self) -> None:
         if not self.broker_up:
@@ -140,23 +220,19 @@ class Publisher:
         self.broker_up = False
         self.broker_error = repr(error)
 
-    # -- the drainer -----------------------------------------------------------------------------------------
-
-    def start(self) -> None:
+    def ready(self) -> tuple[bool, dict[str, object]]:
+        """Ready = a push can be made durable now: by Kafka, or by the spool while Kafka is away."""
+        broker = "up" if self.producer is not None and self.broker_up else "down"
+        detail: dict[str, object] = {"broker": broker}
+        ok = broker == "up"
         if self.spool is not None:
-            self._drainer = asyncio.create_task(self._drain_loop(), name="spool-drainer")
+            spool = detail["spool"] = self.spool.state()
+            ok = ok or bool(spool["usable"])
+        if self.broker_error and broker == "down":
+            detail["broker_error"] = self.broker_error
+        return ok, detail
 
-    async def stop(self) -> None:
-        self._stopping = True
-        if self._renewing is not None:
-            self._renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewing
-        if self._drainer is not None:
-            self._drainer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._drainer
-        await self.batcher.flushed()  # then producer.stop() waits for their acks
+    # -- the drainer -----------------------------------------------------------------------------------------
 
     async def _drain_loop(self) -> None:
         assert self.spool is not None

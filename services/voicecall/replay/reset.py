@@ -137,10 +137,11 @@ async def count_records(consumer: Any, tps: list[TopicPartition], rows: list[Par
 def refusal(service: str, group: str, members: list[Member]) -> str:
     who = ", ".join(f"{m.client_id}@{m.host}" for m in members)
     return (f"refusing to reset: consumer group {group} has {len(members)} active member(s): {who}.\n"
-            f"Stop every `voicecall {service}` process first — on Kubernetes: "
-            f"kubectl scale deployment/voicecall-{service} --replicas=0; otherwise send SIGTERM to the process "
-            f"(it commits and exits) — wait until it has left the group, run this command again, then start "
-            f"the service again.")
+            f"Stop every `voicecall {service}` process first — on Kubernetes, hold its autoscaler at zero: "
+            f"kubectl annotate scaledobject/voicecall-{service} autoscaling.keda.sh/paused-replicas=0 (without "
+            f"KEDA: kubectl scale deployment/voicecall-{service} --replicas=0); otherwise send SIGTERM to the "
+            f"process (it commits and exits) — wait until it has left the group, run this command again, then "
+            f"start the service again (remove the annotation: autoscaling.keda.sh/paused-replicas-).")
 
 
 def members_of(described: list[Any], group: str) -> list[Member]:

@@ -1,0 +1,173 @@
+"""The notify handlers: who is asking, read the body, parse, make the records durable, answer.
+
+The request path is the product (see the performance notes): no access log, no per-push log line above debug,
+one shared producer, metric label children cached, ids and times made without ``uuid``/``datetime``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from voicecall.ingress import metrics
+from voicecall.ingress.config import IngressSettings
+from voicecall.ingress.parse import TOO_LARGE, Outcome, Parser
+from voicecall.ingress.publisher import Publisher, Unavailable
+from voicecall.runtime import logging as vlog
+
+log = vlog.get("ingress")
+
+OK_BODY = b'{"resultcode":"0","resultdesc":"Success"}'
+
+
+def error_body(detail: str) -> bytes:
+    return orjson.dumps({"resultcode": "1", "resultdesc": detail})
+
+
+class Clock:
+    """ISO 8601 UTC with milliseconds, the second part formatted once per second (strftime costs µs)."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def now(self) -> str:
+        t = time.time()
+        second = int(t)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int((t - second) * 1000):03d}Z"
+
+
+class ClientFilter:
+    """Optional allowlist of client networks; ``X-Forwarded-For`` counts only when the peer is a trusted proxy."""
+
+    def __init__(self, allow: list[str], trusted: list[str]) -> None:
+        self.allow = [ipaddress.ip_network(n, strict=False) for n in allow]
+        self.trusted = [ipaddress.ip_network(n, strict=False) for n in trusted]
+
+    @staticmethod
+    def _in(address: str, networks: list[Any]) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in networks)
+
+    def client(self, request: web.Request) -> str:
+        peer = request.remote or ""
+        if self.trusted and self._in(peer, self.trusted):
+            forwarded = request.headers.get("X-Forwarded-For", "")
+            # The right-most address a trusted proxy did not add is the real client.
+            for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
+                if not self._in(hop, self.trusted):
+                    return hop
+        return peer
+
+    def allowed(self, client: str) -> bool:
+        return not self.allow or self._in(client, self.allow)
+
+
+class Notify:
+    """What the notify handlers share: client filter, parser, clock, push ids, and the publisher."""
+
+    def __init__(self, settings: IngressSettings, publisher: Publisher) -> None:
+        self.parser = Parser(settings)
+        self.publisher = publisher
+        self.clock = Clock()
+        self.clients = ClientFilter(settings.ingress_allow, settings.ingress_trusted_proxies)
+        self.boot = os.urandom(6).hex()
+        self.counter = 0
+        self.max_body = settings.ingress_max_body
+        self.read_timeout = settings.ingress_read_timeout
+
+    def push_id(self) -> str:
+        self.counter += 1
+        return f"{self.boot}-{self.counter:x}"
+
+
+def make_handler(notify: Notify, route: str, path_label: str) -> Handler:
+    """The handler of one notify path; ``path_label`` is what logs and deadletter records show of it."""
+
+    async def handle(request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        client = notify.clients.client(request)
+        if not notify.clients.allowed(client):
+            log.info("client not allowed", client=client, path=path_label)
+            metrics.count_request(route, 403)
+            return web.Response(status=403, body=error_body("client not allowed"), content_type="application/json")
+        try:
+            body, fits = await read_body(request, notify.max_body, notify.read_timeout)
+        except TimeoutError:
+            metrics.count_request(route, 408)
+            return web.Response(status=408, body=error_body("body not received in time"),
+                                content_type="application/json")
+        origin: dict[str, Any] = {"path": path_label, "client": client}
+        received = notify.clock.now()
+        push_id = notify.push_id()
+        if fits:
+            outcome = notify.parser.parse(body, received=received, push_id=push_id, origin=origin)
+        else:
+            detail = f"body over {notify.max_body} bytes"
+            if request.content_length is not None:
+                origin["content_length"] = request.content_length
+            outcome = notify.parser.reject(body, TOO_LARGE, detail, origin, received, push_id, status=413)
+        try:
+            via = await notify.publisher.publish(outcome.records)
+        except Unavailable as error:
+            metrics.UNAVAILABLE.inc()
+            metrics.count_request(route, 503)
+            log.error("push not durable, answering 503", error=str(error), event_type=outcome.event_type,
+                      session_ids=outcome.session_ids[:5])
+            return web.Response(status=503, body=error_body("temporarily unavailable"),
+                                content_type="application/json", headers={"Retry-After": "5"})
+        metrics.observe_durable(via, time.perf_counter() - started)
+        if via == "kafka":
+            metrics.count_record(outcome.records[0].topic, len(outcome.records))
+        else:
+            metrics.SPOOLED.inc()
+        metrics.count_request(route, outcome.status)
+        if outcome.reason is not None:
+            _log_rejection(outcome, origin, via)
+            metrics.DEADLETTER.labels(outcome.reason).inc()
+        else:
+            log.debug("push durable", event_type=outcome.event_type, session_ids=outcome.session_ids, via=via)
+        if outcome.status == 200:
+            return web.Response(body=OK_BODY, content_type="application/json", charset="UTF-8")  # fastest form
+        return web.Response(status=outcome.status, body=error_body(outcome.detail), content_type="application/json")
+
+    return handle
+
+
+
+async def read_body(request: web.Request, limit: int, timeout: float) -> tuple[bytes, bool]:
+    """The body and whether it fits; an oversized one is read only a little past ``limit`` (for deadletter)."""
+    length = request.content_length
+    if length is not None and length <= limit:
+        if request.content.at_eof() or request.content.total_bytes >= length:
+            return await request.read(), True
+        async with asyncio.timeout(timeout):
+            return await request.read(), True
+    chunks: list[bytes] = []
+    size = 0
+    async with asyncio.timeout(timeout):
+        while size <= limit:
+            chunk = await request.content.readany()
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    return b"".join(chunks), size <= limit
+
+
+def _log_rejection(outcome: Outcome, origin: dict[str, Any], via: str) -> None:
+    log.info("push kept in deadletter", status=outcome.status, reason=outcome.reason, detail=outcome.detail[:200],
+             event_type=outcome.event_type, path=origin["path"], client=origin["client"], via=via)
