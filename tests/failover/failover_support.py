@@ -115,6 +115,8 @@ def ownership(service: Service) -> tuple[set[int], set[int]]:
             ready -= set(entry["partitions"])
             pending -= set(entry["partitions"])
         elif event == "partitions assigned":
+            kept = set(entry.get("kept", []))
+            ready |= kept
             pending |= set(entry["partitions"]) - ready
         elif event == "partitions ready":
             done = {int(p) for p in entry["partitions"]}
@@ -123,15 +125,44 @@ def ownership(service: Service) -> tuple[set[int], set[int]]:
     return ready, pending
 
 
-def ready_at(service: Service, partitions: set[int], since: float) -> float | None:
-    """The first time after ``since`` at which the log says ``partitions`` are all ready again."""
+def ready_at(services: Service | Iterable[Service], partitions: set[int], since: float) -> float | None:
+    """The first time after ``since`` at which the logs say ``partitions`` are all ready again (on any of
+    ``services``): ready after a preparation, or kept through a rebalance."""
+    events: list[tuple[float, set[int]]] = []
+    for service in [services] if isinstance(services, Service) else services:
+        for entry in service.entries():
+            if stamp(entry) < since:
+                continue
+            if entry.get("event") == "partitions ready":
+                events.append((stamp(entry), {int(p) for p in entry["partitions"]}))
+            elif entry.get("event") == "partitions assigned" and entry.get("kept"):
+                events.append((stamp(entry), set(entry["kept"])))
     seen: set[int] = set()
-    for entry in service.entries():
-        if entry.get("event") == "partitions ready" and stamp(entry) >= since:
-            seen |= {int(p) for p in entry["partitions"]}
-            if partitions <= seen:
-                return stamp(entry)
+    for at, done in sorted(events, key=lambda event: event[0]):
+        seen |= done
+        if partitions <= seen:
+            return at
     return None
+
+
+def pauses(service: Service, since: float) -> list[float]:
+    """For each rebalance of a stage instance after ``since``: how long the partitions it owned before and still
+    owns after were not processed (from the revocation until they were kept or ready again)."""
+    result = []
+    entries = [e for e in service.entries() if stamp(e) >= since]
+    for i, entry in enumerate(entries):
+        if entry.get("event") != "partitions revoked":
+            continue
+        revoked = set(entry["partitions"])
+        assigned = next((e for e in entries[i + 1:] if e.get("event") == "partitions assigned"), None)
+        if assigned is None:
+            continue
+        stayed = revoked & set(assigned["partitions"])
+        if stayed:
+            at = ready_at(service, stayed, stamp(assigned))
+            if at is not None:
+                result.append(at - stamp(entry))
+    return result
 
 
 async def wait_owned(stages: Iterable[Service], partitions: int = PARTITIONS, timeout: float = 60) -> None:

@@ -32,9 +32,9 @@ REMIND_EVERY = 60.0
 REPLICAS_PATIENCE = 30.0
 _EPISODE_GAP = 10.0  # NotEnoughReplicas again after this long starts a new episode
 
-# aiokafka 0.14's messages about a broker it could not talk to (and will try again), by format string → the index
-# of the argument naming the broker's node id; None: the node id or address is looked for in the message, and a
-# message naming neither is routine (the broker answered, e.g. "coordinator not available": a coordinator moved).
+# aiokafka 0.14's messages about a request to a broker that failed (and will be tried again), by format string → the
+# index of the argument naming the broker's node id; None: the node id or address is looked for in the message. One
+# whose error says the broker answered (a leader or coordinator moved), or that names no broker, is routine.
 TROUBLE: dict[str, int | None] = {
     "Unable connect to node with id %s: %s": 0,
     'Unable connect to "%s:%s": %s': None,
@@ -64,6 +64,9 @@ REPLICAS_EXPLAINED = ("the partition has fewer in-sync replicas than min.insync.
 
 REPLICAS_HINT = "fewer in-sync replicas than min.insync.replicas for that long: check the brokers"
 
+# what aiokafka's and the OS's errors say when a broker could not be talked to at all
+_UNREACHABLE = re.compile(r"connect|Connection|NodeNotReady|not ready|Errno|timed out|Timeout|refused|reset by peer|"
+                          r"closed|broken|unreachable|No route", re.IGNORECASE)
 _NODE_ID = re.compile(r"node(?: with)?(?: id)? (\d+)")
 # host:port, or ('host', port) as a socket error prints it
 _ADDRESS = re.compile(r"(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:]+\]|localhost|[A-Za-z][A-Za-z0-9-]*(?:\.[A-Za-z0-9-]+)+)"
@@ -105,9 +108,12 @@ class BrokerWatch(logging.Filter):
         if not record.name.startswith("aiokafka") or not isinstance(record.msg, str):
             return True
         if record.msg in TROUBLE:
-            broker = self._broker(record)
+            message = record.getMessage()
+            broker = self._broker(record) if _UNREACHABLE.search(message) else None
             if broker is not None:
-                self.trouble(broker, record.getMessage())
+                self.trouble(broker, message)
+            else:  # the broker answered (a leader or coordinator moved): aiokafka retries
+                self.log.debug("Kafka request retried", error=message[:300])
             return False
         if record.msg == RETRIED_PRODUCE and record.args:
             return self._retried(record)

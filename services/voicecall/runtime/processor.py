@@ -27,8 +27,13 @@ group id, so generation-based fencing of KIP-447 is not available):
   transaction holds the outputs, the changelog records and the input offset (``send_offsets_to_transaction``);
 - a failed transaction is aborted and the partition is prepared again from scratch (new producer, state re-restored,
   seek to the committed offset), since the core's in-memory state already holds the aborted batch's changes;
-- a batch fetched across a rebalance is thrown away (the new assignment restarts at the committed offsets), and a
-  partition that was revoked is never processed with its old producer: revocation waits for the batch in flight.
+- a batch fetched across a rebalance is thrown away (a new partition restarts at its committed offset, a kept one
+  at the first record it did not process), and a partition that was revoked is never processed with its old
+  producer: revocation waits for the batch in flight;
+- rebalances are eager (aiokafka has no cooperative protocol): every member gives up every partition, then gets
+  its new assignment. The sticky assignor gives survivors their partitions back, and a ready partition given back
+  is kept as it was — same producer, state and position — when nobody committed to it in between (its committed
+  offset is not past ours); so a survivor stops only for the rebalance itself, not for fencing and restoring.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from typing import Any, Protocol
 
 import orjson
 from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from aiokafka.errors import IllegalStateError, ProducerFenced
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge, Histogram
@@ -86,7 +92,12 @@ class ProcessorSettings(config.CommonSettings):
 
     batch_records: int = Field(2000, ge=1, le=100_000)  # VOICECALL_BATCH_RECORDS: records per transaction
     batch_time: config.Duration = Field(0.1, le=60)  # VOICECALL_BATCH_TIME: longest wait to fill a batch
-    consumer_session_timeout: config.Duration = Field(10.0, ge=1, le=300)  # VOICECALL_CONSUMER_SESSION_TIMEOUT
+    # VOICECALL_CONSUMER_SESSION_TIMEOUT: how long a killed instance's partitions wait; 6 s is the brokers' least
+    # (group.min.session.timeout.ms), and a heartbeat a second keeps it far from a busy event loop's pauses
+    consumer_session_timeout: config.Duration = Field(6.0, ge=1, le=300)
+    # VOICECALL_CONSUMER_INSTANCE_ID: static membership (a restarted instance of this id gets its partitions back
+    # without a rebalance); unique per instance, e.g. a StatefulSet pod's name. Unset: dynamic membership.
+    consumer_instance_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,200}$")
     transaction_timeout: config.Duration = Field(60.0, ge=1, le=900)  # VOICECALL_TRANSACTION_TIMEOUT
     prepare_timeout: config.Duration = Field(60.0, ge=1)  # VOICECALL_PREPARE_TIMEOUT: producer init + offsets
 
@@ -126,6 +137,11 @@ class _Partition:
     lag_child: Any = field(default=None, repr=False)
 
 
+def sticky_assignor() -> type[StickyPartitionAssignor]:
+    """aiokafka's sticky assignor keeps its member's last assignment on the class: one class per consumer."""
+    return type("StickyAssignor", (StickyPartitionAssignor,), {"member_assignment": None})
+
+
 def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
@@ -161,10 +177,15 @@ class _Runner:
         self.generation = 0
         self.joined = False
         self.layouts: dict[str, tuple[list[int], float]] = {}
+        self.parked: dict[TopicPartition, _Partition] = {}  # ready partitions between revocation and assignment
         session_ms = int(self.opts.consumer_session_timeout * 1000)
         self.consumer = make_consumer(
             settings, group_id=self.group, session_timeout_ms=session_ms,
-            heartbeat_interval_ms=max(100, session_ms // 3),
+            # Members learn of a rebalance at their next heartbeat, and it waits for the last of them.
+            heartbeat_interval_ms=max(100, min(1000, session_ms // 3)),
+            # Survivors keep their partitions through a rebalance (see on_revoked).
+            partition_assignment_strategy=(sticky_assignor(),),
+            group_instance_id=self.opts.consumer_instance_id,
             # A restore may hold the main loop for a while; only a stuck process should lose its partitions.
             max_poll_interval_ms=max(300_000, int(self.opts.prepare_timeout * 2000)))
         self.m_in = RECORDS_IN.labels(stage.name)
@@ -180,13 +201,15 @@ class _Runner:
         # Waiting for the lock means the batch in flight commits (or aborts) before anyone else may own it.
         async with self.lock:
             self.generation += 1
+            # The eager protocol revokes every partition at every rebalance; the sticky assignment gives most back.
+            # A ready partition is parked, not closed: given back, it resumes at once (no fencing, no restore).
             for tp in revoked:
                 part = self.parts.pop(tp, None)
-                if part is not None:
-                    await self._close(part)
-                    with contextlib.suppress(KeyError):
-                        LAG.remove(self.stage.name, str(tp.partition))
-            self.m_assigned.set(sum(1 for p in self.parts.values() if p.state == READY))
+                if part is not None and part.state == READY:
+                    self.parked[tp] = part
+                elif part is not None:
+                    await self._forget(part)
+            self.m_assigned.set(0)
             if revoked:
                 self.log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
 
@@ -194,12 +217,44 @@ class _Runner:
         async with self.lock:
             self.generation += 1
             self.joined = True
+            parked, self.parked = self.parked, {}
+            kept = await self._unchanged([part for tp, part in parked.items() if tp in assigned])
+            for part in parked.values():
+                if part not in kept:
+                    await self._forget(part)
+            for part in kept:
+                self.parts[part.tp] = part
+                self.consumer.seek(part.tp, part.next_offset)
             for tp in assigned:
                 self.parts.setdefault(tp, _Partition(tp))
-            # Nothing is read from a partition until its producer has fenced the old owner and its state is back.
+            # Nothing is read from a new partition until its producer has fenced the old owner and its state is back.
+            new = assigned - {part.tp for part in kept}
+            if new:
+                self.consumer.pause(*new)
+            self.m_assigned.set(len(kept))
             if assigned:
-                self.consumer.pause(*assigned)
-                self.log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
+                self.log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned),
+                              kept=sorted(part.tp.partition for part in kept))
+
+    async def _unchanged(self, parts: list[_Partition]) -> list[_Partition]:
+        """The parked partitions nobody committed to since we did (a member that dropped out of the group may have
+        lost them meanwhile); the others are prepared again. A committed offset behind ours is our own last
+        transaction's, not yet visible."""
+        kept = []
+        for part in parts:
+            try:
+                committed = await asyncio.wait_for(self.consumer.committed(part.tp), self.opts.prepare_timeout)
+            except Exception as error:  # the broker will tell the preparation; prepare it like a new one
+                self.log.info("partition prepared again", partition=part.tp.partition, error=repr(error))
+                continue
+            if committed is None or committed <= part.next_offset:
+                kept.append(part)
+        return kept
+
+    async def _forget(self, part: _Partition) -> None:
+        await self._close(part)
+        with contextlib.suppress(KeyError):
+            LAG.remove(self.stage.name, str(part.tp.partition))
 
     # -- preparing a partition: fence, read committed offset, restore, seek ------------------------------------
 
@@ -450,7 +505,13 @@ class _Runner:
                        ) -> None:
         async with self.lock:
             if generation != self.generation:
-                return  # a rebalance happened meanwhile: positions were reset to the committed offsets
+                # A rebalance happened meanwhile: a new or prepared-again partition restarts at its committed offset,
+                # but a kept one would go on after these records: back to the first one not processed.
+                for tp in batch:
+                    part = self.parts.get(tp)
+                    if part is not None and part.state == READY and tp in self.consumer.assignment():
+                        self.consumer.seek(tp, part.next_offset)
+                return
             work: list[tuple[_Partition, list[Output], int]] = []
             for tp, records in batch.items():
                 part = self.parts.get(tp)
@@ -475,15 +536,21 @@ class _Runner:
             if work:
                 await asyncio.gather(*(self._commit(part, outputs, nxt) for part, outputs, nxt in work))
 
-    def _update_lag(self) -> None:
-        for part in self.parts.values():
+    async def _update_lag(self) -> None:
+        for part in list(self.parts.values()):
             if part.state != READY or part.lag_child is None:
                 continue
             end = self.consumer.last_stable_offset(part.tp)
             if end is None:
                 end = self.consumer.highwater(part.tp)
             if end is not None:
-                part.lag_child.set(max(0, end - part.next_offset))
+                # Every record the consumer handed over is processed by now; its position is past the transaction
+                # markers too (not records): without it an idle transactional input would show a lag of 1.
+                try:
+                    position = await self.consumer.position(part.tp)
+                except IllegalStateError:  # no longer assigned: a rebalance is under way
+                    continue
+                part.lag_child.set(max(0, end - max(part.next_offset, position)))
 
     async def run(self) -> None:
         await self.consumer.start()
@@ -498,17 +565,19 @@ class _Runner:
                 generation, batch = await self._fetch()
                 if batch:
                     await self._process(generation, batch)
-                self._update_lag()  # also when idle or stuck: a lag alert must see a stage that stopped moving
+                await self._update_lag()  # also when idle or stuck: a lag alert must see a stage that stopped moving
         finally:
             await self._shutdown()
 
     async def _shutdown(self) -> None:
         # No transaction is open here: every batch commits or aborts before the loop looks at ``stop`` again.
         async with self.lock:
-            for part in self.parts.values():
+            for part in [*self.parts.values(), *self.parked.values()]:
                 await self._close(part)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.consumer.stop(), 30)  # leaves the group: partitions move on at once
+            # leaves the group, so its partitions move on at once (a static member does not: they wait for it to
+            # come back, or for the session timeout)
+            await asyncio.wait_for(self.consumer.stop(), 30)
         self.m_assigned.set(0)
         self.log.info("stage stopped")
 
