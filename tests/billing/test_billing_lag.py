@@ -42,10 +42,11 @@ async def test_lag_is_zero_once_a_transactional_input_is_processed(settings: Bil
     try:
         await asyncio.wait_for(ready.wait(), 60)
         assert len(await read_all(settings, "billing", expect=4, idle=0.5)) == 4
-        deadline = asyncio.get_running_loop().time() + 10
-        while [lag(p) for p in range(3)] != [0, 0, 0] and asyncio.get_running_loop().time() < deadline:
+        for _ in range(50):  # the gauge follows within a batch time or two
+            lags = [lag(p) for p in range(3)]
+            if lags == [0, 0, 0]:
+                break
             await asyncio.sleep(0.2)
-        lags = [lag(p) for p in range(3)]
     finally:
         stop.set()
         await asyncio.wait_for(task, 60)

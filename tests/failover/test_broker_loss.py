@@ -1,6 +1,6 @@
 """A broker lost under load on a 3-node cluster (replication 3, min ISR 2): kill -9 of a partition leader (and,
-while it is down, of one dedup and one billing instance), and kill -9 of the active controller. Every push
-answered 200 is in its topic; fee.unique and billing hold each CDR exactly once; the logs stay short."""
+while it is down, of one dedup and one billing instance), then kill -9 of the active controller. Every push
+answered 200 is in its topic; fee.unique and billing hold each CDR exactly once; the logs stay a few lines long."""
 
 from __future__ import annotations
 
@@ -52,8 +52,9 @@ def warnings(pipeline: Pipeline, since: float) -> dict[str, int]:
             for s in pipeline.everything}
 
 
-async def test_leader_killed_and_consumers_killed_while_it_is_down(whole_cluster: BrokerHandle,
-                                                                   tmp_path: Path) -> None:
+async def test_leader_then_controller_killed_under_load(whole_cluster: BrokerHandle, tmp_path: Path) -> None:
+    """One load, two broker losses: first a partition leader (not the controller), and while it is down one
+    instance of each stage; once it is back, the active controller."""
     cluster = whole_cluster
     pipeline = await start_pipeline(cluster.bootstrap, tmp_path)
     try:
@@ -64,60 +65,44 @@ async def test_leader_killed_and_consumers_killed_while_it_is_down(whole_cluster
         victim = max((n for n in range(1, 4) if n != controller), key=led.count)
         killed_at = time.time()
         await asyncio.to_thread(cluster.kill_node, victim)
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(1.0)
         # one instance of each stage dies while the broker is down: the survivors take its partitions over
         dead, alive = (pipeline.dedup[0], pipeline.billing[0]), (pipeline.dedup[1], pipeline.billing[1])
         owned = [ownership(s)[0] for s in dead]
         consumers_killed_at = min(s.kill() for s in dead)
         for survivor in alive:
             await wait_owned([survivor], timeout=40)
-        takeover = {s.name: (ready_at(s, part, consumers_killed_at) or 0) - consumers_killed_at
+        takeover = {s.name: round((ready_at(s, part, consumers_killed_at) or 0) - consumers_killed_at, 1)
                     for s, part in zip(alive, owned, strict=True)}
         await asyncio.sleep(max(0.0, killed_at + OUTAGE - time.time()))
         await asyncio.to_thread(cluster.start_node, victim)
         await wait_isr(cluster.bootstrap, 3, [f"{pipeline.prefix}fee.raw"])
-        await asyncio.sleep(2.0)
-        await load.stop()
-        print(f"\nleader kill: node {victim} (controller {controller}); answers {dict(load.codes)}, "
-              f"p99 {load.p99():.2f}s, max {max(load.seconds):.2f}s; takeover after kill -9 "
-              f"{ {k: round(v, 1) for k, v in takeover.items()} }; warnings {warnings(pipeline, killed_at)}")
-        assert set(load.codes) == {200}, load.codes
-        await check_outputs(pipeline, load)
-        assert all(0 < seconds < 20 for seconds in takeover.values()), takeover
-        assert all(n <= 6 for n in warnings(pipeline, killed_at).values()), warnings(pipeline, killed_at)
-    finally:
-        codes = await pipeline.stop()
-    assert codes["ingress"] == 0 and codes["dedup-1"] == 0 and codes["billing-1"] == 0, codes
+        leader_loss = (dict(load.codes), load.p99(), max(load.seconds))
+        load.seconds.clear()
 
-
-async def test_active_controller_killed_under_load(whole_cluster: BrokerHandle, tmp_path: Path) -> None:
-    cluster = whole_cluster
-    pipeline = await start_pipeline(cluster.bootstrap, tmp_path, dedup=1, billing=1)
-    try:
-        load = Load(pipeline.url).start()
-        await asyncio.sleep(3.0)
         controller = cluster.active_controller()
-        killed_at = time.time()
+        controller_killed_at = time.time()
         await asyncio.to_thread(cluster.kill_node, controller)
         started = time.monotonic()
         while (successor := await asyncio.to_thread(_controller, cluster)) in (None, controller):
             assert time.monotonic() - started < 30, "no new controller elected"
             await asyncio.sleep(0.1)
         elected = time.monotonic() - started
-        await asyncio.sleep(max(0.0, killed_at + OUTAGE - time.time()))
-        await asyncio.to_thread(cluster.start_node, controller)
-        await wait_isr(cluster.bootstrap, 3, [f"{pipeline.prefix}fee.raw"])
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(max(0.0, controller_killed_at + OUTAGE - time.time()))
         await load.stop()
-        print(f"\ncontroller kill: node {controller}, node {successor} elected after {elected:.1f}s; answers "
-              f"{dict(load.codes)}, p99 {load.p99():.2f}s, max {max(load.seconds):.2f}s; "
-              f"warnings {warnings(pipeline, killed_at)}")
+        print(f"\nleader kill (node {victim}): answers {leader_loss[0]}, p99 {leader_loss[1]:.2f}s, max "
+              f"{leader_loss[2]:.2f}s; stage instances killed meanwhile, taken over after {takeover} s\n"
+              f"controller kill (node {controller}, node {successor} elected after {elected:.1f}s): answers "
+              f"{dict(load.codes)} in all, p99 {load.p99():.2f}s, max {max(load.seconds):.2f}s\n"
+              f"warning lines per instance since the first kill: {warnings(pipeline, killed_at)}")
         assert set(load.codes) == {200}, load.codes
-        await check_outputs(pipeline, load)
+        await check_outputs(pipeline, load)  # with the old controller still down: two replicas of three
+        assert all(0 < seconds < 15 for seconds in takeover.values()), takeover
+        # per broker loss: unreachable, reachable again, and the ingress's one "spooling"
         assert all(n <= 6 for n in warnings(pipeline, killed_at).values()), warnings(pipeline, killed_at)
     finally:
         codes = await pipeline.stop()
-    assert set(codes.values()) == {0}, codes
+    assert codes["ingress"] == 0 and codes["dedup-1"] == 0 and codes["billing-1"] == 0, codes
 
 
 def _controller(cluster: BrokerHandle) -> int | None:

@@ -6,8 +6,9 @@ retrying. :class:`BrokerWatch`, a filter on the one log handler, turns them into
 
 - ``Kafka broker unreachable, retrying`` (WARNING) on the first of them, with aiokafka's message;
 - ``Kafka broker still unreachable`` (WARNING) at most once a minute while it lasts, with how many were folded in;
-- ``Kafka broker reachable again`` (WARNING) once a client of the process connects to it again, with the count and
-  how long it lasted. That moment is seen by wrapping ``AIOKafkaClient._get_conn`` (aiokafka logs no success).
+- ``Kafka broker reachable again`` (WARNING) once a client of the process has a connection to it, a second or more
+  after the last error, with the count and how long it lasted. That is seen by wrapping
+  ``AIOKafkaClient._get_conn`` (aiokafka logs no success); a broker no client needs any more is not seen again.
 
 ``NotEnoughReplicasError`` on a produce is retried by aiokafka. A partition with fewer in-sync replicas than its
 ``min.insync.replicas`` answers it, and so does a transactional write the broker could not yet verify as part of
@@ -29,6 +30,7 @@ from typing import Any
 import structlog
 
 REMIND_EVERY = 60.0
+QUIET = 1.0  # seconds without an error before a connection counts as the broker being back
 REPLICAS_PATIENCE = 30.0
 _EPISODE_GAP = 10.0  # NotEnoughReplicas again after this long starts a new episode
 
@@ -76,7 +78,7 @@ _ADDRESS = re.compile(r"(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:]+\]|localhost|[A-
 @dataclass
 class _Outage:
     since: float
-    first: str
+    last: float
     errors: int = 1
     reminded: float = 0.0
 
@@ -138,10 +140,11 @@ class BrokerWatch(logging.Filter):
         now = self.clock()
         outage = self.down.get(broker)
         if outage is None:
-            self.down[broker] = _Outage(now, message, reminded=now)
+            self.down[broker] = _Outage(now, now, reminded=now)
             self.log.warning("Kafka broker unreachable, retrying", broker=broker, error=message[:300])
             return
         outage.errors += 1
+        outage.last = now
         if now - outage.reminded >= REMIND_EVERY:
             outage.reminded = now
             self.log.warning("Kafka broker still unreachable", broker=broker, seconds=round(now - outage.since),
@@ -153,8 +156,11 @@ class BrokerWatch(logging.Filter):
             self.addresses[address] = node_id
         now = self.clock()
         for broker in [node_id, *([address] if address else [])]:
-            outage = self.down.pop(broker, None)
-            if outage is not None:
+            outage = self.down.get(broker)
+            # A connection made just as the broker went away may still look open: only one a moment after the
+            # last error proves it is back (the next request will tell, if this one cannot).
+            if outage is not None and now - outage.last >= QUIET:
+                del self.down[broker]
                 self.log.warning("Kafka broker reachable again", broker=node_id, seconds=round(now - outage.since, 1),
                                  errors=outage.errors)
 
