@@ -52,8 +52,10 @@ class Service:
         self.env = env
         self.log = log
         self.process: asyncio.subprocess.Process | None = None
+        self.started_at = 0.0  # wall clock, like the log's timestamps
 
     async def start(self) -> Service:
+        self.started_at = time.time()
         with open(self.log, "ab") as out:  # noqa: ASYNC230 - a local log file, opened once per start
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "voicecall", self.command, env=self.env, stdout=out, stderr=out,
@@ -106,10 +108,12 @@ def stamp(entry: dict[str, Any]) -> float:
 
 
 def ownership(service: Service) -> tuple[set[int], set[int]]:
-    """(ready, pending) input partitions of a stage instance, replayed from its log."""
+    """(ready, pending) input partitions of a stage instance since its last start, replayed from its log."""
     ready: set[int] = set()
     pending: set[int] = set()
     for entry in service.entries():
+        if stamp(entry) < service.started_at:
+            continue
         event = entry.get("event")
         if event == "partitions revoked":
             ready -= set(entry["partitions"])
@@ -166,14 +170,14 @@ def pauses(service: Service, since: float) -> list[float]:
 
 
 async def wait_owned(stages: Iterable[Service], partitions: int = PARTITIONS, timeout: float = 60) -> None:
-    """Until the instances together own every input partition, each ready, none pending."""
+    """Until the instances together own every input partition, each instance some, each ready, none pending."""
     stages = list(stages)
     deadline = time.monotonic() + timeout
     while True:
         owned = [ownership(s) for s in stages]
         ready = set().union(*(r for r, _ in owned))
         pending = set().union(*(p for _, p in owned))
-        if ready == set(range(partitions)) and not pending:
+        if ready == set(range(partitions)) and not pending and all(r for r, _ in owned):
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"partitions not all ready: ready {sorted(ready)}, pending {sorted(pending)}\n"

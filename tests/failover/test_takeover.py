@@ -22,6 +22,7 @@ from failover_support import (
     pauses,
     ready_at,
     service_env,
+    stamp,
     wait_owned,
 )
 
@@ -88,3 +89,36 @@ async def test_takeover_after_kill_and_survivors_pause_during_a_replacement(whol
         await feeding
         await asyncio.gather(*(s.stop() for s in stages))
     assert len(owned) == PARTITIONS // 3
+
+
+async def test_a_static_member_restarted_in_time_gets_its_partitions_back_without_a_rebalance(
+        whole_cluster: BrokerHandle, tmp_path: Path) -> None:
+    """VOICECALL_CONSUMER_INSTANCE_ID (static membership): a crashed instance restarted under the same id within the
+    session timeout, as a Kubernetes container restart in the same pod would, takes its partitions back; the other
+    instance goes on as if nothing happened."""
+    bootstrap = whole_cluster.bootstrap
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    await create_topics(bootstrap, prefix)
+    first, second = (Service("dedup", service_env(bootstrap, prefix, VOICECALL_CONSUMER_INSTANCE_ID=f"dedup-{i}"),
+                             tmp_path / f"dedup-{i}.log", f"dedup-{i}") for i in range(2))
+    stop = asyncio.Event()
+    feeding = asyncio.create_task(feed(bootstrap, f"{prefix}fee.raw", stop))
+    try:
+        await first.start()
+        await wait_owned([first])
+        await second.start()  # the first stays the group's leader: the second is the one restarted
+        await wait_owned([first, second])
+        owned, _ = ownership(second)
+        killed_at = second.kill()
+        await second.process.wait()  # type: ignore[union-attr]
+        await second.start()
+        await wait_owned([first, second], timeout=30)
+        back = (ready_at(second, owned, killed_at) or 0) - killed_at
+        print(f"\nstatic member killed and restarted: its partitions {sorted(owned)} ready again after {back:.1f}s")
+        assert ownership(second)[0] == owned
+        assert [e for e in first.entries() if e.get("event") == "partitions revoked" and stamp(e) >= killed_at] == []
+        assert 0 < back < 10.0
+    finally:
+        stop.set()
+        await feeding
+        await asyncio.gather(first.stop(), second.stop())
