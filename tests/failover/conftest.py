@@ -37,6 +37,5 @@ async def whole_cluster(cluster: BrokerHandle) -> AsyncIterator[BrokerHandle]:
 
 
 async def _heal(cluster: BrokerHandle) -> None:
-    for node_id in range(1, len(cluster.nodes) + 1):
-        await asyncio.to_thread(cluster.start_node, node_id)
+    await asyncio.to_thread(cluster.start_nodes, range(1, len(cluster.nodes) + 1))
     await wait_isr(cluster.bootstrap, len(cluster.nodes), timeout=90)

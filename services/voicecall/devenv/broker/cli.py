@@ -66,20 +66,22 @@ def main(args: argparse.Namespace) -> int:
         print("a node that dies (try kill -9) is started again after 5 s", flush=True)
     while not stopped.wait(5):
         if len(handle.nodes) > 1:
-            _revive(handle)
+            revive(handle)
     handle.stop()
     print("broker stopped", flush=True)
     return 0
 
 
-def _revive(handle: BrokerHandle) -> None:
+def revive(handle: BrokerHandle) -> None:
     """Start again the nodes of a cluster that died (a crash tried by hand), as Kubernetes would."""
-    for node_id, node in enumerate(handle.nodes, start=1):
-        if not node.running:
-            print(f"node {node_id} exited ({node.poll()}); starting it again", flush=True)
-            try:
-                handle.start_node(node_id, wait_timeout=60)
-            except BrokerError as error:
-                print(f"node {node_id} did not come back: {error}", file=sys.stderr, flush=True)
-            else:
-                print(f"node {node_id} is back, pid {node.pid}", flush=True)
+    dead = [node_id for node_id, node in enumerate(handle.nodes, start=1) if not node.running]
+    for node_id in dead:
+        print(f"node {node_id} exited ({handle.nodes[node_id - 1].poll()}); starting it again", flush=True)
+    if not dead:
+        return
+    try:
+        handle.start_nodes(dead, wait_timeout=60)
+    except BrokerError as error:
+        print(f"nodes {dead} did not all come back: {error}", file=sys.stderr, flush=True)
+    else:
+        print(f"node(s) {', '.join(map(str, dead))} back", flush=True)

@@ -80,13 +80,19 @@ class BrokerHandle:
         self.nodes[node_id - 1].kill()
 
     def start_node(self, node_id: int, wait_timeout: float = 90) -> None:
-        """Start a stopped or killed node again on its state; returns once it answers Metadata requests."""
-        node = self.nodes[node_id - 1]
-        if node.running:
-            return
-        node.start()
-        host, port = self.address(node_id)
-        wait_for_kafka(f"{host}:{port}", timeout=wait_timeout, processes=[node], brokers=len(self.nodes))
+        self.start_nodes([node_id], wait_timeout)
+
+    def start_nodes(self, node_ids: Sequence[int], wait_timeout: float = 90) -> None:
+        """Start stopped or killed nodes again on their state (all at once); returns once each answers Metadata
+        requests listing every running node."""
+        started = [i for i in node_ids if not self.nodes[i - 1].running]
+        for node_id in started:
+            self.nodes[node_id - 1].start()
+        deadline = time.monotonic() + wait_timeout
+        for node_id in started:
+            host, port = self.address(node_id)
+            wait_for_kafka(f"{host}:{port}", timeout=max(1.0, deadline - time.monotonic()),
+                           processes=[self.nodes[node_id - 1]], brokers=sum(n.running for n in self.nodes))
 
     def active_controller(self) -> int:
         """The node id of the active KRaft controller, asked of the first running node."""
