@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -193,9 +194,13 @@ def _format(lib: Path, nodes: Sequence[Node], props: dict[int, Path]) -> None:
         return
     cluster_id = random_cluster_id()
     controllers = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}:{random_cluster_id()}" for n in nodes)
-    for node in nodes:
+
+    def format_node(node: Node) -> None:
         format_storage(jvm_command(lib, node.logs_dir), props[node.node_id], node.logs_dir / "console.log",
                        cluster_id=cluster_id, initial_controllers=controllers)
+
+    with ThreadPoolExecutor(len(nodes)) as pool:  # a JVM each: side by side
+        list(pool.map(format_node, nodes))
 
 
 def start_apache(*, state_dir: Path, port: int | None, kafka_lib: Path | None, wait_timeout: float,
