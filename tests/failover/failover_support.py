@@ -46,8 +46,10 @@ def service_env(bootstrap: str, prefix: str, **extra: str) -> dict[str, str]:
 class Service:
     """One ``voicecall <command>`` subprocess; its output (JSON log lines) is appended to ``log``."""
 
-    def __init__(self, command: str, env: dict[str, str], log: Path, name: str | None = None) -> None:
+    def __init__(self, command: str, env: dict[str, str], log: Path, name: str | None = None,
+                 args: tuple[str, ...] = ()) -> None:
         self.command = command
+        self.args = args
         self.name = name or command
         self.env = env
         self.log = log
@@ -58,7 +60,7 @@ class Service:
         self.started_at = time.time()
         with open(self.log, "ab") as out:  # noqa: ASYNC230 - a local log file, opened once per start
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "voicecall", self.command, env=self.env, stdout=out, stderr=out,
+                sys.executable, "-m", "voicecall", self.command, *self.args, env=self.env, stdout=out, stderr=out,
                 stdin=asyncio.subprocess.DEVNULL)
         return self
 
@@ -93,7 +95,8 @@ class Service:
         return result
 
     def levels(self, since: float = 0.0) -> Counter[str]:
-        return Counter(e.get("level", "?") for e in self.entries() if stamp(e) >= since)
+        """Lines per level since ``since``; lines that are not JSON (a traceback's) count as "raw" whenever."""
+        return Counter(e.get("level", "?") for e in self.entries() if stamp(e) >= since or e.get("level") == "raw")
 
     def tail(self, lines: int = 30) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -196,6 +199,7 @@ class Pipeline:
     url: str
     dedup: list[Service]
     billing: list[Service]
+    tail: Service  # `voicecall tail fee.raw`: a command line tool watching the topic through it all
 
     @property
     def stages(self) -> list[Service]:
@@ -203,7 +207,7 @@ class Pipeline:
 
     @property
     def everything(self) -> list[Service]:
-        return [self.ingress, *self.stages]
+        return [self.ingress, *self.stages, self.tail]
 
     async def stop(self) -> dict[str, int | None]:
         codes = await asyncio.gather(*(s.stop() for s in self.everything))
@@ -232,7 +236,8 @@ async def start_pipeline(bootstrap: str, work: Path, *, dedup: int = 2, billing:
     env = service_env(bootstrap, prefix, **stage_env)
     pipeline = Pipeline(bootstrap, prefix, work, ingress, url,
                         [Service("dedup", env, work / f"dedup-{i}.log", f"dedup-{i}") for i in range(dedup)],
-                        [Service("billing", env, work / f"billing-{i}.log", f"billing-{i}") for i in range(billing)])
+                        [Service("billing", env, work / f"billing-{i}.log", f"billing-{i}") for i in range(billing)],
+                        Service("tail", env, work / "tail.log", args=("fee.raw",)))
     await asyncio.gather(*(s.start() for s in pipeline.everything))
     await wait_ingress(url)
     await wait_owned(pipeline.dedup)

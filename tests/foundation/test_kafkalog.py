@@ -99,7 +99,8 @@ def test_coordinator_moves_and_rebalances_are_routine() -> None:
                     record("Marking the coordinator dead (node %s)for group %s.", 3, "g", level=logging.WARNING),
                     record("Group Coordinator Request failed: %s", "[Error 15] GroupCoordinatorNotAvailableError"),
                     record("Heartbeat failed for group %s: coordinator (node %s) is either not started or not valid",
-                           "g", 3, level=logging.WARNING)):
+                           "g", 3, level=logging.WARNING),
+                    record("Heartbeat session expired - marking coordinator dead")):
             assert watch.filter(rec) is False
     assert all(entry["log_level"] == "debug" for entry in logs) and not watch.down
 
@@ -130,8 +131,6 @@ def test_not_enough_replicas_is_debug_with_why_until_it_persists() -> None:
 def test_other_records_pass_unchanged() -> None:
     watch = BrokerWatch(Clock())
     assert watch.filter(record("Topic %s not found in cluster metadata", "x", name="aiokafka.cluster"))
-    assert watch.filter(record("Heartbeat session expired - marking coordinator dead",
-                               name="aiokafka.consumer.group_coordinator"))
     assert watch.filter(record("Unable connect to node with id %s: %s", 1, "x", name="voicecall.other"))
 
 

@@ -58,6 +58,9 @@ ROUTINE = frozenset({
     "Marking the coordinator dead (node %s)for group %s.",
     "Heartbeat failed for group %s: coordinator (node %s) is either not started or not valid",
     "Heartbeat failed for group %s because it is rebalancing",
+    # no heartbeat answered for a session timeout (its coordinator's broker is gone): it looks for the coordinator
+    # again; a membership really lost shows as the stage's own "partitions revoked"
+    "Heartbeat session expired - marking coordinator dead",
 })
 RETRIED_PRODUCE = "Got error produce response on topic-partition %s, retrying. Error: %s"
 REPLICAS_EXPLAINED = ("the partition has fewer in-sync replicas than min.insync.replicas, or (a transactional "
