@@ -1,25 +1,45 @@
 # One image for every `voicecall` subcommand: the Deployment's args pick the service (ingress, dedup, …).
+# `docker build .` uses the official slim base and PyPI; deploy/image/build.sh (`make image`) builds the same file
+# without a registry or network: a Debian base of its own and a wheelhouse (see docs/operations.md).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# An optional wheelhouse: `--build-context wheels=DIR` overrides this empty stage, and pip then installs from DIR
+# only (every dependency and the build backend as wheels); without it pip reads the package index.
+FROM scratch AS wheels
 
 # Build stage: install the package and its runtime dependencies into a self-contained virtualenv.
 FROM ${PYTHON_IMAGE} AS build
+LABEL org.opencontainers.image.title=voicecall-pipeline
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python -m venv /opt/voicecall
-COPY pyproject.toml README.md ./
+# The dependencies first, from pyproject.toml alone: a change to the sources reuses this layer.
+COPY pyproject.toml ./
+RUN --mount=type=bind,from=wheels,target=/wheels \
+    if [ -n "$(ls -A /wheels)" ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels; fi \
+    && python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+       > requirements.txt \
+    && /opt/voicecall/bin/pip install --no-cache-dir -r requirements.txt
+COPY README.md ./
 COPY services ./services
 COPY schemas ./schemas
 # A regular (non-editable) install: the final stage gets the wheel's files, not a link to /src.
-RUN /opt/voicecall/bin/pip install --no-cache-dir .
+RUN --mount=type=bind,from=wheels,target=/wheels \
+    if [ -n "$(ls -A /wheels)" ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels; fi \
+    && /opt/voicecall/bin/pip install --no-cache-dir --no-deps . \
+    && /opt/voicecall/bin/pip uninstall --yes pip setuptools
 # schemas/ is in the wheel as package data (services/voicecall/schemas links to it).
 RUN /opt/voicecall/bin/python -m compileall -q /opt/voicecall/lib \
     && /opt/voicecall/bin/voicecall --help > /dev/null \
     && /opt/voicecall/bin/python -c "from voicecall.ingress.parse import validator; validator('status_push.schema.json'); validator('fee_push.schema.json')"
 
-# Final stage: the same slim base, the virtualenv and nothing else (no compiler, no pip cache, no sources).
+# Final stage: the same base, the virtualenv and nothing else (no compiler, no pip, no sources).
 FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title=voicecall-pipeline \
+      org.opencontainers.image.description="Huawei Cloud Voice Call event pipeline: one image, every voicecall command" \
+      org.opencontainers.image.licenses=Apache-2.0
 RUN groupadd --system --gid 10001 voicecall \
     && useradd --system --uid 10001 --gid voicecall --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin voicecall

@@ -50,10 +50,9 @@ bench-billing: $(STAMP)
 bench-recordings: $(STAMP)
 	$(BIN)/python bench/recordings.py
 
+## image: the container image, built without a registry (deploy/image/build.sh: a Debian base of its own, a wheelhouse)
 image:
-	if command -v docker >/dev/null && docker info >/dev/null 2>&1; then docker build -t voicecall-pipeline .; \
-	elif command -v podman >/dev/null; then podman build -t voicecall-pipeline .; \
-	else echo "make image needs docker or podman" >&2; exit 1; fi
+	PY=$(PY) deploy/image/build.sh
 
 clean:
 	rm -rf .state $(VENV) build *.egg-info

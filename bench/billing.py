@@ -5,7 +5,7 @@ Starts its own Apache Kafka broker, preloads fee records (~1 KB CDRs, the mix of
 
 - ``passthrough``: the dedup benchmark's baseline, imported from ``bench/dedup.py``: a plain aiokafka consume →
   produce copy (the project's producer factory, no transactions, offsets committed per batch);
-- ``shell-passthrough``: the exactly-once shell (:mod:`voicecall.runtime.processor`) with a core that copies the
+- ``shell-passthrough``: the exactly-once shell (:mod:`voicecall.runtime.stage`) with a core that copies the
   record unchanged — what the shell alone costs;
 - ``billing``: the shell with the billing core (parse, rules, render, sorted-keys orjson).
 
@@ -37,7 +37,7 @@ from voicecall.billing.config import BillingSettings
 from voicecall.devenv.broker import start_broker
 from voicecall.runtime import cloudevents, logging as vlog
 from voicecall.runtime.kafka import make_admin, make_producer
-from voicecall.runtime.processor import Output, Stage, run_stage
+from voicecall.runtime.stage import Record, Stage, run_stage
 
 
 class Settings(BillingSettings, topics.TopicSettings):
@@ -107,8 +107,8 @@ class PassthroughCore:
     def __init__(self, out_topic: str) -> None:
         self.out = out_topic
 
-    def process(self, record: ConsumerRecord[Any, Any]) -> list[Output]:
-        return [Output(self.out, record.key, record.value, list(record.headers))]
+    def process(self, record: ConsumerRecord[Any, Any]) -> list[Record]:
+        return [Record(self.out, record.key, record.value, list(record.headers))]
 
     def restore(self, record: ConsumerRecord[Any, Any]) -> None:
         return None
@@ -162,7 +162,8 @@ async def bench(args: argparse.Namespace) -> None:
                     "passthrough": lambda r=r: raw_passthrough(settings, f"bench.raw{r}", outs[2 * r],
                                                                args.partitions, args.records),
                     "shell-passthrough": lambda r=r, out=out: shell(
-                        settings, Stage(name=f"shellpass{r}", input_suffix="fee.unique",
+                        settings, Stage(name=f"shellpass{r}", input_topic=topics.name(settings, "fee.unique"),
+                                        deadletter_topic=topics.name(settings, "deadletter"),
                                         make_core=lambda _p: PassthroughCore(out)), args.partitions, args.records),
                     "billing": lambda billing=billing: shell(settings, billing, args.partitions, args.records),
                 }

@@ -30,14 +30,15 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from voicecall import topics
-from voicecall.dedup import cli as dedup_cli, core as dedup_core
+from voicecall.dedup import cli as dedup_cli, core as dedup_core, metrics as dedup_metrics
 from voicecall.dedup.config import DedupSettings
 from voicecall.dedup.state import State
 from voicecall.devenv.broker import start_broker
-from voicecall.runtime import cloudevents, logging as vlog, processor
+from voicecall.runtime import cloudevents, logging as vlog
 from voicecall.runtime.config import CommonSettings
 from voicecall.runtime.kafka import make_admin, make_consumer, make_producer
-from voicecall.runtime.processor import run_stage
+from voicecall.runtime.stage import run_stage
+from voicecall.runtime.stage.restore import restore
 
 
 class Settings(DedupSettings, topics.TopicSettings):
@@ -145,7 +146,7 @@ async def dedup_round(settings: Settings, name: str, partitions: int, end: int) 
         started = time.monotonic()
         finished = await wait_committed(settings, f"{settings.topic_prefix}{name}", topics.name(settings, "fee.raw"),
                                         partitions, end)
-        keys = sum(len(core.state) for core in list(dedup_cli._LIVE))
+        keys = sum(len(core.state) for core in list(dedup_metrics._LIVE))
         return end / (finished - started), keys
     finally:
         stop.set()
@@ -178,15 +179,11 @@ async def restore_time(settings: Settings, keys: int) -> float:
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
-    runner = processor._Runner(settings, dedup_cli.stage(settings), asyncio.Event(), None)
-    part = processor._Partition(TopicPartition(topics.name(settings, "fee.raw"), 0))
+    core = dedup_cli.stage(settings).make_core(0)
     started = time.monotonic()
-    try:
-        cores = await runner._restore([part])
-    finally:
-        await runner.consumer.stop()  # created with the runner, never started
+    await restore(settings, changelog, {0: core}, timeout=60)
     elapsed = time.monotonic() - started
-    restored = cores[0].state  # type: ignore[attr-defined]
+    restored = core.core.state  # type: ignore[attr-defined]
     assert len(restored) == keys, (len(restored), keys)
     return elapsed
 

@@ -32,7 +32,7 @@ from aiokafka import TopicPartition
 from voicecall import topics
 from voicecall.devenv.broker import start_broker
 from voicecall.replay import copy as replay_copy, names, window
-from voicecall.runtime import cloudevents, config, logging as vlog
+from voicecall.runtime import cloudevents, config, logging as vlog, times
 from voicecall.runtime.kafka import make_consumer, make_producer
 
 # Recent record times: older ones would fall out of the topics' retention while the benchmark runs.
@@ -109,8 +109,8 @@ def command_peak_rss(settings: topics.TopicSettings, count: int) -> tuple[float,
                               "VOICECALL_TOPIC_PREFIX": settings.topic_prefix}
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "voicecall", "replay", "copy", "--from-topic", "fee.unique",
-                             "--to-topic", "status.raw", "--from", window.iso(BASE_MS),
-                             "--to", window.iso(BASE_MS + count)], env=env,
+                             "--to-topic", "status.raw", "--from", times.iso_ms(BASE_MS),
+                             "--to", times.iso_ms(BASE_MS + count)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = 0
     while proc.poll() is None:

@@ -32,7 +32,7 @@ COMMANDS: dict[str, Command] = {
                        "voicecall.billing.config:BillingSettings", service=True),
     "recordings": Command("voicecall.recordings.cli", "the recording downloader (fee.unique → storage + recording.*)",
                           "voicecall.recordings.config:RecordingsSettings", service=True),
-    "topics": Command("voicecall.topics", "create every topic (idempotent) or render its manifests"),
+    "topics": Command("voicecall.topics.cli", "create every topic (idempotent) or render its manifests"),
     "replay": Command("voicecall.replay.cli", "re-processing of a time window (reset a group, copy a window)"),
     "tail": Command("voicecall.replay.tail", "print the events of a topic as JSON lines"),
     "simulate": Command("voicecall.simulator.cli",

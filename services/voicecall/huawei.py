@@ -1,4 +1,4 @@
-"""Platform facts shared by every stage: Huawei's time format and the X-AKSK signature.
+"""Platform facts shared by every stage: Huawei's time format and the X-AKSK signatures (requests and pushes).
 
 Times in pushes are UTC ``yyyy-MM-dd HH:mm:ss``; old platform versions put two spaces between date and time
 (reference §3, examples S4 and F2), and unanswered legs may carry ``""`` instead of omitting the field.
@@ -12,6 +12,8 @@ import hmac
 import re
 import secrets
 from datetime import UTC, datetime
+
+from voicecall.runtime import times
 
 _TIME = re.compile(r"^\s*(\d{4})-(\d{2})-(\d{2})\s+(\d{2}):(\d{2}):(\d{2})\s*$")
 # The platform's usual form, for a fast path (datetime.fromisoformat is ~20x cheaper than the general path below).
@@ -50,14 +52,9 @@ def normalise_time(value: str) -> str:
     return " ".join(value.split())
 
 
-def iso_z(moment: datetime) -> str:
-    """ISO 8601 UTC with ``Z``, second resolution (Huawei times have no fractions)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def created_now() -> str:
     """``Created`` for X-AKSK: UTC ``YYYY-MM-DDTHH:MM:SSZ`` (the official sample's local-time bug avoided)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return times.iso_z(datetime.now(UTC))
 
 
 def password_digest(app_secret: str, nonce: str, created: str) -> str:
@@ -66,12 +63,37 @@ def password_digest(app_secret: str, nonce: str, created: str) -> str:
     return base64.b64encode(mac).decode()
 
 
+# The two message forms of the push PasswordDigest: the current push pages write url + "\n" + nonce + "\n" + created,
+# the 2022-05 revision of the same pages wrote url + nonce + created.
+PUSH_DIGEST_FORMS = ("newline", "concat")
+
+
+def push_digest(app_secret: str, url: str, nonce: str, created: str, form: str = "newline") -> str:
+    """PasswordDigest of a status or CDR push: Base64(HMAC(APP_Secret, message)), ``url`` the push URL the SP
+    registered. The push pages do not name the hash; HMAC-SHA256 is the one the request-side APIs use."""
+    if form == "newline":
+        message = f"{url}\n{nonce}\n{created}"
+    elif form == "concat":
+        message = f"{url}{nonce}{created}"
+    else:
+        raise ValueError(f"push digest form must be one of {PUSH_DIGEST_FORMS}")
+    return base64.b64encode(hmac.new(app_secret.encode(), message.encode(), hashlib.sha256).digest()).decode()
+
+
+def format_x_aksk(app_key: str, digest: str, nonce: str, created: str) -> str:
+    return f'UsernameToken Username="{app_key}",PasswordDigest="{digest}",Nonce="{nonce}",Created="{created}"'
+
+
+def new_nonce() -> str:
+    """A secure random Nonce (the pages ask for one; 32 hex digits, as in their example)."""
+    return secrets.token_hex(16).upper()
+
+
 def x_aksk(app_key: str, app_secret: str, nonce: str | None = None, created: str | None = None) -> str:
     """The ``X-AKSK`` header value, with a fresh secure random Nonce and UTC Created unless given."""
-    nonce = nonce or secrets.token_hex(16).upper()
+    nonce = nonce or new_nonce()
     created = created or created_now()
-    digest = password_digest(app_secret, nonce, created)
-    return f'UsernameToken Username="{app_key}",PasswordDigest="{digest}",Nonce="{nonce}",Created="{created}"'
+    return format_x_aksk(app_key, password_digest(app_secret, nonce, created), nonce, created)
 
 
 def auth_headers(app_key: str, app_secret: str) -> dict[str, str]:

@@ -20,10 +20,11 @@ from billing_kafka import BillingSettings, end_offsets, env_for, produce, read_a
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from voicecall.billing import cli, rules
+from voicecall.billing import cli
 from voicecall.billing.core import BillingCore
 from voicecall.devenv.ports import free_port
 from voicecall.runtime import cloudevents
+from voicecall.runtime.deadletter import Reason
 
 KILLS = 5  # as the dedup crash test: at least five SIGKILLs at random moments
 FEE_HEADERS = cloudevents.headers(cloudevents.TYPE_FEE, "/voicecall/dedup", "fixed-id", "2019-01-24T04:01:07.000Z")
@@ -42,7 +43,7 @@ async def test_fee_unique_to_billing_in_process(settings: BillingSettings) -> No
     bad = samples.notification(sessionId="bad-1", callEndTime="2019-01-24 03:00:00")
     before_billed = counter("voicecall_billing_records_total", service_type="002")
     before_minutes = counter("voicecall_billing_minutes_total", service_type="002")
-    before_dead = counter("voicecall_billing_deadletters_total", reason=rules.END_BEFORE_ANSWER)
+    before_dead = counter("voicecall_billing_deadletters_total", reason=Reason.END_BEFORE_ANSWER)
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(cli.serve(settings, stop, ready))
     try:
@@ -64,12 +65,12 @@ async def test_fee_unique_to_billing_in_process(settings: BillingSettings) -> No
         assert cloudevents.header(r.headers, "ce_type") == "voicecall.billing.computed"
     assert len(dead) == 1
     dead_value = orjson.loads(dead[0].value)
-    assert dead_value["reason"] == rules.END_BEFORE_ANSWER and dead_value["payload"] == bad
+    assert dead_value["reason"] == Reason.END_BEFORE_ANSWER and dead_value["payload"] == bad
     assert dead_value["origin"]["topic"] == f"{settings.topic_prefix}fee.unique"
     # Metrics: F2 and F5 are callbacks (8 + 1 minutes), one end-before-answer deadletter.
     assert counter("voicecall_billing_records_total", service_type="002") - before_billed == 2
     assert counter("voicecall_billing_minutes_total", service_type="002") - before_minutes == 9
-    assert counter("voicecall_billing_deadletters_total", reason=rules.END_BEFORE_ANSWER) - before_dead == 1
+    assert counter("voicecall_billing_deadletters_total", reason=Reason.END_BEFORE_ANSWER) - before_dead == 1
 
 
 def crash_feed(count: int) -> list[dict[str, Any]]:
@@ -159,7 +160,7 @@ async def test_sigkill_repeatedly_while_feeding_loses_and_doubles_nothing(settin
     dead_keys = collections.Counter(r.key for r in dead)
     assert sorted(dead_keys) == sorted(f["sessionId"].encode() for f in fees if f not in good)
     assert all(n == 1 for n in dead_keys.values())
-    assert {orjson.loads(r.value)["reason"] for r in dead} == {rules.BAD_TIME}
+    assert {orjson.loads(r.value)["reason"] for r in dead} == {Reason.BAD_TIME}
     # The last instance's own view: it is ready, has billed at least what was left, and its lag is drained.
     assert ready_status == 200
     samples_by_name = {(s.name, tuple(sorted(s.labels.items()))): s.value

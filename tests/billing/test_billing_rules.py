@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from voicecall.billing import rules
+from voicecall.runtime.deadletter import Reason
 
 
 def legs(billed: rules.Billed) -> list[tuple[str, int, int]]:
@@ -103,18 +104,18 @@ def test_unknown_service_type_has_only_leg_a() -> None:
 @pytest.mark.parametrize(
     ("changes", "reason", "detail_part"),
     [
-        ({"sessionId": ...}, rules.MISSING_SESSION_ID, "sessionId"),
-        ({"sessionId": ""}, rules.MISSING_SESSION_ID, "sessionId"),
-        ({"sessionId": 42}, rules.MISSING_SESSION_ID, "42"),
-        ({"callEndTime": "2019-01-24T04:01:07Z"}, rules.BAD_TIME, "callEndTime"),
-        ({"callOutAnswerTime": "2019-02-30 04:00:00"}, rules.BAD_TIME, "callOutAnswerTime"),
-        ({"callOutAnswerTime": 1548302407}, rules.BAD_TIME, "callOutAnswerTime"),
-        ({"callEndTime": ...}, rules.MISSING_END_TIME, "leg A"),
-        ({"callEndTime": ""}, rules.MISSING_END_TIME, "leg A"),
-        ({"callEndTime": "2019-01-24 04:00:06"}, rules.END_BEFORE_ANSWER, "1 s before"),
-        ({"callEndTime": "2019-01-25 04:01:08"}, rules.DURATION_TOO_LONG, "86461 s"),
-        ({"serviceType": ["001"]}, rules.BAD_SERVICE_TYPE, "serviceType"),
-        ({"serviceType": True}, rules.BAD_SERVICE_TYPE, "serviceType"),
+        ({"sessionId": ...}, Reason.MISSING_SESSION_ID, "sessionId"),
+        ({"sessionId": ""}, Reason.MISSING_SESSION_ID, "sessionId"),
+        ({"sessionId": 42}, Reason.MISSING_SESSION_ID, "42"),
+        ({"callEndTime": "2019-01-24T04:01:07Z"}, Reason.BAD_TIME, "callEndTime"),
+        ({"callOutAnswerTime": "2019-02-30 04:00:00"}, Reason.BAD_TIME, "callOutAnswerTime"),
+        ({"callOutAnswerTime": 1548302407}, Reason.BAD_TIME, "callOutAnswerTime"),
+        ({"callEndTime": ...}, Reason.MISSING_END_TIME, "leg A"),
+        ({"callEndTime": ""}, Reason.MISSING_END_TIME, "leg A"),
+        ({"callEndTime": "2019-01-24 04:00:06"}, Reason.END_BEFORE_ANSWER, "1 s before"),
+        ({"callEndTime": "2019-01-25 04:01:08"}, Reason.DURATION_TOO_LONG, "86461 s"),
+        ({"serviceType": ["001"]}, Reason.BAD_SERVICE_TYPE, "serviceType"),
+        ({"serviceType": True}, Reason.BAD_SERVICE_TYPE, "serviceType"),
     ],
 )
 def test_bad_data_is_refused_with_a_reason(changes: dict[str, Any], reason: str, detail_part: str) -> None:
@@ -127,14 +128,14 @@ def test_bad_data_is_refused_with_a_reason(changes: dict[str, Any], reason: str,
 def test_bad_b_leg_time_in_callback_is_refused() -> None:
     with pytest.raises(rules.BadRecord) as caught:
         rules.bill({**samples.F5, "fwdAnswerTime": "2019-01-24 03:05:00"})  # after callEndTime 03:04:49
-    assert caught.value.reason == rules.END_BEFORE_ANSWER and "leg B" in caught.value.detail
+    assert caught.value.reason == Reason.END_BEFORE_ANSWER and "leg B" in caught.value.detail
 
 
 @pytest.mark.parametrize("value", [[], "text", 3, None])
 def test_not_an_object(value: Any) -> None:
     with pytest.raises(rules.BadRecord) as caught:
         rules.bill(value)
-    assert caught.value.reason == rules.NOT_AN_OBJECT
+    assert caught.value.reason == Reason.NOT_AN_OBJECT
 
 
 # ---- properties -------------------------------------------------------------------------------------------------
@@ -194,4 +195,4 @@ def test_over_long_or_negative_legs_are_never_billed(over: int, leg: str) -> Non
         fee = {"sessionId": "s", "serviceType": "002", "callEndTime": fmt(end), leg: fmt(answer)}
         with pytest.raises(rules.BadRecord) as caught:
             rules.bill(fee)
-        assert caught.value.reason in (rules.DURATION_TOO_LONG, rules.END_BEFORE_ANSWER)
+        assert caught.value.reason in (Reason.DURATION_TOO_LONG, Reason.END_BEFORE_ANSWER)

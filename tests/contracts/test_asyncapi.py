@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import orjson
 import pytest
 from referencing.exceptions import Unresolvable
 
 from contracts import validate as contract
 from voicecall import topics
 from voicecall.runtime import cloudevents, config, deadletter
+from voicecall.runtime.deadletter import Reason
+from voicecall.runtime.record import Record
 
 OFFICIAL = json.loads((Path(__file__).parent / "asyncapi-3.0.0.schema.json").read_text())
 
@@ -152,18 +155,23 @@ def test_validator_accepts_a_good_record_and_rejects_broken_ones() -> None:
 def test_shared_deadletter_builder_fits_the_contract() -> None:
     """The runtime's deadletter builder is what every stage uses: JSON, text, base64 and truncated payloads."""
     origin = {"path": "/notify/fee", "client": "127.0.0.1"}
+
+    def push(reason: Reason, raw: bytes, **kwargs: Any) -> Record:
+        return deadletter.build(reason, "ingress", origin, topic="voicecall.deadletter", key=None, raw=raw,
+                                detail="what went wrong", **kwargs)
+
     cases = [
-        deadletter.value("invalid-push", "ingress", origin, raw=b'{"a":1}', parsed={"a": 1}),
-        deadletter.value("invalid-json", "ingress", origin, raw=b"{not json"),
-        deadletter.value("invalid-json", "ingress", origin, raw=b"\xff\xfe\x00"),
-        deadletter.value("too-large", "ingress", origin, raw=b"x" * 5000, max_bytes=1024),
-        deadletter.value("bad-time", "billing", {"topic": "voicecall.fee.unique", "partition": 1, "offset": 9},
+        push(Reason.INVALID_SHAPE, b'{"a":1}', parsed={"a": 1}),
+        push(Reason.NOT_JSON, b"{not json"),
+        push(Reason.INVALID_UTF8, b"\xff\xfe\x00"),
+        push(Reason.TOO_LARGE, b"x" * 5000, max_bytes=1024),
+        deadletter.build(Reason.BAD_TIME, "billing", {"topic": "voicecall.fee.unique", "partition": 1, "offset": 9},
+                         topic="voicecall.deadletter", key=b"s", raw=b'{"sessionId": "s"}',
                          parsed={"sessionId": "s"}, detail="callEndTime unreadable"),
     ]
     for case in cases:
-        key, value, headers = deadletter.encode(case, "/voicecall/test")
-        contract.validate_record("voicecall.deadletter", key, value, headers)
-    assert cases[3]["truncated"] is True
+        contract.validate_record(case.topic, case.key, case.value, case.headers)
+    assert orjson.loads(cases[3].value or b"")["truncated"] is True
 
 
 CE_TYPES = {"status.raw": cloudevents.TYPE_STATUS + "answer", "fee.raw": cloudevents.TYPE_FEE,

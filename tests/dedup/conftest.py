@@ -1,4 +1,4 @@
-"""Fixtures of the dedup and processor-shell tests (helpers live in dedup_helpers.py)."""
+"""Fixtures of the dedup tests (helpers live in dedup_helpers.py)."""
 
 from __future__ import annotations
 

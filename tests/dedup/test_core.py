@@ -54,8 +54,8 @@ def test_repushes_are_dropped_even_with_other_whitespace_key_order_and_empty_tim
     variant["callEndTime"] = "2023-11-14  22:13:20"
     del variant["fwdAnswerTime"]  # "" and absent both mean "not answered"
     for i in range(6):
-        assert core.process(record(variant, offset=i + 1, received=T0 + 3600 * (i + 1))) == []
-    assert core.duplicates == 6
+        result = core.evaluate(record(variant, offset=i + 1, received=T0 + 3600 * (i + 1)))
+        assert result.outputs == [] and result.outcome == dedup.DUPLICATE
 
 
 def test_conflict_goes_to_deadletter_with_both_fingerprints() -> None:
@@ -75,27 +75,45 @@ def test_conflict_goes_to_deadletter_with_both_fingerprints() -> None:
 def test_records_without_session_id_or_json_are_deadlettered() -> None:
     core = make()
     for doc, reason in ((dict(CDR, sessionId=""), "missing-session-id"), ({"x": 1}, "missing-session-id"),
-                        (dict(CDR, sessionId=5), "missing-session-id"), (b"not json", "invalid-record"),
-                        (b"[1]", "invalid-record"), (None, "invalid-record")):
-        outputs = core.process(record(doc))
-        assert topics_of(outputs) == ["p.deadletter"], doc
-        assert orjson.loads(outputs[0].value)["reason"] == reason
+                        (dict(CDR, sessionId=5), "missing-session-id"), (b"not json", "not-json"),
+                        (b"[1]", "not-an-object"), (None, "empty-value")):
+        result = core.evaluate(record(doc))
+        assert topics_of(result.outputs) == ["p.deadletter"], doc
+        assert orjson.loads(result.outputs[0].value)["reason"] == reason
+        assert (result.outcome, result.reason) == (dedup.REJECTED, reason)
     assert len(core.state) == 0
+
+
+def test_the_shell_counts_the_outcomes_the_core_returns() -> None:
+    from voicecall.dedup import metrics
+
+    def count(tally: Any, *labels: str) -> int:
+        return int(tally.values.get(labels, 0))
+
+    tallies = (metrics.UNIQUES, metrics.DUPLICATES, metrics.CONFLICTS, metrics.OUTSIDE)
+    before = [count(t) for t in tallies] + [count(metrics.REJECTED, "not-json")]
+    metered = metrics.MeteredCore(make())
+    for n, doc in enumerate((CDR, CDR, dict(CDR, callEndTime="2023-11-14 22:13:50"), b"{oops")):
+        metered.process(record(doc, offset=n))
+    after = [count(t) for t in tallies] + [count(metrics.REJECTED, "not-json")]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1, 0, 1]
 
 
 def test_window_expiry_tombstones_and_passes_again() -> None:
     core = make(window=60)
     old = dict(CDR, sessionId="old", callEndTime="2023-11-14 22:00:00")
     assert len(core.process(record(old))) == 2
-    tombstones = []
+    tombstones, expired = [], 0
     for i in range(100):  # newer calls move the clock past the window and the sweep comes round
-        outputs = core.process(record(dict(CDR, sessionId=f"new{i}"), offset=i + 1))
-        tombstones += [o for o in outputs if o.topic == "p.dedup.changelog" and o.value is None]
+        result = core.evaluate(record(dict(CDR, sessionId=f"new{i}"), offset=i + 1))
+        tombstones += [o for o in result.outputs if o.topic == "p.dedup.changelog" and o.value is None]
+        expired += result.expired
+    assert expired == 1
     assert [t.key for t in tombstones] == [dedup.id_hash("old").to_bytes(8, "big")]
     assert core.state.get(dedup.id_hash("old")) is None and len(core.state) == 100  # gone from the state too
-    outputs = core.process(record(old, offset=200))
-    assert topics_of(outputs) == ["p.fee.unique"]  # outside the window: passes, not remembered
-    assert core.expired == 1
+    result = core.evaluate(record(old, offset=200))
+    assert topics_of(result.outputs) == ["p.fee.unique"]  # outside the window: passes, not remembered
+    assert (result.outcome, result.outside, result.expired) == (dedup.UNIQUE, True, 0)
 
 
 def test_expired_but_unswept_entry_is_not_a_duplicate() -> None:
@@ -164,7 +182,7 @@ def test_record_nested_too_deep_to_fingerprint_is_deadlettered_not_raised() -> N
     outputs = core.process(record(deep))
     assert topics_of(outputs) == ["p.deadletter"]
     value = orjson.loads(outputs[0].value)
-    assert value["reason"] == "invalid-record" and value["payload"] == deep.decode()
+    assert value["reason"] == "invalid-shape" and value["payload"] == deep.decode()
     assert len(core.state) == 0
 
 

@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 from voicecall import topics
 from voicecall.dedup import cli, core as dedup
 from voicecall.runtime.kafka import make_transactional_producer
-from voicecall.runtime.processor import run_stage
+from voicecall.runtime.stage import run_stage
 
 
 @contextlib.asynccontextmanager

@@ -19,9 +19,9 @@ import jsonschema
 import pytest
 from deploy_support import OVERLAYS, ROOT, autoscalers, by_kind, config_env, load_schema, one, workloads
 
-from voicecall import manifests
 from voicecall.runtime import config
 from voicecall.runtime.kafka import group_id
+from voicecall.topics import manifests
 
 Doc = dict[str, Any]
 Built = dict[str, list[Doc]]

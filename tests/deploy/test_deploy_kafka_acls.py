@@ -30,9 +30,10 @@ from aiokafka.errors import (
 from aiokafka.protocol.admin import CreateAclsRequest
 from deploy_support import K8S
 
-from voicecall import manifests, topics
+from voicecall import topics
 from voicecall.replay import copy as replay_copy, reset as replay_reset, tail, window
 from voicecall.runtime import config, kafka
+from voicecall.topics import manifests
 
 # Kafka's wire codes (org.apache.kafka.common.resource.ResourceType, PatternType, acl.AclOperation, AclPermissionType)
 RESOURCE = {"topic": 2, "group": 3, "cluster": 4, "transactionalId": 5}
@@ -188,7 +189,7 @@ async def test_each_service_can_do_its_job(cluster: Cluster, service: str) -> No
         for suffix in inputs:
             assert await commit_offset(settings, group(service), suffix) == "ok"
     if access.transactional:
-        # transactional.id = <group>-<input topic>-<partition> (runtime/processor.py)
+        # transactional.id = <group>-<input topic>-<partition> (runtime/stage/assignment.py)
         tid = f"{group(service)}-{topic(inputs[0])}-0"
         assert await transaction(settings, tid, writes, group(service), inputs[0]) == "ok"
     if access.group_admin:

@@ -12,8 +12,9 @@ import pytest
 import yaml
 from deploy_support import K8S
 
-from voicecall import manifests, topics
+from voicecall import topics
 from voicecall.runtime import config
+from voicecall.topics import manifests
 
 K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 

@@ -14,8 +14,9 @@ import pytest
 import yaml
 from deploy_support import OVERLAYS, SCHEMAS, by_kind, config_env, load_schema, one, replica_bounds, workloads
 
-from voicecall import manifests, topics
+from voicecall import topics
 from voicecall.runtime import config
+from voicecall.topics import manifests
 
 Built = dict[str, list[dict[str, Any]]]
 CRD_GROUPS = ("kafka.strimzi.io/", "monitoring.coreos.com/", "keda.sh/")

@@ -9,9 +9,9 @@ from ingress_support import create_topics, ingress_settings
 
 from voicecall import topics
 from voicecall.ingress.batcher import Batch, Batcher
-from voicecall.ingress.parse import Record
-from voicecall.ingress.partition import partitioner
 from voicecall.runtime.kafka import make_consumer, make_producer
+from voicecall.runtime.partition import partitioner
+from voicecall.runtime.record import Record
 
 
 async def test_concurrent_records_share_batches_and_keep_their_order(kafka_bootstrap: str, tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ from ingress_support import F2, S4, STATUS_EXAMPLES, fee_push, status_push
 from voicecall.ingress import parse
 from voicecall.ingress.config import IngressSettings
 from voicecall.runtime import cloudevents
+from voicecall.runtime.deadletter import Reason
+from voicecall.runtime.record import Record
 
 ORIGIN = {"path": "/notify", "client": "127.0.0.1"}
 
@@ -26,7 +28,7 @@ def run(parser: parse.Parser, body: bytes | dict[str, Any], push_id: str = "push
     return parser.parse(raw, received="2026-01-01T00:00:00.000Z", push_id=push_id, origin=dict(ORIGIN))
 
 
-def headers(record: parse.Record) -> dict[str, str]:
+def headers(record: Record) -> dict[str, str]:
     return {k: v.decode() for k, v in record.headers}
 
 
@@ -100,21 +102,21 @@ def test_content_type_and_bom_do_not_matter(parser: parse.Parser) -> None:
 
 
 @pytest.mark.parametrize(("body", "reason", "detail"), [
-    (b"not json", parse.NOT_JSON, "body is not JSON"),
-    (b"", parse.NOT_JSON, "body is not JSON"),
-    (b"[1, 2]", parse.NOT_OBJECT, "body is not a JSON object"),
-    (b'"x"', parse.NOT_OBJECT, "body is not a JSON object"),
-    (b'{"statusInfo": {"sessionId": "s"}}', parse.MISSING_EVENT_TYPE, "eventType is missing"),
-    (b'{"eventType": 3}', parse.INVALID_SHAPE, "eventType is not a string"),
-    (b'{"eventType": "fee"}', parse.MISSING_FEE_LIST, "feeLst is missing"),
-    (b'{"eventType": "fee", "feeLst": []}', parse.INVALID_SHAPE, "body.feeLst must contain at least 1 items"),
-    (b'{"eventType": "fee", "feeLst": [{"callEndTime": ""}]}', parse.INVALID_SHAPE, "sessionId"),
-    (b'{"eventType": "fee", "feeLst": {"sessionId": "s"}}', parse.INVALID_SHAPE, "body.feeLst must be array"),
-    (b'{"eventType": "answer"}', parse.MISSING_STATUS_INFO, "statusInfo is missing"),
-    (b'{"eventType": "answer", "statusInfo": "s"}', parse.INVALID_SHAPE, "body.statusInfo must be object"),
-    (b'{"eventType": "answer", "statusInfo": {"sessionId": ""}}', parse.INVALID_SHAPE, "sessionId"),
-    (b'{"eventType": "answer", "statusInfo": {"sessionId": 12}}', parse.INVALID_SHAPE, "sessionId must be string"),
-    (b'{"eventType": "fee", "feeLst": [1]}', parse.INVALID_SHAPE, "body.feeLst[0] must be object"),
+    (b"not json", Reason.NOT_JSON, "body is not JSON"),
+    (b"", Reason.NOT_JSON, "body is not JSON"),
+    (b"[1, 2]", Reason.NOT_AN_OBJECT, "body is not a JSON object"),
+    (b'"x"', Reason.NOT_AN_OBJECT, "body is not a JSON object"),
+    (b'{"statusInfo": {"sessionId": "s"}}', Reason.MISSING_EVENT_TYPE, "eventType is missing"),
+    (b'{"eventType": 3}', Reason.INVALID_SHAPE, "eventType is not a string"),
+    (b'{"eventType": "fee"}', Reason.MISSING_FEE_LIST, "feeLst is missing"),
+    (b'{"eventType": "fee", "feeLst": []}', Reason.INVALID_SHAPE, "body.feeLst must contain at least 1 items"),
+    (b'{"eventType": "fee", "feeLst": [{"callEndTime": ""}]}', Reason.INVALID_SHAPE, "sessionId"),
+    (b'{"eventType": "fee", "feeLst": {"sessionId": "s"}}', Reason.INVALID_SHAPE, "body.feeLst must be array"),
+    (b'{"eventType": "answer"}', Reason.MISSING_STATUS_INFO, "statusInfo is missing"),
+    (b'{"eventType": "answer", "statusInfo": "s"}', Reason.INVALID_SHAPE, "body.statusInfo must be object"),
+    (b'{"eventType": "answer", "statusInfo": {"sessionId": ""}}', Reason.INVALID_SHAPE, "sessionId"),
+    (b'{"eventType": "answer", "statusInfo": {"sessionId": 12}}', Reason.INVALID_SHAPE, "sessionId must be string"),
+    (b'{"eventType": "fee", "feeLst": [1]}', Reason.INVALID_SHAPE, "body.feeLst[0] must be object"),
 ])
 def test_bad_inputs_are_400_with_a_deadletter_record(parser: parse.Parser, body: bytes, reason: str,
                                                      detail: str) -> None:
@@ -147,7 +149,7 @@ def test_51_records_are_rejected_and_50_accepted(parser: parse.Parser) -> None:
 def test_invalid_utf8_is_kept_as_base64(parser: parse.Parser) -> None:
     body = b'{"eventType": "answer", "statusInfo": {"sessionId": "\xff\xfe"}}'
     outcome = run(parser, body)
-    assert outcome.status == 400 and outcome.reason == parse.INVALID_UTF8
+    assert outcome.status == 400 and outcome.reason == Reason.INVALID_UTF8
     value = orjson.loads(outcome.records[0].value)
     assert value["encoding"] == "base64" and base64.b64decode(value["payload"]) == body
 
@@ -155,7 +157,7 @@ def test_invalid_utf8_is_kept_as_base64(parser: parse.Parser) -> None:
 def test_unknown_event_type_is_accepted_into_deadletter(parser: parse.Parser) -> None:
     body = {"eventType": "callin", "statusInfo": {"sessionId": "s9"}}
     outcome = run(parser, body)
-    assert outcome.status == 200 and outcome.reason == parse.UNKNOWN_EVENT_TYPE
+    assert outcome.status == 200 and outcome.reason == Reason.UNKNOWN_EVENT_TYPE
     [record] = outcome.records
     assert record.topic == "p.deadletter" and record.key == b"s9"
     assert orjson.loads(record.value)["payload"] == body
@@ -170,7 +172,7 @@ def test_a_push_on_the_other_path_is_routed_by_event_type(parser: parse.Parser) 
 
 def test_reject_too_large_cuts_the_payload(parser: parse.Parser) -> None:
     body = b"x" * (600 * 1024)
-    outcome = parser.reject(body, parse.TOO_LARGE, "too big", dict(ORIGIN), "t", "p", status=413)
+    outcome = parser.reject(body, Reason.TOO_LARGE, "too big", dict(ORIGIN), "t", "p", status=413)
     value = orjson.loads(outcome.records[0].value)
     assert outcome.status == 413 and value["truncated"] is True and len(value["payload"]) == 512 * 1024
 
@@ -184,10 +186,10 @@ def test_any_whitespace_in_times_gives_the_same_id(end_time: str) -> None:
 
 
 @pytest.mark.parametrize(("template", "status", "reason"), [
-    ('{"eventType":"fee","feeLst":[{"sessionId":"s-1","x":%s}]}', 400, parse.INVALID_SHAPE),
-    ('{"eventType":"callout","statusInfo":{"sessionId":"s-1","x":%s}}', 400, parse.INVALID_SHAPE),
-    ('{"eventType":"someday","x":%s}', 200, parse.UNKNOWN_EVENT_TYPE),
-    ('%s', 400, parse.NOT_OBJECT),
+    ('{"eventType":"fee","feeLst":[{"sessionId":"s-1","x":%s}]}', 400, Reason.INVALID_SHAPE),
+    ('{"eventType":"callout","statusInfo":{"sessionId":"s-1","x":%s}}', 400, Reason.INVALID_SHAPE),
+    ('{"eventType":"someday","x":%s}', 200, Reason.UNKNOWN_EVENT_TYPE),
+    ('%s', 400, Reason.NOT_AN_OBJECT),
 ])
 def test_nesting_orjson_reads_but_cannot_write_is_answered_with_the_text_kept(parser: parse.Parser, template: str,
                                                                              status: int, reason: str) -> None:

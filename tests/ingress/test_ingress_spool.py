@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from voicecall.ingress.parse import Record
 from voicecall.ingress.spool import Spool, SpoolError, SpoolFull, iter_entries
+from voicecall.runtime.record import Record
 
 
 def push(i: int, n: int = 2) -> list[Record]:

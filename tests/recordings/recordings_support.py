@@ -28,9 +28,9 @@ from aiokafka import TopicPartition
 
 from contracts.validate import ContractError, validate_record
 from voicecall import huawei, topics
+from voicecall.recordings.cli import serve
 from voicecall.recordings.config import RecordingsSettings
 from voicecall.recordings.store import Store
-from voicecall.recordings.worker import serve
 from voicecall.runtime import config
 from voicecall.runtime.kafka import group_id, make_consumer, make_producer
 

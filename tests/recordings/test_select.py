@@ -10,6 +10,7 @@ from recordings_support import CALL_END, fee_record
 
 from voicecall.recordings import keys, select
 from voicecall.recordings.store import FileStore
+from voicecall.runtime.deadletter import Reason
 
 
 def test_callback_with_recording_and_long_talk_is_fetched_through_the_record_api() -> None:
@@ -64,7 +65,7 @@ def test_recorded_call_without_any_location_is_given_up() -> None:
 
 
 def test_not_an_object_is_invalid() -> None:
-    assert select.decide([1, 2]) == select.Skip(select.INVALID, "not a JSON object")
+    assert select.decide([1, 2]) == select.Skip(select.INVALID, "not a JSON object", Reason.NOT_AN_OBJECT)
 
 
 @pytest.mark.parametrize("object_name", ["../../x.wav", "/etc/passwd", "..\\..\\x.wav", "a/../../b.mp3", "x\0.wav"])

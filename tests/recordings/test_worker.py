@@ -28,10 +28,11 @@ from recordings_support import (
     running_pipeline,
 )
 
-from voicecall import huawei, topics
+from voicecall import topics
+from voicecall.recordings.cli import serve
+from voicecall.recordings.metrics import SKIPPED
 from voicecall.recordings.store import FileStore, Stored, open_store
-from voicecall.recordings.worker import SKIPPED, serve
-from voicecall.runtime import cloudevents
+from voicecall.runtime import cloudevents, times
 from voicecall.runtime.kafka import group_id, make_consumer
 from voicecall.simulator.recording_api import RecordingApi as SimulatorApi
 
@@ -93,7 +94,7 @@ async def test_happy_path_to_the_file_store(sim_pipeline: Pipeline, simulator: S
     assert kind == "stored"
     assert headers["ce_type"] == cloudevents.TYPE_RECORDING_STORED.encode() and headers["ce_specversion"] == b"1.0"
     assert value["sha256"] == sha and value["bytes"] == 700_000 and value["recordObjectName"] == name
-    assert value["attempts"] == 1 and value["callEndTime"] == huawei.iso_z(CALL_END)
+    assert value["attempts"] == 1 and value["callEndTime"] == times.iso_z(CALL_END)
     path = Path(value["uri"].removeprefix("file://"))
     assert inside(path, store_root) and await asyncio.to_thread(file_sha256, path) == sha
     assert simulator.attempts[name] == 1 and simulator.download_attempts[name] == 1
@@ -275,7 +276,8 @@ async def test_unreadable_fee_record_goes_to_deadletter(pipeline: Pipeline) -> N
         await reader.stop()
     assert record is not None, "nothing on deadletter"
     value = orjson.loads(record.value)
-    assert value["stage"] == "recordings" and value["reason"].startswith("invalid-fee-record")
+    assert value["stage"] == "recordings" and value["reason"] == "not-json"
+    assert value["detail"].startswith("not JSON")
     assert value["origin"]["topic"] == topics.name(settings, "fee.unique") and value["origin"]["partition"] == 2
     assert value["encoding"] == "base64" and record.key == b"k-bad"
     assert dict(record.headers)["ce_type"] == cloudevents.TYPE_DEADLETTER.encode()
@@ -475,7 +477,7 @@ def test_metrics_are_exposed_for_prometheus() -> None:
     """Runs after the pipelines above in this module: outcomes, bytes, latency and skips were counted."""
     from prometheus_client import REGISTRY, generate_latest
 
-    from voicecall.recordings.worker import BYTES, DOWNLOADS
+    from voicecall.recordings.metrics import BYTES, DOWNLOADS
 
     text = generate_latest(REGISTRY).decode()
     for name in ("voicecall_recordings_downloads_total", "voicecall_recordings_bytes_total",

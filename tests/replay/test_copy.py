@@ -14,7 +14,7 @@ from typing import Any
 from replay_helpers import Area, fee_headers, fee_value, read_all
 
 from voicecall.replay import copy as replay_copy, window
-from voicecall.runtime import cloudevents
+from voicecall.runtime import cloudevents, times
 
 
 def test_core_selection_and_headers() -> None:
@@ -75,7 +75,7 @@ async def test_copy_one_key_through_the_command(area: Area, producer: Any) -> No
                                      timestamp_ms=base + n, headers=fee_headers(sid, ce_id=f"id{n}"))
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "voicecall", "replay", "copy", "--from-topic", "fee.unique",
-        "--to-topic", area.topic("fee.raw"), "--from", window.iso(base), "--to", "now", "--key", "keep",
+        "--to-topic", area.topic("fee.raw"), "--from", times.iso_ms(base), "--to", "now", "--key", "keep",
         env=area.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
@@ -131,7 +131,7 @@ async def test_copy_stops_cleanly_on_sigterm_and_says_so(area: Area, producer: A
     await asyncio.gather(*pending)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "voicecall", "replay", "copy", "--from-topic", "fee.unique", "--to-topic", "fee.raw",
-        "--from", window.iso(base), "--to", window.iso(base + total), "--batch", "1", env=area.env(),
+        "--from", times.iso_ms(base), "--to", times.iso_ms(base + total), "--batch", "1", env=area.env(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60

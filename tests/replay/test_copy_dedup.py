@@ -16,8 +16,9 @@ from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotA
 from replay_helpers import Area, fee_headers, read_all
 
 from contracts.validate import validate_records
-from voicecall.replay import names, window
+from voicecall.replay import names
 from voicecall.replay.copy import REPLAY_ID
+from voicecall.runtime import times
 from voicecall.runtime.kafka import group_id, make_admin, make_consumer
 
 CALLS = 10
@@ -59,7 +60,7 @@ async def dedup_caught_up(area: Area, timeout: float = 60) -> None:
 async def replay(area: Area, since: int, until: int) -> str:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "voicecall", "replay", "copy", "--from-topic", "fee.raw", "--to-topic", "fee.raw",
-        "--from", window.iso(since), "--to", window.iso(until), env=area.env(),
+        "--from", times.iso_ms(since), "--to", times.iso_ms(until), env=area.env(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()

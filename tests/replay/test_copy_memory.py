@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from replay_helpers import Area, fee_headers
 
-from voicecall.replay import window
+from voicecall.runtime import times
 
 RECORDS = 20_000
 PAD = 12 * 1024  # ~12 KiB per record: the window is ~235 MiB
@@ -29,7 +29,7 @@ async def copy_and_watch(area: Area, since: int, until: int, target: str) -> tup
     """Run the command, sampling its RSS every 20 ms; returns (peak KiB, stdout)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "voicecall", "replay", "copy", "--from-topic", "fee.unique", "--to-topic", target,
-        "--from", window.iso(since), "--to", window.iso(until), env=area.env(),
+        "--from", times.iso_ms(since), "--to", times.iso_ms(until), env=area.env(),
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     peak = 0
     reader = asyncio.ensure_future(proc.communicate())

@@ -15,7 +15,8 @@ from typing import Any
 from aiokafka import TopicPartition
 from replay_helpers import Area, fee_headers, fee_value
 
-from voicecall.replay import reset as replay_reset, window
+from voicecall.replay import reset as replay_reset
+from voicecall.runtime import times
 from voicecall.runtime.kafka import group_id, make_consumer, make_transactional_producer
 
 
@@ -119,7 +120,7 @@ async def test_reset_refuses_while_the_group_is_active(area: Area, producer: Any
         await running.getmany(timeout_ms=2000)  # joins the group and gets its assignment
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "voicecall", "replay", "reset", "--service", "dedup", "--from",
-            window.iso(base), env=area.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            times.iso_ms(base), env=area.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         out, err = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode == replay_reset.EXIT_ACTIVE, (out, err)
         assert "refusing to reset" in err.decode() and "--replicas=0" in err.decode()
@@ -128,7 +129,7 @@ async def test_reset_refuses_while_the_group_is_active(area: Area, producer: Any
         await running.stop()
     # Once the service has stopped, the same command goes through.
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "voicecall", "replay", "reset", "--service", "dedup", "--from", window.iso(base),
+        sys.executable, "-m", "voicecall", "replay", "reset", "--service", "dedup", "--from", times.iso_ms(base),
         "--dry-run", env=area.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()

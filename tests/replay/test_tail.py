@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 from replay_helpers import Area, fee_headers, fee_value
 
-from voicecall.replay import tail, window
+from voicecall.replay import tail
+from voicecall.runtime import times
 
 
 def test_render_json_text_and_binary_values() -> None:
@@ -50,7 +51,7 @@ async def test_tail_prints_what_was_produced(area: Area, producer: Any) -> None:
     assert {line["headers"]["ce_id"] for line in lines} == {f"id{n}" for n in range(5)}
     assert {line["headers"]["ce_type"] for line in lines} == {"com.huaweicloud.voicecall.fee"}
 
-    code, lines, err = await run_tail(area, area.topic("fee.unique"), "--since", window.iso(base + 2000),
+    code, lines, err = await run_tail(area, area.topic("fee.unique"), "--since", times.iso_ms(base + 2000),
                                       "--key", "a", "--timeout", "3")
     assert code == 0, err
     assert [line["value"]["n"] for line in lines] == [3]

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from voicecall.replay import names, window
+from voicecall.runtime import times
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -46,7 +47,7 @@ def test_window_is_start_inclusive_end_exclusive() -> None:
 
 
 def test_iso_round_trips() -> None:
-    assert window.parse(window.iso(NOW_MS + 123)) == NOW_MS + 123
+    assert window.parse(times.iso_ms(NOW_MS + 123)) == NOW_MS + 123
 
 
 def test_topic_names_resolve_suffix_or_full_name() -> None:

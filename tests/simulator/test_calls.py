@@ -10,15 +10,8 @@ from simulator_support import START
 
 from voicecall import huawei
 from voicecall.simulator import pushes
-from voicecall.simulator.calls import (
-    CALLEE_FAILURES,
-    CALLER_FAILURES,
-    PLATFORM_FAILURES,
-    Call,
-    CallOptions,
-    generate,
-    parse_mix,
-)
+from voicecall.simulator.calls import Call, CallOptions, generate, parse_mix
+from voicecall.simulator.failures import CALLEE_FAILURES, CALLER_FAILURES, PLATFORM_FAILURES
 
 # stateCode values of the reference's 通话挂机原因值 list and the Q850 / 拆线点 codes used.
 REFERENCE_STATE_CODES = {0, 7001, 7002, 7003, 7004, 7108, 7109, 8000, 8001, 8002, 8003, 8004, 8005, 8006, 8007, 8008,

@@ -15,7 +15,7 @@ import pytest
 from simulator_support import START
 
 from voicecall import huawei
-from voicecall.simulator import pushes, wav
+from voicecall.simulator import pushes, signing, wav
 from voicecall.simulator.calls import CallOptions, generate
 
 
@@ -72,18 +72,21 @@ def test_fee_answer_check(status: int, body: bytes, accepted: bool) -> None:
 
 
 def test_push_headers_signature_forms() -> None:
-    assert pushes.push_headers("http://x/fee") == {"Content-Type": "application/json;charset=UTF-8"}
+    assert signing.push_headers("http://x/fee") == {"Content-Type": "application/json;charset=UTF-8"}
     url = "https://receiver.example/notify/fee"
-    headers = pushes.push_headers(url, "key", "secret", "newline")
+    headers = signing.push_headers(url, "key", "secret", "newline")
     assert headers["Authorization"] == 'AKSK realm="SDP",profile="UsernameToken",type="Appkey"'
     fields = huawei.parse_x_aksk(headers["X-AKSK"])
     assert fields["Username"] == "key"
     message = f"{url}\n{fields['Nonce']}\n{fields['Created']}".encode()
     expected = base64.b64encode(hmac.new(b"secret", message, hashlib.sha256).digest()).decode()
     assert fields["PasswordDigest"] == expected
-    concat = pushes.push_digest("secret", url, "N", "C", "concat")
+    concat = huawei.push_digest("secret", url, "N", "C", "concat")
     assert concat == base64.b64encode(hmac.new(b"secret", f"{url}NC".encode(), hashlib.sha256).digest()).decode()
-    assert pushes.push_digest("secret", url, "N", "C", "request") == huawei.password_digest("secret", "N", "C")
+    request = huawei.parse_x_aksk(signing.push_headers(url, "key", "secret", "request")["X-AKSK"])
+    assert request["PasswordDigest"] == huawei.password_digest("secret", request["Nonce"], request["Created"])
+    with pytest.raises(ValueError):
+        huawei.push_digest("secret", url, "N", "C", "request")  # not a push form: the ingress never accepts it
 
 
 def test_wav_is_alaw_8k_mono_and_deterministic() -> None:
@@ -113,11 +116,11 @@ def test_call_options_are_plain_data() -> None:
 def test_push_created_zone_is_switchable() -> None:
     # UNCONFIRMED (reference §1.3): UTC as the example's "Z" says, or Beijing time as the text says
     now = datetime(2026, 3, 1, 20, 30, 5, tzinfo=UTC)
-    assert pushes.push_created("utc", now) == "2026-03-01T20:30:05Z"
-    assert pushes.push_created("beijing", now) == "2026-03-02T04:30:05Z"
+    assert signing.push_created("utc", now) == "2026-03-01T20:30:05Z"
+    assert signing.push_created("beijing", now) == "2026-03-02T04:30:05Z"
     with pytest.raises(ValueError):
-        pushes.push_created("mars", now)
+        signing.push_created("mars", now)
     before = datetime.now(UTC)
-    headers = pushes.push_headers("http://x/fee", "key", "secret", "newline", created_zone="beijing")
+    headers = signing.push_headers("http://x/fee", "key", "secret", "newline", created_zone="beijing")
     created = datetime.strptime(huawei.parse_x_aksk(headers["X-AKSK"])["Created"], "%Y-%m-%dT%H:%M:%SZ")
     assert abs((created.replace(tzinfo=UTC) - before).total_seconds() - 8 * 3600) < 5

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import orjson
+import pytest
 import pytest_asyncio
 
 from voicecall import huawei
@@ -21,6 +22,7 @@ from voicecall.simulator.recording_api import PATH, RecordingApi, check_auth
 
 KEY, SECRET = "sim-key", "sim-secret"
 AUTH = 'AKSK realm="SDP",profile="UsernameToken",type="Appkey"'
+APPS = {KEY: (SECRET,)}
 
 
 def build_aksk_header(app_key: str, app_secret: str, now: str | None = None) -> str:
@@ -97,7 +99,7 @@ async def test_rejections_carry_the_documented_codes(api: RecordingApi) -> None:
 def test_check_auth_header_parts() -> None:
     now = datetime.now(UTC)
     good = build_aksk_header(KEY, SECRET)
-    assert check_auth(AUTH, good, KEY, SECRET, now) is None
+    assert check_auth(AUTH, good, APPS, now) is None
     nonce_missing = good.replace('Nonce="', 'Nonsense="')
     for authorization, x_aksk, expected in [
         ('AKSK profile="UsernameToken",type="Appkey"', good, "1023007"),
@@ -109,10 +111,10 @@ def test_check_auth_header_parts() -> None:
         (AUTH, nonce_missing, "1023035"),
         (AUTH, good.replace("PasswordDigest", "Digest"), "1023037"),
     ]:
-        rejection = check_auth(authorization, x_aksk, KEY, SECRET, now)
+        rejection = check_auth(authorization, x_aksk, APPS, now)
         assert rejection is not None and rejection.code == expected, (authorization, x_aksk)
     future = (now + timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    rejection = check_auth(AUTH, build_aksk_header(KEY, SECRET, future), KEY, SECRET, now, max_skew=300)
+    rejection = check_auth(AUTH, build_aksk_header(KEY, SECRET, future), APPS, now, max_skew=300)
     assert rejection is not None and rejection.code == "1010013"
 
 
@@ -157,3 +159,41 @@ async def test_range_and_large_streamed_file(api: RecordingApi) -> None:
                 digest.update(piece)
     assert digest.hexdigest() == await asyncio.to_thread(wav.sha256, "big.wav", size)
     assert api.downloads_completed == 2
+
+
+async def test_several_apps_each_file_to_its_own_app() -> None:
+    async with RecordingApi(KEY, SECRET, apps={"app-b": ["b-old", "b-new"]}) as api:
+        api.add_file("a.wav", 1000, domain="rec.example")  # the first app's
+        api.add_file("b.wav", 1000, domain="rec.example", app_key="app-b")
+
+        def signed(app: str, secret: str) -> dict[str, str]:
+            return {"Authorization": AUTH, "X-AKSK": build_aksk_header(app, secret)}
+
+        assert (await ask(api, "b.wav", headers=signed("app-b", "b-old")))[0] == 301  # either secret of a rotation
+        assert (await ask(api, "b.wav", headers=signed("app-b", "b-new")))[0] == 301
+        assert (await ask(api, "a.wav", headers=signed(KEY, SECRET)))[0] == 301
+        status, _, body = await ask(api, "b.wav", headers=signed(KEY, SECRET))  # valid, but not its app
+        assert (status, code(body)) == (404, "1012007")
+        status, _, body = await ask(api, "a.wav", headers=signed("app-b", "b-new"))
+        assert (status, code(body)) == (404, "1012007")
+        assert api.answers["404 1012007 other app"] == 2
+        status, _, body = await ask(api, "b.wav", headers=signed("app-b", SECRET))  # another app's secret
+        assert (status, code(body)) == (400, "1023006")
+        status, _, body = await ask(api, "b.wav", headers=signed("app-c", "x"))
+        assert (status, code(body)) == (400, "1010003")
+        with pytest.raises(ValueError, match="unknown app"):
+            api.add_file("c.wav", 1000, app_key="app-c")
+
+
+async def test_fetched_counts_files_downloaded_to_their_last_byte(api: RecordingApi) -> None:
+    url = api.add_file("whole.wav", 10_000)
+    api.add_file("partial.wav", 10_000)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(api.file_url("partial.wav"), headers={"Range": "bytes=0-99"}) as part:
+            await part.read()
+        assert api.fetched == set()
+        async with session.get(url, headers={"Range": "bytes=0-4999"}) as first:
+            await first.read()
+        async with session.get(url, headers={"Range": "bytes=5000-"}) as rest:  # a resumed download
+            await rest.read()
+    assert api.fetched == {"whole.wav"}

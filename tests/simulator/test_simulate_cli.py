@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
+from pathlib import Path
 
 import aiohttp
 import orjson
 from simulator_support import Receiver, always
+from test_signing import verify
 
 from voicecall import huawei
 from voicecall.devenv.ports import free_port
 from voicecall.simulator.recording_api import PATH
 
 
-async def simulate(*args: str) -> asyncio.subprocess.Process:
+async def simulate(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    """``voicecall simulate`` with this environment minus the apps settings, plus ``env``."""
+    clean = {key: value for key, value in os.environ.items()
+             if not key.startswith(("VOICECALL_HUAWEI_", "VOICECALL_CALLS_"))}
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "voicecall", "simulate", *args,
+        sys.executable, "-m", "voicecall", "simulate", *args, env={**clean, **(env or {})},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
 
 
@@ -121,3 +127,84 @@ async def test_cli_prints_progress_lines_while_running(receiver: Receiver) -> No
     text = out.decode()  # the summary: calls, pushes, re-pushes, answers by status code, what was lost
     assert "calls            12 (verify: 12)" in text
     assert "answers 200:" in text and "re-pushes 0" in text and "receiver lost    0" in text
+
+
+FAST = ("--speed", "0", "--seed", "9", "--start-time", "2026-03-01T08:00:00Z")
+
+
+async def test_cli_signs_with_the_apps_file_and_the_single_app(receiver: Receiver, tmp_path: Path) -> None:
+    apps = tmp_path / "apps.json"
+    apps.write_text('{"app-a": "secret-a", "app-b": ["secret-b1", "secret-b2"]}')
+    process = await simulate("--notify-url", receiver.base_url + "/notify", "--calls", "30", "--json",
+                             "--push-signature", "concat", *FAST,  # the old name of --push-digest
+                             env={"VOICECALL_HUAWEI_APPS_FILE": str(apps), "VOICECALL_HUAWEI_APP_KEY": "single",
+                                  "VOICECALL_HUAWEI_APP_SECRET": "secret-s"})
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    summary = orjson.loads(out.splitlines()[-1])
+    assert summary["apps"] == {"app-a": 10, "app-b": 10, "single": 10}
+    assert summary["signatures"] == {"valid": len(receiver.pushes)} and summary["signing"].startswith("concat")
+    secrets = {"app-a": ("secret-a",), "app-b": ("secret-b1",), "single": ("secret-s",)}
+    for push in receiver.pushes:
+        app = huawei.parse_x_aksk(push.headers["X-AKSK"])["Username"]
+        assert verify(push.headers["X-AKSK"], receiver.base_url + "/notify", secrets[app], ("concat",))
+    assert b"secret" not in err and b"secret" not in out  # secrets are never printed
+    assert b"apps app-a, app-b, single" in err
+
+
+async def test_cli_signs_only_when_it_has_a_secret_unless_told(receiver: Receiver) -> None:
+    process = await simulate("--notify-url", receiver.base_url + "/notify", "--calls", "3", "--json", *FAST)
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    assert receiver.pushes and not any("X-AKSK" in push.headers for push in receiver.pushes)
+    assert orjson.loads(out.splitlines()[-1])["signing"] == "off"
+    receiver.pushes.clear()
+    process = await simulate("--notify-url", receiver.base_url + "/notify", "--calls", "3", "--sign-pushes",
+                             "--push-created", "beijing", *FAST)
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    assert {huawei.parse_x_aksk(push.headers["X-AKSK"])["Username"] for push in receiver.pushes} == {"sim-app-key"}
+    receiver.pushes.clear()
+    process = await simulate("--notify-url", receiver.base_url + "/notify", "--calls", "3", "--no-sign-pushes",
+                             *FAST, env={"VOICECALL_HUAWEI_APP_SECRET": "s"})
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    assert receiver.pushes and not any("X-AKSK" in push.headers for push in receiver.pushes)
+
+
+async def test_cli_refuses_a_broken_apps_file_and_shares_over_1(tmp_path: Path) -> None:
+    apps = tmp_path / "apps.json"
+    apps.write_text('{"app-a": ["hush-1", "hush-2", "hush-3"]}')
+    process = await simulate("--notify-url", "http://127.0.0.1:1/notify", "--calls", "1", "--apps-file", str(apps))
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    assert str(apps).encode() in err and b"one or two" in err and b"hush" not in err
+    process = await simulate("--notify-url", "http://127.0.0.1:1/notify", "--calls", "1",
+                             "--bad-signature-share", "0.6", "--unsigned-share", "0.6")
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2 and b"add up to more than 1" in err
+
+
+async def test_cli_lost_cdrs_forecast_missing_calls_with_the_grace(receiver: Receiver) -> None:
+    process = await simulate("--status-url", receiver.status_url, "--fee-url", receiver.fee_url, "--calls", "60",
+                             "--rate", "20", "--lost-cdr-share", "0.3", "--out-of-order-share", "0.2",
+                             "--duplicate-share", "0.1", *FAST, env={"VOICECALL_CALLS_CDR_GRACE": "5m"})
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()  # CDRs withheld on purpose are not losses
+    text = out.decode()
+    with_cdr = {record["sessionId"] for push in receiver.on("/notify/fee") for record in push.json["feeLst"]}
+    ended = {push.json["statusInfo"]["sessionId"] for push in receiver.on("/notify/status")
+             if push.json["eventType"] == "disconnect"}
+    missing = len(ended - with_cdr)
+    assert missing > 5
+    assert f"cdr missing      {missing} calls should end missing (disconnect accepted, no CDR: withheld: " \
+           f"{missing})" in text
+    assert "grace 5m" in text and f"withheld on purpose {missing}" in text
+    assert "late " in text and "duplicated " in text and "receiver lost    0" in text
+    process = await simulate("--status-url", receiver.status_url, "--fee-url", receiver.fee_url, "--calls", "20",
+                             "--lost-cdr-share", "1", "--cdr-grace", "90s", "--json", *FAST,
+                             env={"VOICECALL_CALLS_CDR_GRACE": "5m"})  # the flag wins
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    expected = orjson.loads(out.splitlines()[-1])["missing_expected"]
+    assert expected["calls"] == 20 and expected["cdr_grace"] == 90 and expected["why"] == {"withheld": 20}

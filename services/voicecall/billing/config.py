@@ -8,7 +8,7 @@ from pydantic import BeforeValidator, Field
 from pydantic_settings import NoDecode
 
 from voicecall.billing import tariff
-from voicecall.runtime.processor import ProcessorSettings
+from voicecall.runtime.stage import StageSettings
 
 
 def _rates(value: Any) -> dict[str, int]:
@@ -19,7 +19,7 @@ def _rates(value: Any) -> dict[str, int]:
 Rates = Annotated[dict[str, int], NoDecode, BeforeValidator(_rates)]
 
 
-class BillingSettings(ProcessorSettings):
+class BillingSettings(StageSettings):
     """The shell's settings (batch size and time, timeouts) plus the tariff."""
 
     # ``002=18,001=18`` or ``{"002": 18, "001": 18}``: minor units (fen) per billed minute and leg, per serviceType.

@@ -7,41 +7,33 @@ is orjson with sorted keys and holds no wall-clock time; ``ce_id`` is derived fr
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 from aiokafka.structs import ConsumerRecord
 
-from voicecall import huawei
 from voicecall.billing import rules
 from voicecall.billing.tariff import Tariff
-from voicecall.runtime import cloudevents, deadletter
-from voicecall.runtime.processor import Output
+from voicecall.runtime import cloudevents, deadletter, times
+from voicecall.runtime.deadletter import Reason
+from voicecall.runtime.record import Record
 
 SOURCE = "/voicecall/billing"
 STAGE = "billing"
-NOT_JSON = "not-json"
-EMPTY_VALUE = "empty-value"
 
 # Identifiers worth keeping on the billing record so downstream systems can join it without the fee record.
 KEPT_FIELDS = ("appKey", "spId", "icid", "userData")
-
-
-def _event_id(*parts: object) -> str:
-    """A stable event id from the parts (128-bit BLAKE2b, hex): same input, same ``ce_id``."""
-    return hashlib.blake2b("\n".join(map(str, parts)).encode(), digest_size=16).hexdigest()
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 6x (hot path)
 class Result:
     """What one record turned into: the outputs, plus what metrics want to know about them."""
 
-    outputs: list[Output]
+    outputs: list[Record]
     billed: rules.Billed | None = None
-    reason: str | None = None  # deadletter reason when not billed
+    reason: Reason | None = None  # deadletter reason when not billed
 
 
 def rule_version(tariff: Tariff) -> str:
@@ -50,11 +42,7 @@ def rule_version(tariff: Tariff) -> str:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is UTC and not moment.microsecond:
-        return moment.isoformat()[:-6] + "Z"  # the same text as huawei.iso_z, at half the cost (hot path)
-    return huawei.iso_z(moment)
+    return None if moment is None else times.iso_z(moment)
 
 
 def billing_value(billed: rules.Billed, fee: dict[str, Any], tariff: Tariff, version: str | None = None
@@ -101,13 +89,6 @@ def billing_value(billed: rules.Billed, fee: dict[str, Any], tariff: Tariff, ver
     return value
 
 
-def _record_time(record: ConsumerRecord[Any, Any]) -> str:
-    header = cloudevents.header(record.headers, "ce_time")
-    if header:
-        return header
-    return datetime.fromtimestamp(record.timestamp / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
 class BillingCore:
     """Stateless: ``restore`` has nothing to do, any number of instances may run side by side."""
 
@@ -119,7 +100,7 @@ class BillingCore:
         self.max_payload = max_payload
         self.rule_version = rule_version(tariff)
 
-    def process(self, record: ConsumerRecord[Any, Any]) -> list[Output]:
+    def process(self, record: ConsumerRecord[Any, Any]) -> list[Record]:
         return self.evaluate(record).outputs
 
     def restore(self, record: ConsumerRecord[Any, Any]) -> None:
@@ -128,33 +109,25 @@ class BillingCore:
     def evaluate(self, record: ConsumerRecord[Any, Any]) -> Result:
         raw: bytes | None = record.value
         if raw is None:
-            return self._deadletter(record, EMPTY_VALUE, "the record has no value (a tombstone?)")
+            return self._deadletter(record, Reason.EMPTY_VALUE, "the record has no value (a tombstone?)")
         try:
             fee = orjson.loads(raw)
         except orjson.JSONDecodeError as error:
-            return self._deadletter(record, NOT_JSON, str(error))
+            return self._deadletter(record, Reason.NOT_JSON, f"not JSON: {error}")
         try:
             billed = rules.bill(fee)
         except rules.BadRecord as error:
-            return self._deadletter(record, error.reason, error.detail, parsed=fee, has_parsed=True)
+            return self._deadletter(record, error.reason, error.detail, fee)
         value = billing_value(billed, fee, self.tariff, self.rule_version)
-        ce_id = _event_id(billed.session_id, self.rule_version)
+        ce_id = cloudevents.event_id(billed.session_id, self.rule_version)
         headers = cloudevents.headers(cloudevents.TYPE_BILLING, SOURCE, ce_id,
-                                      value["callEndTime"] or _record_time(record))
+                                      value["callEndTime"] or cloudevents.record_time(record))
         body = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-        output = Output(self.billing_topic, billed.session_id.encode(), body, headers)
+        output = Record(self.billing_topic, billed.session_id.encode(), body, headers)
         return Result([output], billed=billed)
 
-    def _deadletter(self, record: ConsumerRecord[Any, Any], reason: str, detail: str,
-                    parsed: Any = None, has_parsed: bool = False) -> Result:
-        origin = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
-        extra: dict[str, Any] = {"parsed": parsed} if has_parsed else {}
-        value = deadletter.value(reason, STAGE, origin, raw=record.value or b"", max_bytes=self.max_payload,
-                                 detail=detail, **extra)
-        # Derived from the record's position, so a retried transaction writes the same event id again.
-        ce_id = _event_id(record.topic, record.partition, record.offset, reason)
-        headers = cloudevents.headers(cloudevents.TYPE_DEADLETTER, SOURCE, ce_id, _record_time(record))
-        output = Output(self.deadletter_topic, record.key, orjson.dumps(value, option=orjson.OPT_SORT_KEYS),
-                        headers)
+    def _deadletter(self, record: ConsumerRecord[Any, Any], reason: Reason, detail: str,
+                    parsed: Any = deadletter.UNPARSED) -> Result:
+        output = deadletter.for_record(record, reason, STAGE, self.deadletter_topic, detail=detail, parsed=parsed,
+                                       max_bytes=self.max_payload)
         return Result([output], reason=reason)
-

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from voicecall import huawei
+from voicecall.runtime.deadletter import Reason
 
 # Bump when a rule below changes: billing records carry it, so a reprocessed record is recognisable.
 RULES_VERSION = "1"
@@ -31,22 +32,10 @@ MAX_LEG_SECONDS = 24 * 3600 + 60
 # as in the old demo CDR F2.
 _CALLBACK_ONLY = ("fwdAnswerTime", "fwdStartTime", "fwdAlertingTime", "fwdDstNum", "fwdDisplayNum")
 
-# Reason codes (deadletter ``reason`` and metric label values).
-NOT_AN_OBJECT = "not-an-object"
-MISSING_SESSION_ID = "missing-session-id"
-BAD_SERVICE_TYPE = "bad-service-type"
-BAD_TIME = "bad-time"
-MISSING_END_TIME = "missing-end-time"
-END_BEFORE_ANSWER = "end-before-answer"
-DURATION_TOO_LONG = "duration-too-long"
-REASONS = (NOT_AN_OBJECT, MISSING_SESSION_ID, BAD_SERVICE_TYPE, BAD_TIME, MISSING_END_TIME, END_BEFORE_ANSWER,
-           DURATION_TOO_LONG)
-
-
 class BadRecord(ValueError):
-    """A fee record that cannot be billed correctly; ``reason`` is one of :data:`REASONS`."""
+    """A fee record that cannot be billed correctly, with the deadletter reason and its detail."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: Reason, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -94,10 +83,10 @@ def service_type(fee: dict[str, Any]) -> str | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise BadRecord(BAD_SERVICE_TYPE, f"serviceType is not a string: {value!r}")
+        raise BadRecord(Reason.BAD_SERVICE_TYPE, f"serviceType is not a string: {value!r}")
     if isinstance(value, int):
         if value < 0:
-            raise BadRecord(BAD_SERVICE_TYPE, f"serviceType is negative: {value!r}")
+            raise BadRecord(Reason.BAD_SERVICE_TYPE, f"serviceType is negative: {value!r}")
         return f"{value:03d}"
     return value.strip()
 
@@ -106,29 +95,29 @@ def _time(fee: dict[str, Any], field: str) -> datetime | None:
     try:
         return huawei.parse_time(fee.get(field))
     except huawei.BadTime as error:
-        raise BadRecord(BAD_TIME, f"{field}: {error}") from None
+        raise BadRecord(Reason.BAD_TIME, f"{field}: {error}") from None
 
 
 def _leg(name: str, answer_field: str, answer: datetime | None, end: datetime | None) -> Leg:
     if answer is None:
         return Leg(name, None, end, 0, 0)
     if end is None:
-        raise BadRecord(MISSING_END_TIME, f"leg {name} answered ({answer_field}) but callEndTime is missing")
+        raise BadRecord(Reason.MISSING_END_TIME, f"leg {name} answered ({answer_field}) but callEndTime is missing")
     seconds = int((end - answer).total_seconds())
     if seconds < 0:
-        raise BadRecord(END_BEFORE_ANSWER, f"leg {name}: callEndTime is {-seconds} s before {answer_field}")
+        raise BadRecord(Reason.END_BEFORE_ANSWER, f"leg {name}: callEndTime is {-seconds} s before {answer_field}")
     if seconds > MAX_LEG_SECONDS:
-        raise BadRecord(DURATION_TOO_LONG, f"leg {name}: {seconds} s exceeds {MAX_LEG_SECONDS} s (24 h + 1 min)")
+        raise BadRecord(Reason.DURATION_TOO_LONG, f"leg {name}: {seconds} s exceeds {MAX_LEG_SECONDS} s (24 h + 1 min)")
     return Leg(name, answer, end, seconds, billed_minutes(seconds))
 
 
 def bill(fee: Any) -> Billed:
     """The billed legs of one fee record, or :class:`BadRecord`."""
     if not isinstance(fee, dict):  # what a JSON object parses to
-        raise BadRecord(NOT_AN_OBJECT, f"a fee record is a JSON object, got {type(fee).__name__}")
+        raise BadRecord(Reason.NOT_AN_OBJECT, f"a fee record is a JSON object, got {type(fee).__name__}")
     session_id = fee.get("sessionId")
     if not isinstance(session_id, str) or not session_id.strip():
-        raise BadRecord(MISSING_SESSION_ID, f"sessionId is missing or empty: {session_id!r}")
+        raise BadRecord(Reason.MISSING_SESSION_ID, f"sessionId is missing or empty: {session_id!r}")
     declared = service_type(fee)
     inferred = declared is None and any(fee.get(field) not in (None, "") for field in _CALLBACK_ONLY)
     end = _time(fee, "callEndTime")

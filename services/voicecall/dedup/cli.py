@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import weakref
-
-from prometheus_client import Gauge
 
 from voicecall import topics
 from voicecall.dedup.config import DedupSettings
 from voicecall.dedup.core import STAGE, DedupCore
+from voicecall.dedup.metrics import MeteredCore
 from voicecall.runtime import config, lifecycle, logging as vlog, metrics
-from voicecall.runtime.processor import Core, Stage, run_stage
-
-_LIVE: weakref.WeakSet[DedupCore] = weakref.WeakSet()
-
-STATE_KEYS = Gauge("voicecall_dedup_state_keys", "Keys held in the dedup state of the partitions owned")
-STATE_KEYS.set_function(lambda: sum(len(core.state) for core in list(_LIVE)))
-STATE_BYTES = Gauge("voicecall_dedup_state_bytes", "Bytes of the dedup state tables of the partitions owned")
-STATE_BYTES.set_function(lambda: sum(core.state.nbytes for core in list(_LIVE)))
+from voicecall.runtime.stage import Core, Stage, run_stage
 
 
 def stage(settings: DedupSettings) -> Stage:
@@ -28,12 +19,10 @@ def stage(settings: DedupSettings) -> Stage:
     changelog = topics.name(settings, "dedup.changelog")
 
     def make_core(partition: int) -> Core:
-        core = DedupCore(partition, unique, dead, changelog, settings.dedup_window, settings.dedup_max_clock_skew,
-                         settings.deadletter_max_payload)
-        _LIVE.add(core)
-        return core
+        return MeteredCore(DedupCore(partition, unique, dead, changelog, settings.dedup_window,
+                                     settings.dedup_max_clock_skew, settings.deadletter_max_payload))
 
-    return Stage(STAGE, "fee.raw", make_core, changelog_suffix="dedup.changelog")
+    return Stage(STAGE, topics.name(settings, "fee.raw"), make_core, deadletter_topic=dead, changelog_topic=changelog)
 
 
 async def serve(settings: DedupSettings, stop: asyncio.Event) -> None:

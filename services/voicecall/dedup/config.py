@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import Field
 
 from voicecall.runtime import config
-from voicecall.runtime.processor import ProcessorSettings
+from voicecall.runtime.stage import StageSettings
 
 
-class DedupSettings(ProcessorSettings):
+class DedupSettings(StageSettings):
     # VOICECALL_DEDUP_WINDOW: how far back (in call end time) a CDR is recognised again; the platform re-pushes
     # for 6 hours and support staff re-push by hand days later, hence a week.
     dedup_window: config.Duration = Field(7 * 86400.0, gt=0)

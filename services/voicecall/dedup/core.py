@@ -10,8 +10,8 @@ re-push that switched forms must still count as the same CDR).
 - same id, same fingerprint, within the window → dropped and counted;
 - same id, different fingerprint, within the window → the first stays; this one goes to ``deadletter`` with reason
   ``conflicting-duplicate`` and both fingerprints, for a human to decide;
-- no usable ``sessionId`` / not a JSON object (or one nested too deep to fingerprint) → ``deadletter``
-  (``missing-session-id`` / ``invalid-record``).
+- no value, not JSON, not a JSON object, nested too deep to fingerprint, no usable ``sessionId`` → ``deadletter``
+  (``empty-value``, ``not-json``, ``not-an-object``, ``invalid-shape``, ``missing-session-id``).
 
 The window is measured on the call's ``callEndTime``, not on when a copy was received. Every copy of a CDR — the
 platform's six hourly re-pushes and a support engineer's manual push days later — carries the same
@@ -34,18 +34,15 @@ from typing import Any
 
 import orjson
 from aiokafka.structs import ConsumerRecord
-from prometheus_client import Counter
 
 from voicecall import huawei
 from voicecall.dedup.state import State
 from voicecall.runtime import cloudevents, deadletter
-from voicecall.runtime.processor import Output
+from voicecall.runtime.deadletter import Reason
+from voicecall.runtime.record import Record
 
 STAGE = "dedup"
 SOURCE = "/voicecall/dedup"
-CONFLICT = "conflicting-duplicate"
-MISSING_ID = "missing-session-id"
-INVALID = "invalid-record"
 RECEIVED_HEADER = "voicecall_received"
 MAX_MOMENT = 0xFFFF_FFFF  # the state keeps window times as unsigned 32-bit seconds
 SWEEP_SLOTS = 32  # table slots checked for expiry per record: a full pass every capacity/32 records
@@ -54,12 +51,8 @@ _ENTRY = struct.Struct(">QI")
 _KEY = struct.Struct(">Q")
 _unpack_entry = _ENTRY.unpack_from
 
-UNIQUE = Counter("voicecall_dedup_unique_total", "Records passed to fee.unique")
-DUPLICATES = Counter("voicecall_dedup_duplicates_total", "Duplicates dropped (same sessionId and fingerprint)")
-CONFLICTS = Counter("voicecall_dedup_conflicts_total", "Same sessionId, different content: deadlettered")
-REJECTED = Counter("voicecall_dedup_rejected_total", "Records without a usable sessionId or not JSON", ["reason"])
-EXPIRED = Counter("voicecall_dedup_expired_total", "State entries expired (changelog tombstones written)")
-OUTSIDE = Counter("voicecall_dedup_outside_window_total", "Records older than the window: passed, not remembered")
+# What became of a record (Result.outcome).
+UNIQUE, DUPLICATE, CONFLICT, REJECTED = "unique", "duplicate", "conflict", "rejected"
 
 
 def id_hash(session_id: str) -> int:
@@ -144,6 +137,17 @@ def _received(record: ConsumerRecord) -> int:
     return int(record.timestamp // 1000)
 
 
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs several times more (one per record)
+class Result:
+    """What one record turned into: the outputs, and what the shell counts about them."""
+
+    outputs: list[Record]
+    outcome: str  # UNIQUE, DUPLICATE, CONFLICT or REJECTED
+    reason: Reason | None = None  # REJECTED: the deadletter reason
+    outside: bool = False  # UNIQUE, but already older than the window: passed, not remembered
+    expired: int = 0  # state entries expired on the way (their tombstones are among the outputs)
+
+
 @dataclass(eq=False)  # identity semantics: live cores are tracked in a WeakSet for the state gauges
 class DedupCore:
     """The state and decisions of one input partition (see the module docstring)."""
@@ -157,9 +161,6 @@ class DedupCore:
     max_payload: int = 512 * 1024
     state: State = field(default_factory=State)
     clock: int = 0  # newest window time accepted on this partition
-    duplicates: int = 0
-    conflicts: int = 0
-    expired: int = 0
 
     def window_time(self, doc: dict[str, Any], record: ConsumerRecord) -> int:
         # Kept in the state's 4-byte unsigned field: a producer-set timestamp past 2106 must not overflow it.
@@ -169,61 +170,58 @@ class DedupCore:
         # The Kafka timestamp (the ingress's produce time) bounds it; cheaper than parsing the header every time.
         return max(0, min(ended, int(record.timestamp) // 1000 + int(self.max_skew), MAX_MOMENT))
 
-    def process(self, record: ConsumerRecord) -> list[Output]:
+    def process(self, record: ConsumerRecord) -> list[Record]:
+        return self.evaluate(record).outputs
+
+    def evaluate(self, record: ConsumerRecord) -> Result:
+        if record.value is None:
+            return self._reject(record, Reason.EMPTY_VALUE, "the record has no value (a tombstone?)")
         try:
-            doc = orjson.loads(record.value) if record.value is not None else None
-        except orjson.JSONDecodeError:
-            doc = None
+            doc = orjson.loads(record.value)
+        except orjson.JSONDecodeError as error:
+            return self._reject(record, Reason.NOT_JSON, f"not JSON: {error}")
         if not isinstance(doc, dict):
-            REJECTED.labels(INVALID).inc()
-            return [self._deadletter(record, INVALID, None)]
+            return self._reject(record, Reason.NOT_AN_OBJECT, f"a fee record is a JSON object, got "
+                                                              f"{type(doc).__name__}", doc)
         session_id = doc.get("sessionId")
         if not isinstance(session_id, str) or not session_id.strip():
-            REJECTED.labels(MISSING_ID).inc()
-            return [self._deadletter(record, MISSING_ID, doc)]
+            return self._reject(record, Reason.MISSING_SESSION_ID,
+                                f"sessionId is missing or empty: {session_id!r}"[:200], doc)
         try:
             fp = fingerprint(doc)
         except orjson.JSONEncodeError:  # nested deeper than orjson writes (255 levels): no CDR is, keep the raw
-            REJECTED.labels(INVALID).inc()
-            return [self._deadletter(record, INVALID, None)]
+            return self._reject(record, Reason.INVALID_SHAPE, "nested too deeply to fingerprint")
         key = id_hash(session_id)
         moment = self.window_time(doc, record)
         cutoff = self.clock - self.window
         entry = self.state.get(key)
         if entry is not None and entry[1] >= cutoff:
             if entry[0] == fp:
-                self.duplicates += 1
-                DUPLICATES.inc()
-                return []
-            self.conflicts += 1
-            CONFLICTS.inc()
-            return [self._deadletter(record, CONFLICT, doc, sessionId=session_id,
-                                     fingerprints={"first": f"{entry[0]:016x}", "later": f"{fp:016x}"})]
-        outputs = [self._unique(record, session_id, fp)]
+                return Result([], DUPLICATE)
+            return Result([deadletter.for_record(
+                record, Reason.CONFLICTING_DUPLICATE, STAGE, self.deadletter_topic,
+                detail="the sessionId was seen before with other content; the first one was kept", parsed=doc,
+                max_bytes=self.max_payload, sessionId=session_id,
+                fingerprints={"first": f"{entry[0]:016x}", "later": f"{fp:016x}"})], CONFLICT)
+        result = Result([self._unique(record, session_id, fp)], UNIQUE)
+        outputs = result.outputs
         key_bytes = _KEY.pack(key)
         if moment < cutoff:
-            OUTSIDE.inc()
+            result.outside = True
             if entry is not None:  # expired, not yet swept: forget it now
                 self.state.delete(key)
-                outputs.append(Output(self.changelog_topic, key_bytes, None, []))
-                self.expired += 1
-                EXPIRED.inc()
+                outputs.append(Record(self.changelog_topic, key_bytes, None, []))
+                result.expired = 1
         else:
             self.state.put(key, fp, moment)
-            outputs.append(Output(self.changelog_topic, key_bytes, encode_entry(fp, moment), []))
+            outputs.append(Record(self.changelog_topic, key_bytes, encode_entry(fp, moment), []))
             if moment > self.clock:
                 self.clock = moment
-        UNIQUE.inc()
-        outputs.extend(self._sweep())
-        return outputs
-
-    def _sweep(self) -> list[Output]:
         removed = self.state.sweep(int(self.clock - self.window), SWEEP_SLOTS)
-        if not removed:
-            return []
-        self.expired += len(removed)
-        EXPIRED.inc(len(removed))
-        return [Output(self.changelog_topic, _KEY.pack(key), None, []) for key in removed]
+        if removed:
+            result.expired += len(removed)
+            outputs.extend(Record(self.changelog_topic, _KEY.pack(key), None, []) for key in removed)
+        return result
 
     def restore(self, record: ConsumerRecord) -> None:
         key = int.from_bytes(record.key, "big")
@@ -236,21 +234,16 @@ class DedupCore:
         if moment > self.clock:
             self.clock = moment
 
-    def _unique(self, record: ConsumerRecord, session_id: str, fp: int) -> Output:
+    def _unique(self, record: ConsumerRecord, session_id: str, fp: int) -> Record:
         headers: list[tuple[str, bytes]] = list(record.headers or ())
         if cloudevents.header(headers, "ce_id") is None:
             # Not from our ingress: give it the fee record's CloudEvents headers, with an id stable across runs.
             headers = cloudevents.headers(cloudevents.TYPE_FEE, SOURCE, ce_id=f"{session_id}/{fp:016x}",
                                           extra=headers)
         key = record.key if record.key is not None else session_id.encode()
-        return Output(self.unique_topic, key, record.value, headers)
+        return Record(self.unique_topic, key, record.value, headers)
 
-    def _deadletter(self, record: ConsumerRecord, reason: str, doc: dict[str, Any] | None, **extra: Any) -> Output:
-        origin = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
-        raw = record.value if record.value is not None else b""
-        if doc is not None:
-            value = deadletter.value(reason, STAGE, origin, raw=raw, parsed=doc, max_bytes=self.max_payload, **extra)
-        else:
-            value = deadletter.value(reason, STAGE, origin, raw=raw, max_bytes=self.max_payload, **extra)
-        key, body, headers = deadletter.encode(value, SOURCE, key=record.key)
-        return Output(self.deadletter_topic, key, body, headers)
+    def _reject(self, record: ConsumerRecord, reason: Reason, detail: str, doc: Any = deadletter.UNPARSED
+                ) -> Result:
+        return Result([deadletter.for_record(record, reason, STAGE, self.deadletter_topic, detail=detail,
+                                             parsed=doc, max_bytes=self.max_payload)], REJECTED, reason)

@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from voicecall.ingress.parse import Record
-from voicecall.ingress.partition import partitioner
+from voicecall.runtime.partition import partitioner
+from voicecall.runtime.record import Record
 
 
 class Batch:
@@ -110,7 +110,7 @@ class Batcher:
             batch = Batch(self._producer().create_batch(), asyncio.get_running_loop(), self.deadline)
             if batch.builder.append(timestamp=None, key=record.key, value=record.value,
                                     headers=record.headers) is None:
-                batch.settle(ValueError(f"record of {len(record.value)} bytes does not fit in a batch"))
+                batch.settle(ValueError(f"record of {len(record.value or b'')} bytes does not fit in a batch"))
                 return batch
             queue.append(batch)
         if self._timer is None:

@@ -18,9 +18,10 @@ from aiohttp.typedefs import Handler
 
 from voicecall.ingress import metrics
 from voicecall.ingress.config import IngressSettings
-from voicecall.ingress.parse import TOO_LARGE, Outcome, Parser
+from voicecall.ingress.parse import Outcome, Parser
 from voicecall.ingress.publisher import Publisher, Unavailable
-from voicecall.runtime import logging as vlog
+from voicecall.runtime import logging as vlog, times
+from voicecall.runtime.deadletter import Reason
 
 log = vlog.get("ingress")
 
@@ -29,22 +30,6 @@ OK_BODY = b'{"resultcode":"0","resultdesc":"Success"}'
 
 def error_body(detail: str) -> bytes:
     return orjson.dumps({"resultcode": "1", "resultdesc": detail})
-
-
-class Clock:
-    """ISO 8601 UTC with milliseconds, the second part formatted once per second (strftime costs µs)."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
-
-    def now(self) -> str:
-        t = time.time()
-        second = int(t)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._prefix}.{int((t - second) * 1000):03d}Z"
 
 
 class ClientFilter:
@@ -82,7 +67,7 @@ class Notify:
     def __init__(self, settings: IngressSettings, publisher: Publisher) -> None:
         self.parser = Parser(settings)
         self.publisher = publisher
-        self.clock = Clock()
+        self.clock = times.Clock()
         self.clients = ClientFilter(settings.ingress_allow, settings.ingress_trusted_proxies)
         self.boot = os.urandom(6).hex()
         self.counter = 0
@@ -119,7 +104,7 @@ def make_handler(notify: Notify, route: str, path_label: str) -> Handler:
             detail = f"body over {notify.max_body} bytes"
             if request.content_length is not None:
                 origin["content_length"] = request.content_length
-            outcome = notify.parser.reject(body, TOO_LARGE, detail, origin, received, push_id, status=413)
+            outcome = notify.parser.reject(body, Reason.TOO_LARGE, detail, origin, received, push_id, status=413)
         try:
             via = await notify.publisher.publish(outcome.records)
         except Unavailable as error:

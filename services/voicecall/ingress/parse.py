@@ -18,33 +18,16 @@ import fastjsonschema
 import orjson
 
 from voicecall import huawei, topics
-from voicecall.runtime import cloudevents, deadletter
+from voicecall.runtime import cloudevents, deadletter, times
 from voicecall.runtime.config import CommonSettings
+from voicecall.runtime.deadletter import Reason
+from voicecall.runtime.record import Record
 
 STATUS_EVENTS = frozenset({"callout", "alerting", "answer", "collectInfo", "disconnect"})
 SOURCE = "/voicecall/ingress"
 STAGE = "ingress"
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"  # the top-level schemas/, linked into the package
 _BOM = b"\xef\xbb\xbf"
-
-# Reasons (deadletter ``reason``); the human detail goes to ``resultdesc`` and the deadletter ``detail``.
-NOT_JSON = "not-json"
-INVALID_UTF8 = "invalid-utf8"
-NOT_OBJECT = "not-an-object"
-MISSING_EVENT_TYPE = "missing-event-type"
-MISSING_STATUS_INFO = "missing-status-info"
-MISSING_FEE_LIST = "missing-fee-list"
-INVALID_SHAPE = "invalid-shape"
-TOO_LARGE = "too-large"
-UNKNOWN_EVENT_TYPE = "unknown-event-type"
-
-
-@dataclass(slots=True)
-class Record:
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: list[tuple[str, bytes]]
 
 
 @dataclass(slots=True)
@@ -54,7 +37,7 @@ class Outcome:
     status: int
     records: list[Record]
     event_type: str | None = None
-    reason: str | None = None  # None on success
+    reason: Reason | None = None  # None on success; the human detail goes to ``resultdesc`` and deadletter
     detail: str = "Success"
     session_ids: list[str] = field(default_factory=list)
 
@@ -143,7 +126,7 @@ def _iso_time(value: str) -> str | None:
         moment = huawei.parse_time(value)
     except huawei.BadTime:
         return None
-    return huawei.iso_z(moment) if moment else None
+    return times.iso_z(moment) if moment else None
 
 
 def event_time(value: object, fallback: str) -> str:
@@ -178,7 +161,7 @@ class Parser:
             return self._parse(body, received, push_id, origin)
         except orjson.JSONEncodeError as error:
             # orjson reads 1024 levels of nesting but writes only 254: such a body is kept as text instead.
-            return self.reject(body, INVALID_SHAPE, f"body cannot be re-encoded as JSON: {error}", origin,
+            return self.reject(body, Reason.INVALID_SHAPE, f"body cannot be re-encoded as JSON: {error}", origin,
                                received, push_id)
 
     def _parse(self, body: bytes, received: str, push_id: str, origin: dict[str, Any]) -> Outcome:
@@ -190,22 +173,22 @@ class Parser:
             try:
                 body.decode("utf-8")
             except UnicodeDecodeError:
-                return self.reject(body, INVALID_UTF8, "body is not valid UTF-8", origin, received, push_id)
-            return self.reject(body, NOT_JSON, f"body is not JSON: {error}", origin, received, push_id)
+                return self.reject(body, Reason.INVALID_UTF8, "body is not valid UTF-8", origin, received, push_id)
+            return self.reject(body, Reason.NOT_JSON, f"body is not JSON: {error}", origin, received, push_id)
         if not isinstance(doc, dict):
-            return self.reject(body, NOT_OBJECT, "body is not a JSON object", origin, received, push_id, doc)
+            return self.reject(body, Reason.NOT_AN_OBJECT, "body is not a JSON object", origin, received, push_id, doc)
         event_type = doc.get("eventType")
         if event_type is None:
-            return self.reject(body, MISSING_EVENT_TYPE, "eventType is missing", origin, received, push_id, doc)
+            return self.reject(body, Reason.MISSING_EVENT_TYPE, "eventType is missing", origin, received, push_id, doc)
         if not isinstance(event_type, str):
-            return self.reject(body, INVALID_SHAPE, "eventType is not a string", origin, received, push_id, doc)
+            return self.reject(body, Reason.INVALID_SHAPE, "eventType is not a string", origin, received, push_id, doc)
         extra = [("voicecall_received", received.encode()), ("voicecall_push_id", push_id.encode())]
         if event_type == "fee":
             return self._fee_push(body, doc, extra, origin, received, push_id)
         if event_type in STATUS_EVENTS:
             return self._status_push(body, doc, event_type, extra, origin, received, push_id)
         # Not ours to judge: keep it (200) and let a human look at it.
-        outcome = self.reject(body, UNKNOWN_EVENT_TYPE, f"unknown eventType {event_type[:64]!r}", origin,
+        outcome = self.reject(body, Reason.UNKNOWN_EVENT_TYPE, f"unknown eventType {event_type[:64]!r}", origin,
                               received, push_id, doc)
         outcome.status = 200
         outcome.event_type = event_type
@@ -215,11 +198,12 @@ class Parser:
                      origin: dict[str, Any], received: str, push_id: str) -> Outcome:
         info = doc.get("statusInfo")
         if info is None:
-            return self.reject(body, MISSING_STATUS_INFO, "statusInfo is missing", origin, received, push_id, doc)
+            return self.reject(body, Reason.MISSING_STATUS_INFO, "statusInfo is missing", origin, received, push_id,
+                               doc)
         try:
             self._status(doc)
         except fastjsonschema.JsonSchemaValueException as error:
-            return self.reject(body, INVALID_SHAPE, _schema_message(error), origin, received, push_id, doc)
+            return self.reject(body, Reason.INVALID_SHAPE, _schema_message(error), origin, received, push_id, doc)
         session_id: str = info["sessionId"]
         value = orjson.dumps(info)
         headers = cloudevents.headers(cloudevents.TYPE_STATUS + event_type, SOURCE,
@@ -231,11 +215,11 @@ class Parser:
     def _fee_push(self, body: bytes, doc: dict[str, Any], extra: cloudevents.Headers, origin: dict[str, Any],
                   received: str, push_id: str) -> Outcome:
         if doc.get("feeLst") is None:
-            return self.reject(body, MISSING_FEE_LIST, "feeLst is missing", origin, received, push_id, doc)
+            return self.reject(body, Reason.MISSING_FEE_LIST, "feeLst is missing", origin, received, push_id, doc)
         try:
             self._fee(doc)
         except fastjsonschema.JsonSchemaValueException as error:
-            return self.reject(body, INVALID_SHAPE, _schema_message(error), origin, received, push_id, doc)
+            return self.reject(body, Reason.INVALID_SHAPE, _schema_message(error), origin, received, push_id, doc)
         records = []
         session_ids = []
         for fee in doc["feeLst"]:
@@ -247,16 +231,14 @@ class Parser:
             session_ids.append(session_id)
         return Outcome(200, records, "fee", session_ids=session_ids)
 
-    def reject(self, body: bytes, reason: str, detail: str, origin: dict[str, Any], received: str, push_id: str,
-               doc: Any = deadletter._UNPARSED, status: int = 400) -> Outcome:
+    def reject(self, body: bytes, reason: Reason, detail: str, origin: dict[str, Any], received: str,
+               push_id: str, doc: Any = deadletter.UNPARSED, status: int = 400) -> Outcome:
         """A 400 (or 413) whose raw body and reason go to deadletter, keyed like the push when it can be."""
-        value = deadletter.value(reason, STAGE, origin, raw=body, parsed=doc, max_bytes=self.max_payload,
-                                 detail=detail, received=received, push_id=push_id)
-        key = _session_key(doc)
-        _, encoded, headers = deadletter.encode(value, SOURCE, key)
+        record = deadletter.build(reason, STAGE, origin, topic=self.deadletter_topic, key=_session_key(doc),
+                                  raw=body, detail=detail, parsed=doc, time=received, max_bytes=self.max_payload,
+                                  received=received, push_id=push_id)
         event_type = doc.get("eventType") if isinstance(doc, dict) else None
-        return Outcome(status, [Record(self.deadletter_topic, key, encoded, headers)],
-                       event_type if isinstance(event_type, str) else None, reason, detail)
+        return Outcome(status, [record], event_type if isinstance(event_type, str) else None, reason, detail)
 
 
 def _session_key(doc: Any) -> bytes | None:

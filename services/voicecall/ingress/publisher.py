@@ -33,11 +33,11 @@ from aiokafka.errors import (
 from voicecall.ingress import metrics
 from voicecall.ingress.batcher import Batch, Batcher
 from voicecall.ingress.config import IngressSettings
-from voicecall.ingress.parse import Record
-from voicecall.ingress.partition import partitioner
 from voicecall.ingress.spool import Spool, SpoolError
 from voicecall.runtime import logging as vlog
 from voicecall.runtime.kafka import make_producer
+from voicecall.runtime.partition import partitioner
+from voicecall.runtime.record import Record
 
 log = vlog.get("ingress.publisher")
 

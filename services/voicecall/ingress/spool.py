@@ -27,8 +27,8 @@ from typing import Any
 
 import orjson
 
-from voicecall.ingress.parse import Record
 from voicecall.runtime.files import fsync_dir
+from voicecall.runtime.record import Record
 
 HEADER = struct.Struct(">II")
 MAX_ENTRY = 64 << 20  # a push is ≤ a few MiB; a larger length field is a torn or garbled header
@@ -64,7 +64,8 @@ class Entry:
 
 def encode_entry(records: list[Record], now: float) -> bytes:
     payload = orjson.dumps({"t": now, "r": [
-        [r.topic, None if r.key is None else r.key.decode("utf-8", "surrogateescape"), r.value.decode(),
+        [r.topic, None if r.key is None else r.key.decode("utf-8", "surrogateescape"),
+         None if r.value is None else r.value.decode(),
          [[name, value.decode("utf-8", "surrogateescape")] for name, value in r.headers]]
         for r in records]})
     return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
@@ -72,7 +73,8 @@ def encode_entry(records: list[Record], now: float) -> bytes:
 
 def _decode_records(payload: bytes) -> tuple[float, list[Record]]:
     doc = orjson.loads(payload)
-    records = [Record(topic, None if key is None else key.encode("utf-8", "surrogateescape"), value.encode(),
+    records = [Record(topic, None if key is None else key.encode("utf-8", "surrogateescape"),
+                      None if value is None else value.encode(),
                       [(name, hv.encode("utf-8", "surrogateescape")) for name, hv in headers])
                for topic, key, value, headers in doc["r"]]
     return float(doc["t"]), records

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 
+import aiohttp
+from yarl import URL
+
+from voicecall import topics
+from voicecall.recordings import safety
 from voicecall.recordings.config import RecordingsSettings
-from voicecall.recordings.worker import serve
-from voicecall.runtime import config, lifecycle, logging as vlog, metrics
+from voicecall.recordings.store import Store
+from voicecall.recordings.worker import Rebalance, Worker
+from voicecall.runtime import config, kafka, lifecycle, logging as vlog, metrics
 
 SETTINGS = """settings (VOICECALL_* environment variables, default in brackets):
   VOICECALL_HUAWEI_BASE_URL              the record API's APP access address [https://rtccall.cn-north-1.myhuaweicloud.cn:443]
@@ -53,3 +60,44 @@ def main(args: argparse.Namespace) -> int:
             await ops.cleanup()
 
     return lifecycle.run(service)
+
+
+async def serve(settings: RecordingsSettings, stop: asyncio.Event, store: Store | None = None) -> None:
+    """Run the downloader until ``stop`` is set; the store is opened from the settings unless given."""
+    from voicecall.recordings.store import open_store
+
+    owns_store = store is None
+    if store is None:
+        store = await open_store(settings.recordings_store, s3_endpoint_url=settings.recordings_s3_endpoint_url,
+                                 s3_region=settings.recordings_s3_region,
+                                 s3_part_size=settings.recordings_s3_part_size,
+                                 threads=settings.recordings_concurrency + 4)
+    listener = Rebalance()
+    consumer = kafka.make_consumer(settings, group_id=kafka.group_id(settings, "recordings"))
+    consumer.subscribe([topics.name(settings, "fee.unique")], listener=listener)
+    producer = kafka.make_producer(settings, client_suffix="-recordings")
+    # The record API's own host is the operator's choice (possibly a private proxy): its addresses are trusted.
+    # Download URLs still have to pass the allowlist (safety.url_refusal) before any connection is made.
+    api_host = URL(settings.huawei_base_url).host
+    connector = aiohttp.TCPConnector(resolver=safety.SafeResolver([*settings.allowed_hosts(),
+                                                                   *([api_host] if api_host else [])]),
+                                     limit=settings.recordings_concurrency * 2, ttl_dns_cache=60)
+    timeout = aiohttp.ClientTimeout(total=settings.recordings_download_timeout,
+                                    connect=settings.recordings_connect_timeout,
+                                    sock_read=settings.recordings_read_timeout)
+    session = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
+                                    trust_env=False)
+    try:
+        await producer.start()
+        await consumer.start()
+        worker = Worker(settings, store, session, producer, consumer)
+        listener.worker = worker
+        await worker.run(stop)
+    finally:
+        with contextlib.suppress(Exception):
+            await producer.stop()  # flushes what is still buffered
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+        await session.close()
+        if owns_store:
+            await store.close()

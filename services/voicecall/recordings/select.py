@@ -13,6 +13,7 @@ from typing import Any
 
 from voicecall import huawei
 from voicecall.recordings import keys
+from voicecall.runtime.deadletter import Reason
 
 MIN_TALK_SECONDS = 3.0
 
@@ -21,7 +22,7 @@ NO_RECORDING = "no-recording"
 NOT_CALLBACK = "not-callback"
 NOT_ANSWERED = "not-answered"
 TOO_SHORT = "too-short"
-INVALID = "invalid"  # also sent to deadletter: it cannot be judged
+INVALID = "invalid"  # also sent to deadletter (with ``Skip.problem`` as its reason): it cannot be judged
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Fetch:
 class Skip:
     reason: str
     detail: str = ""
+    problem: Reason | None = None  # the deadletter reason of an INVALID record
 
 
 @dataclass(frozen=True)
@@ -75,10 +77,10 @@ def _text(value: object) -> str | None:
 
 def decide(record: Any) -> Decision:
     if not isinstance(record, dict):
-        return Skip(INVALID, "not a JSON object")
+        return Skip(INVALID, "not a JSON object", Reason.NOT_AN_OBJECT)
     session_id = record.get("sessionId")
     if not isinstance(session_id, str) or not session_id:
-        return Skip(INVALID, "no sessionId")
+        return Skip(INVALID, "no sessionId", Reason.MISSING_SESSION_ID)
     if not _flag_set(record.get("recordFlag")):
         return Skip(NO_RECORDING)
     if not _is_callback(record.get("serviceType")):
@@ -87,11 +89,11 @@ def decide(record: Any) -> Decision:
         answered = huawei.parse_time(record.get("fwdAnswerTime"))
         ended = huawei.parse_time(record.get("callEndTime"))
     except huawei.BadTime as error:
-        return Skip(INVALID, str(error))
+        return Skip(INVALID, str(error), Reason.BAD_TIME)
     if answered is None:
         return Skip(NOT_ANSWERED)
     if ended is None:
-        return Skip(INVALID, "no callEndTime")
+        return Skip(INVALID, "no callEndTime", Reason.MISSING_END_TIME)
     talk = (ended - answered).total_seconds()
     if talk < MIN_TALK_SECONDS:
         return Skip(TOO_SHORT, f"{talk:.0f} s")

@@ -21,30 +21,18 @@ import orjson
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from botocore.exceptions import BotoCoreError, ClientError
-from prometheus_client import Counter, Gauge, Histogram
-from yarl import URL
 
-from voicecall import huawei, topics
+from voicecall import topics
 from voicecall.recordings import fetch, safety, select
 from voicecall.recordings.config import RecordingsSettings
+from voicecall.recordings.metrics import BYTES, DOWNLOADS, FAILED, IN_FLIGHT, LATENCY, RETRY_BACKLOG, SKIPPED
 from voicecall.recordings.store import Store, Stored
 from voicecall.recordings.tracker import OffsetTracker, backoff
-from voicecall.runtime import cloudevents, deadletter, kafka, logging as vlog
+from voicecall.runtime import cloudevents, deadletter, logging as vlog, times
+from voicecall.runtime.deadletter import Reason
 
 SOURCE = "/voicecall/recordings"
 RECORDING_LIFETIME = 7 * 86400.0  # the platform deletes recordings after 7 days: no point retrying past that
-
-DOWNLOADS = Counter("voicecall_recordings_downloads_total", "Recordings by outcome",
-                    ["outcome"])  # stored, already-stored, failed, retry
-BYTES = Counter("voicecall_recordings_bytes_total", "Bytes of recordings stored")
-LATENCY = Histogram("voicecall_recordings_download_seconds", "Duration of one successful download attempt",
-                    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900))
-IN_FLIGHT = Gauge("voicecall_recordings_in_flight", "Downloads transferring now")
-RETRY_BACKLOG = Gauge("voicecall_recordings_retry_backlog", "Recordings waiting for their next attempt")
-SKIPPED = Counter("voicecall_recordings_skipped_total", "Fee records without a recording to fetch, by reason",
-                  ["reason"])
-FAILED = Counter("voicecall_recordings_failed_total", "Recordings given up on, by reason", ["reason"])
-
 
 @dataclass
 class PartitionState:
@@ -57,13 +45,13 @@ def stored_value(job: select.Fetch, stored: Stored, attempts: int) -> dict[str, 
     return {"sessionId": job.session_id, "recordObjectName": job.record_object_name, "uri": stored.uri,
             "key": stored.key, "bytes": stored.bytes, "sha256": stored.sha256,
             "contentType": "audio/wav" if stored.key.endswith(".wav") else "application/octet-stream",
-            "callEndTime": huawei.iso_z(job.call_end), "attempts": attempts, "storedAt": cloudevents.now_iso()}
+            "callEndTime": times.iso_z(job.call_end), "attempts": attempts, "storedAt": times.now_iso()}
 
 
 def failed_value(session_id: str, record_object_name: str | None, reason: str, detail: str, attempts: int
                  ) -> dict[str, Any]:
     return {"sessionId": session_id, "recordObjectName": record_object_name, "reason": reason, "detail": detail,
-            "attempts": attempts, "failedAt": cloudevents.now_iso()}
+            "attempts": attempts, "failedAt": times.now_iso()}
 
 
 class Worker:
@@ -129,17 +117,13 @@ class Worker:
 
     def _handle(self, tp: TopicPartition, state: PartitionState, record: Any) -> None:
         state.tracker.add(record.offset)
-        try:
-            value = orjson.loads(record.value) if record.value is not None else None
-        except orjson.JSONDecodeError:
-            value = None
-        decision = select.decide(value)
+        decision = _decide(record.value)
         if isinstance(decision, select.Skip):
             SKIPPED.labels(decision.reason).inc()
             if decision.reason != select.INVALID:
                 state.tracker.done(record.offset)
                 return
-            self._spawn(tp, state, record.offset, self._deadletter(record, decision, value))
+            self._spawn(tp, state, record.offset, self._deadletter(record, decision))
         elif isinstance(decision, select.GiveUp):
             self._spawn(tp, state, record.offset, self._emit_failed(
                 decision.session_id, decision.record_object_name, decision.reason, "", 0))
@@ -279,13 +263,13 @@ class Worker:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    async def _deadletter(self, record: Any, decision: select.Skip, parsed: Any) -> None:
-        origin = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
-        kwargs: dict[str, Any] = {} if parsed is None else {"parsed": parsed}
-        dl = deadletter.value(f"invalid-fee-record: {decision.detail}", "recordings", origin, raw=record.value,
-                              max_bytes=self.settings.deadletter_max_payload, **kwargs)
-        key, value, headers = deadletter.encode(dl, SOURCE, record.key)
-        await self._send(self.topic_deadletter, key, value, headers)
+    async def _deadletter(self, record: Any, decision: select.Skip) -> None:
+        problem = decision.problem or Reason.INVALID_SHAPE
+        parsed: Any = deadletter.UNPARSED if problem in (Reason.EMPTY_VALUE, Reason.NOT_JSON) else \
+            orjson.loads(record.value)
+        dead = deadletter.for_record(record, problem, "recordings", self.topic_deadletter, detail=decision.detail,
+                                     parsed=parsed, max_bytes=self.settings.deadletter_max_payload)
+        await self._send(dead.topic, dead.key, dead.value or b"", dead.headers)
 
     # --- offsets and rebalances -----------------------------------------------------------------------------
 
@@ -344,6 +328,15 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
                 self.worker.partitions.setdefault(tp, PartitionState())
 
 
+def _decide(raw: bytes | None) -> select.Decision:
+    if raw is None:
+        return select.Skip(select.INVALID, "the record has no value (a tombstone?)", Reason.EMPTY_VALUE)
+    try:
+        return select.decide(orjson.loads(raw))
+    except orjson.JSONDecodeError as error:
+        return select.Skip(select.INVALID, f"not JSON: {error}", Reason.NOT_JSON)
+
+
 async def _wait_any(*events_and_timeout: Any, timeout: float) -> None:
     waiters = [asyncio.create_task(event.wait()) for event in events_and_timeout]
     try:
@@ -351,44 +344,3 @@ async def _wait_any(*events_and_timeout: Any, timeout: float) -> None:
     finally:
         for waiter in waiters:
             waiter.cancel()
-
-
-async def serve(settings: RecordingsSettings, stop: asyncio.Event, store: Store | None = None) -> None:
-    """Run the downloader until ``stop`` is set; the store is opened from the settings unless given."""
-    from voicecall.recordings.store import open_store
-
-    owns_store = store is None
-    if store is None:
-        store = await open_store(settings.recordings_store, s3_endpoint_url=settings.recordings_s3_endpoint_url,
-                                 s3_region=settings.recordings_s3_region,
-                                 s3_part_size=settings.recordings_s3_part_size,
-                                 threads=settings.recordings_concurrency + 4)
-    listener = Rebalance()
-    consumer = kafka.make_consumer(settings, group_id=kafka.group_id(settings, "recordings"))
-    consumer.subscribe([topics.name(settings, "fee.unique")], listener=listener)
-    producer = kafka.make_producer(settings, client_suffix="-recordings")
-    # The record API's own host is the operator's choice (possibly a private proxy): its addresses are trusted.
-    # Download URLs still have to pass the allowlist (safety.url_refusal) before any connection is made.
-    api_host = URL(settings.huawei_base_url).host
-    connector = aiohttp.TCPConnector(resolver=safety.SafeResolver([*settings.allowed_hosts(),
-                                                                   *([api_host] if api_host else [])]),
-                                     limit=settings.recordings_concurrency * 2, ttl_dns_cache=60)
-    timeout = aiohttp.ClientTimeout(total=settings.recordings_download_timeout,
-                                    connect=settings.recordings_connect_timeout,
-                                    sock_read=settings.recordings_read_timeout)
-    session = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
-                                    trust_env=False)
-    try:
-        await producer.start()
-        await consumer.start()
-        worker = Worker(settings, store, session, producer, consumer)
-        listener.worker = worker
-        await worker.run(stop)
-    finally:
-        with contextlib.suppress(Exception):
-            await producer.stop()  # flushes what is still buffered
-        with contextlib.suppress(Exception):
-            await consumer.stop()
-        await session.close()
-        if owns_store:
-            await store.close()

@@ -35,6 +35,7 @@ from typing import Any, TextIO
 from aiokafka import TopicPartition
 
 from voicecall.replay import names, window
+from voicecall.runtime import times
 from voicecall.runtime.config import CommonSettings
 from voicecall.runtime.kafka import make_consumer, make_producer
 
@@ -89,10 +90,10 @@ class Summary:
         return sum(p.skipped for p in self.partitions)
 
     def render(self) -> str:
-        end = "open" if self.win.end is None else window.iso(self.win.end)
+        end = "open" if self.win.end is None else times.iso_ms(self.win.end)
         verb = "would copy" if self.dry_run else "copied"
         lines = [f"replay {self.replay_id}: {self.source} → {self.target}, "
-                 f"window [{window.iso(self.win.start)}, {end})"]
+                 f"window [{times.iso_ms(self.win.start)}, {end})"]
         for p in self.partitions:
             if p.stop <= p.first:  # its first record is already past the window: nothing read
                 continue

@@ -22,7 +22,8 @@ from aiokafka import TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from voicecall import topics
-from voicecall.replay import names, window
+from voicecall.replay import names
+from voicecall.runtime import times
 from voicecall.runtime.config import CommonSettings
 from voicecall.runtime.kafka import group_id, make_admin, make_consumer
 
@@ -77,7 +78,7 @@ def plan(partitions: list[int], committed: Mapping[int, int | None], found: Mapp
 
 def format_plan(topic: str, group: str, since_ms: int, rows: list[PartitionPlan]) -> str:
     """The plan as a table. Counts prefixed with ``<=`` are offset spans (not counted): upper bounds."""
-    lines = [f"group {group} on {topic}, from {window.iso(since_ms)}:",
+    lines = [f"group {group} on {topic}, from {times.iso_ms(since_ms)}:",
              f"{'partition':>9}  {'current':>10}  {'new':>10}  {'end':>10}  {'to reprocess':>12}"]
     for row in rows:
         current = "-" if row.current is None else str(row.current)

@@ -20,7 +20,7 @@ import orjson
 from aiokafka import TopicPartition
 
 from voicecall.replay import names, window
-from voicecall.runtime import config, lifecycle, logging as vlog
+from voicecall.runtime import config, lifecycle, logging as vlog, times
 from voicecall.runtime.kafka import make_consumer
 
 
@@ -30,7 +30,7 @@ def render(record: Any, with_headers: bool) -> dict[str, Any]:
         "topic": record.topic,
         "partition": record.partition,
         "offset": record.offset,
-        "timestamp": window.iso(record.timestamp),
+        "timestamp": times.iso_ms(record.timestamp),
         "key": _text(record.key),
     }
     value = record.value

@@ -69,6 +69,3 @@ class Window:
         return timestamp_ms >= self.start and (self.end is None or timestamp_ms < self.end)
 
 
-def iso(ms: int) -> str:
-    """Epoch milliseconds → ISO 8601 UTC with ``Z``, for messages and summaries."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from datetime import UTC, datetime
+from typing import Any
+
+from voicecall.runtime import times
 
 Headers = list[tuple[str, bytes]]
 
@@ -18,11 +21,6 @@ TYPE_RECORDING_FAILED = "voicecall.recording.failed"
 TYPE_DEADLETTER = "voicecall.deadletter"
 
 
-def now_iso() -> str:
-    """RFC 3339 UTC with milliseconds and ``Z``."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
 def headers(ce_type: str, source: str, ce_id: str | None = None, time: str | None = None,
             extra: Headers | None = None) -> Headers:
     """The required CloudEvents headers plus ``content-type``; ``extra`` headers are appended as given."""
@@ -31,7 +29,7 @@ def headers(ce_type: str, source: str, ce_id: str | None = None, time: str | Non
         ("ce_id", (ce_id or uuid.uuid4().hex).encode()),
         ("ce_source", source.encode()),
         ("ce_type", ce_type.encode()),
-        ("ce_time", (time or now_iso()).encode()),
+        ("ce_time", (time or times.now_iso()).encode()),
         ("content-type", CONTENT_TYPE),
     ]
     if extra:
@@ -45,3 +43,14 @@ def header(headers_: Headers | tuple[tuple[str, bytes], ...] | None, name: str) 
         if key == name:
             return value.decode("utf-8", "replace") if value is not None else None
     return None
+
+
+def event_id(*parts: object) -> str:
+    """A deterministic ``ce_id`` from the parts (128-bit BLAKE2b, hex): the same event produced again (a retried
+    transaction, a replay, a re-sent push) gets the same id."""
+    return hashlib.blake2b("\n".join(map(str, parts)).encode(), digest_size=16).hexdigest()
+
+
+def record_time(record: Any) -> str:
+    """The time of a consumed record (an aiokafka ``ConsumerRecord``): its ``ce_time``, else its Kafka timestamp."""
+    return header(record.headers, "ce_time") or times.iso_ms(record.timestamp)

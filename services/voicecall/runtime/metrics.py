@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
 
 Readiness = Callable[[], tuple[bool, dict[str, object]]]
 
@@ -48,3 +50,36 @@ def bound_port(runner: web.AppRunner) -> int:
             return int(server.sockets[0].getsockname()[1])
     raise RuntimeError("ops server is not listening")
 
+
+class Tally(Collector):
+    """A counter kept as plain integers and read at scrape time, for counting per record on a hot path.
+
+    A prometheus_client ``Counter.inc()`` takes a lock and costs about as much as a small core's whole work on a
+    record; a stage's loop and its ops server share one event loop thread, so plain integers are safe there (and
+    only there: not for code running in other threads). Counts go up only; an unlabelled tally shows 0 from the
+    start, like a Counter.
+    """
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = (),
+                 registry: CollectorRegistry = REGISTRY) -> None:
+        self.name = name.removesuffix("_total")
+        self.documentation = documentation
+        self.labelnames = list(labelnames)
+        self.values: dict[tuple[str, ...], int] = {} if labelnames else {(): 0}
+        registry.register(self)
+
+    def add(self, labels: tuple[str, ...] = (), amount: int = 1) -> None:
+        values = self.values
+        values[labels] = values.get(labels, 0) + amount
+
+    def _family(self) -> CounterMetricFamily:
+        return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield self._family()
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = self._family()
+        for labels, value in sorted(self.values.items()):
+            family.add_metric(list(labels), value)
+        yield family

@@ -1,9 +1,11 @@
 """The pusher: plays the timeline against real URLs with the platform's delivery rules and counts the outcome.
 
-Status pushes are sent once, in state order per call, never re-pushed (a push not answered 200 is a lost event).
-A fee push not answered 200, or answered with a ``resultcode`` other than "0", is re-pushed with the same body up
-to ``max_repushes`` times, ``repush_interval`` apart (wall-clock seconds; the platform's 1 h by default); after the
-last failure its records are given up (the real platform writes them to a file for customer service).
+Status pushes are sent once, in the call's own order (unless made late or duplicated, see :mod:`.delivery`),
+never re-pushed (an event no copy of which is answered 200 is lost). A fee push not answered 200, or answered
+with a ``resultcode`` other than "0", is re-pushed with the same body up to ``max_repushes`` times,
+``repush_interval`` apart (wall-clock seconds; the platform's 1 h by default); after the last failure its records
+are given up (the real platform writes them to a file for customer service). Pushes are signed with their call's
+app when signing is on (:mod:`.signing`).
 
 Simulated time runs ``speed`` times faster than the wall clock (``speed=0``: as fast as the receiver answers); the
 re-push interval is not scaled.
@@ -16,117 +18,56 @@ import contextlib
 import functools
 import random
 import time
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 from yarl import URL
 
-from voicecall import huawei
-from voicecall.simulator import pushes
-from voicecall.simulator.calls import FILES_PATH, CallOptions, generate, normalise_mix
+from voicecall.simulator import delivery, pushes, signing
+from voicecall.simulator.calls import generate
+from voicecall.simulator.model import DEFAULT_APP_KEY, FILES_PATH, CallOptions, normalise_mix
 from voicecall.simulator.recording_api import RecordingApi
+from voicecall.simulator.summary import DELIVERED, GIVEN_UP, MAX_REPUSHES, PENDING, WITHHELD, Summary
 
-MAX_REPUSHES = 6
 PLAIN_HEADERS = {"Content-Type": pushes.CONTENT_TYPE}
+DEFAULT_APP_SECRET = "sim-app-secret"  # used when no secret is given: pushes are then unsigned by default
 
 
-@dataclass
-class Summary:
-    """What happened in one run. ``lost`` counts what the receiver lost: unaccepted status events and CDRs given
-    up after the last re-push. Records still waiting for a re-push when the run was stopped are ``pending``."""
-
-    seed: int
-    start_time: str
-    calls: int = 0
-    scenarios: Counter[str] = field(default_factory=Counter)
-    outcomes: Counter[str] = field(default_factory=Counter)
-    status_pushes: int = 0
-    status_delivered: int = 0
-    status_lost: int = 0
-    fee_pushes: int = 0  # first pushes; re-pushes are counted separately
-    fee_records: int = 0
-    repushes: int = 0
-    fee_records_delivered: int = 0
-    fee_records_given_up: int = 0
-    fee_records_pending: int = 0
-    recordings: int = 0
-    recordings_missing: int = 0
-    status_answers: Counter[str] = field(default_factory=Counter)
-    fee_answers: Counter[str] = field(default_factory=Counter)
-    elapsed: float = 0.0
-    max_lag: float = 0.0  # furthest the pushes fell behind simulated time (wall seconds; receiver too slow)
-    stopped: bool = False  # ended by the stop event rather than by running out of calls
-    max_repushes: int = MAX_REPUSHES  # the policy in force, for the text summary
-
-    @property
-    def lost(self) -> int:
-        return self.status_lost + self.fee_records_given_up
-
-    @property
-    def unfinished(self) -> int:
-        """Calls whose CDR was never pushed because the run stopped before the call (or its second) ended."""
-        return self.calls - self.fee_records
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "seed": self.seed, "start_time": self.start_time, "calls": self.calls,
-            "scenarios": dict(self.scenarios), "outcomes": dict(self.outcomes),
-            "status_pushes": self.status_pushes, "status_delivered": self.status_delivered,
-            "status_lost": self.status_lost, "fee_pushes": self.fee_pushes, "fee_records": self.fee_records,
-            "repushes": self.repushes, "fee_records_delivered": self.fee_records_delivered,
-            "fee_records_given_up": self.fee_records_given_up, "fee_records_pending": self.fee_records_pending,
-            "recordings": self.recordings, "recordings_missing": self.recordings_missing,
-            "status_answers": dict(self.status_answers), "fee_answers": dict(self.fee_answers),
-            "lost": self.lost, "unfinished": self.unfinished, "elapsed": round(self.elapsed, 3),
-            "max_lag": round(self.max_lag, 3),
-            "stopped": self.stopped,
-        }
-
-    def progress_line(self) -> str:
-        return (f"{self.elapsed:7.1f}s  calls {self.calls}  status {self.status_delivered}/{self.status_pushes}"
-                f" (lost {self.status_lost})  fee pushes {self.fee_pushes} records {self.fee_records_delivered}"
-                f"/{self.fee_records} re-pushes {self.repushes} given up {self.fee_records_given_up}"
-                + (f"  behind by {self.max_lag:.1f}s" if self.max_lag >= 1 else ""))
-
-    def text(self) -> str:
-        def counts(counter: Counter[str]) -> str:
-            return ", ".join(f"{key}: {value}" for key, value in sorted(counter.items())) or "-"
-
-        lines = [
-            f"simulated platform: seed {self.seed}, start time {self.start_time}, {self.elapsed:.1f} s"
-            + (" (stopped)" if self.stopped else ""),
-            f"  calls            {self.calls} ({counts(self.scenarios)})",
-            f"  outcomes         {counts(self.outcomes)}",
-            f"  status pushes    {self.status_pushes}, accepted {self.status_delivered}, lost {self.status_lost}"
-            f"  answers {counts(self.status_answers)}",
-            f"  fee pushes       {self.fee_pushes} with {self.fee_records} records, re-pushes {self.repushes}"
-            f"  answers {counts(self.fee_answers)}",
-            f"  fee records      accepted {self.fee_records_delivered}, given up after {self.max_repushes} re-pushes "
-            f"{self.fee_records_given_up}, pending at stop {self.fee_records_pending}, calls unfinished at stop "
-            f"{self.unfinished}",
-            f"  recordings       {self.recordings} (missing on purpose {self.recordings_missing})",
-            f"  receiver lost    {self.lost}",
-        ]
-        return "\n".join(lines)
+def resolve_apps(apps: Mapping[str, str | Sequence[str]] | None, app_key: str | None,
+                 app_secret: str | None) -> tuple[signing.Apps, bool]:
+    """The apps of a run (the apps mapping, plus the single key/secret) and whether any secret was given."""
+    resolved = signing.as_apps(apps or {})
+    given = bool(resolved) or app_secret is not None
+    key = app_key or DEFAULT_APP_KEY
+    if app_secret is not None:
+        known = resolved.get(key, ())
+        resolved[key] = known if app_secret in known else (*known, app_secret)
+    if not resolved:
+        resolved[key] = (DEFAULT_APP_SECRET,)
+    return resolved, given
 
 
 class Platform:
     """A simulated Voice Call platform pushing to ``status_url``/``fee_url`` (or both kinds to ``notify_url``).
 
     ``calls`` or ``duration`` (simulated seconds of call starts) bound the run; with neither it runs until the
-    ``stop`` event given to :meth:`run` is set. Extra keyword arguments are :class:`CallOptions` fields.
+    ``stop`` event given to :meth:`run` is set. Calls are spread over the apps (``apps`` plus the single
+    ``app_key``/``app_secret``); pushes are signed when ``sign_pushes`` is true, or, when it is None, when any
+    secret was given. Extra keyword arguments are :class:`CallOptions` fields.
     """
 
     def __init__(self, status_url: str | None = None, fee_url: str | None = None, *,
                  notify_url: str | None = None, seed: int = 0, rate: float = 10.0, calls: int | None = None,
                  duration: float | None = None, mix: dict[str, float] | None = None,
-                 repush_interval: float = 3600.0, max_repushes: int = MAX_REPUSHES, sign_pushes: bool = False,
-                 push_signature: str = "newline", push_created_zone: str = "utc", repush_bodies: str = "same",
-                 app_key: str = "sim-app-key", app_secret: str = "sim-app-secret",
+                 repush_interval: float = 3600.0, max_repushes: int = MAX_REPUSHES,
+                 sign_pushes: bool | None = None, push_digest: str = "newline", push_created_zone: str = "utc",
+                 repush_bodies: str = "same", app_key: str | None = None, app_secret: str | None = None,
+                 apps: Mapping[str, str | Sequence[str]] | None = None, bad_signature_share: float = 0.0,
+                 replayed_nonce_share: float = 0.0, unsigned_share: float = 0.0, late_share: float = 0.0,
+                 duplicate_share: float = 0.0, lost_cdr_share: float = 0.0, cdr_grace: float = 7 * 3600.0,
                  recording_api: RecordingApi | None = None, start_time: datetime | None = None,
                  speed: float = 1.0, concurrency: int = 64, push_timeout: float = 10.0,
                  on_progress: Callable[[Summary], None] | None = None, progress_interval: float = 1.0,
@@ -135,29 +76,34 @@ class Platform:
         self.fee_url = fee_url or notify_url
         if not self.status_url or not self.fee_url:
             raise ValueError("give status_url and fee_url, or notify_url")
-        if push_signature not in pushes.PUSH_SIGNATURES:
-            raise ValueError(f"push_signature must be one of {pushes.PUSH_SIGNATURES}")
         if repush_bodies not in pushes.REPUSH_BODIES:
             raise ValueError(f"repush_bodies must be one of {pushes.REPUSH_BODIES}")
-        if push_created_zone not in pushes.PUSH_CREATED_ZONES:
-            raise ValueError(f"push_created_zone must be one of {pushes.PUSH_CREATED_ZONES}")
-        if speed < 0 or concurrency < 1 or max_repushes < 0 or repush_interval < 0:
-            raise ValueError("speed, repush_interval and max_repushes must be ≥ 0, concurrency ≥ 1")
+        if speed < 0 or concurrency < 1 or max_repushes < 0 or repush_interval < 0 or cdr_grace < 0:
+            raise ValueError("speed, repush_interval, max_repushes and cdr_grace must be ≥ 0, concurrency ≥ 1")
         start = (start_time or datetime.now(UTC).replace(microsecond=0)).astimezone(UTC)
+        self.apps, secret_given = resolve_apps(apps, app_key, app_secret)
+        self.signer: signing.Signer | None = None
+        signs = secret_given if sign_pushes is None else sign_pushes
+        # built even when not signing, so bad forms and shares are refused either way
+        signer = signing.Signer(self.apps, form=push_digest, created_zone=push_created_zone,
+                                bad_share=bad_signature_share, replay_share=replayed_nonce_share,
+                                unsigned_share=unsigned_share, seed=seed)
+        if signs:
+            self.signer = signer
         if recording_api is not None:
             if not recording_api.base_url:
                 raise ValueError("start the recording API before creating the Platform")
             call_options.setdefault("recording_url_base", recording_api.base_url + FILES_PATH)
+            for key, secrets in self.apps.items():
+                recording_api.apps.setdefault(key, secrets)
         self.options = replace(CallOptions(), seed=seed, start=start, rate=rate,
-                               mix=normalise_mix(mix) if mix else CallOptions().mix, app_key=app_key,
+                               mix=normalise_mix(mix) if mix else CallOptions().mix, app_keys=tuple(self.apps),
                                **call_options)
+        self.faults = delivery.Faults(late_share, duplicate_share, lost_cdr_share, seed)
         self.calls = calls
         self.duration = duration
         self.repush_interval = repush_interval
         self.max_repushes = max_repushes
-        self.signing = (app_key, app_secret) if sign_pushes else None
-        self.push_signature = push_signature
-        self.push_created_zone = push_created_zone
         self.repush_bodies = repush_bodies
         self.recording_api = recording_api
         self.speed = speed
@@ -165,13 +111,16 @@ class Platform:
         self.push_timeout = push_timeout
         self.on_progress = on_progress
         self.progress_interval = progress_interval
-        self.summary = Summary(seed=seed, start_time=huawei.iso_z(start), max_repushes=max_repushes)
+        self.summary = Summary(seed=seed, start_time=start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                               max_repushes=max_repushes, cdr_grace=cdr_grace,
+                               signing=f"{push_digest} digest, Created {push_created_zone}" if signs else "off")
         self._stop = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)  # requests in flight
         # Pushes handed out but not yet sent: keeps the generator from running far ahead of a slow receiver.
         self._backlog = asyncio.Semaphore(concurrency * 8)
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_status: dict[str, asyncio.Task[None]] = {}
+        self._missing_files: set[str] = set()  # sessionIds of recordings missing on purpose, until their CDR settles
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, URL] = {}
 
@@ -192,15 +141,23 @@ class Platform:
         finally:
             self.summary.elapsed = time.monotonic() - began
             self.summary.stopped = self._stop.is_set()
+            self.summary.missing.close()
+            self.count_fetched()
             if progress is not None:
                 progress.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await progress
         return self.summary
 
+    def count_fetched(self) -> None:
+        """Recordings the receiver has downloaded whole so far (again after lingering)."""
+        if self.recording_api is not None:
+            self.summary.recordings_fetched = len(self.recording_api.fetched)
+
     async def _play(self, began: float) -> None:
         origin = self.options.start.timestamp()
-        for number, emission in enumerate(pushes.timeline(generate(self.options, self.calls, self.duration))):
+        emissions = pushes.timeline(generate(self.options, self.calls, self.duration), self.faults)
+        for number, emission in enumerate(emissions):
             if self._stop.is_set():
                 return
             if self.speed > 0:
@@ -222,9 +179,12 @@ class Platform:
                 task = self._spawn(self._status(emission, previous))
                 self._last_status[emission.session_id] = task
                 task.add_done_callback(functools.partial(self._forget, emission.session_id))
-            else:
+            elif isinstance(emission, pushes.FeePush):
                 await self._backlog.acquire()
                 self._spawn(self._fee(emission))
+            else:
+                self.summary.fee_records_withheld += len(emission.records)
+                self._cdr_fate(emission.records, WITHHELD)
 
     def _spawn(self, work: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(work)
@@ -242,21 +202,38 @@ class Platform:
         summary.calls += 1
         summary.scenarios[call.scenario] += 1
         summary.outcomes[call.outcome] += 1
+        summary.apps[call.app_key] += 1
         recording = call.recording
         if recording is None:
+            summary.no_recording[call.no_recording or "?"] += 1
             return
         summary.recordings += 1
         if recording.missing:
             summary.recordings_missing += 1
+            self._missing_files.add(call.session_id)
         elif self.recording_api is not None:
-            self.recording_api.add_file(recording.file_name, recording.size, domain=recording.domain)
+            self.recording_api.add_file(recording.file_name, recording.size, domain=recording.domain,
+                                        app_key=call.app_key)
 
-    async def _post(self, url: str, body: bytes) -> tuple[int | None, bytes, str]:
+    def _cdr_fate(self, records: Sequence[dict[str, Any]], fate: str) -> None:
+        summary = self.summary
+        for record in records:
+            session_id = str(record["sessionId"])
+            summary.missing.cdr(session_id, fate)
+            if record.get("recordFlag") == 1:
+                summary.recording_cdrs[fate] += 1
+                if session_id in self._missing_files:
+                    self._missing_files.discard(session_id)
+                    if fate == DELIVERED:
+                        summary.recordings_missing_delivered += 1
+
+    async def _post(self, url: str, body: bytes, app_key: str) -> tuple[int | None, bytes, str]:
         """One POST → (HTTP status or None, answer body, answer key for the counters)."""
         assert self._session is not None
-        signing = self.signing
-        headers = (pushes.push_headers(url, *signing, signature=self.push_signature,
-                                       created_zone=self.push_created_zone) if signing else PLAIN_HEADERS)
+        headers = PLAIN_HEADERS
+        if self.signer is not None:
+            headers, kind = self.signer.headers(url, app_key)
+            self.summary.signatures[kind] += 1
         target = self._urls.get(url)
         if target is None:
             target = self._urls[url] = URL(url)  # parsed once, not on every push
@@ -270,22 +247,33 @@ class Platform:
             return None, b"", "connection-error"
 
     async def _status(self, push: pushes.StatusPush, previous: asyncio.Task[None] | None) -> None:
+        summary = self.summary
         try:
             if previous is not None:
-                # One call's statuses go out in state order; a failed earlier push does not hold the later ones.
-                # The slot is taken only after the previous push is answered, so waiting calls hold none.
+                # One call's pushes go out one after the other in the planned order; a failed earlier push does
+                # not hold the later ones. The slot is taken only once the previous push is answered.
                 with contextlib.suppress(Exception):
                     await previous
-            async with self._slots:
-                status, _, key = await self._post(str(self.status_url), push.body)
-            self.summary.status_pushes += 1
-            self.summary.status_answers[key] += 1
-            if status == 200:
-                self.summary.status_delivered += 1
-            else:
-                self.summary.status_lost += 1
+            copies = await asyncio.gather(*(self._status_copy(push) for _ in range(push.copies)))
+            accepted = any(copies)
+            summary.status_events += 1
+            summary.status_late += push.late
+            summary.status_duplicated += push.copies > 1
+            if not accepted:
+                summary.status_lost += 1
+            if push.event_type == "disconnect":
+                summary.missing.disconnect(push.session_id, push.event_at, accepted)
         finally:
             self._backlog.release()
+
+    async def _status_copy(self, push: pushes.StatusPush) -> bool:
+        async with self._slots:
+            status, _, key = await self._post(str(self.status_url), push.body, push.app_key)
+        self.summary.status_pushes += 1
+        self.summary.status_answers[key] += 1
+        if status == 200:
+            self.summary.status_delivered += 1
+        return status == 200
 
     async def _fee(self, push: pushes.FeePush) -> None:
         records = len(push.records)
@@ -299,7 +287,7 @@ class Platform:
                     summary.repushes += 1
                 async with self._slots:
                     payload = (pushes.repush_body(push.records, self.repush_bodies, attempt) if attempt else None)
-                    status, body, key = await self._post(str(self.fee_url), payload or push.body)
+                    status, body, key = await self._post(str(self.fee_url), payload or push.body, push.app_key)
                 if backlogged:
                     self._backlog.release()  # a push waiting for its re-push holds no place in the backlog
                     backlogged = False
@@ -307,12 +295,15 @@ class Platform:
                 summary.fee_answers[key if accepted or status != 200 else f"{key} resultcode≠0"] += 1
                 if accepted:
                     summary.fee_records_delivered += records
+                    self._cdr_fate(push.records, DELIVERED)
                     return
                 if attempt == self.max_repushes:
                     summary.fee_records_given_up += records
+                    self._cdr_fate(push.records, GIVEN_UP)
                     return
                 if await self._stopped_within(self.repush_interval):
                     summary.fee_records_pending += records
+                    self._cdr_fate(push.records, PENDING)
                     return
         finally:
             if backlogged:
@@ -334,4 +325,3 @@ class Platform:
 def random_seed() -> int:
     """A seed for runs that did not ask for one (printed, so the run can be repeated)."""
     return random.SystemRandom().randrange(1, 2**31)
-

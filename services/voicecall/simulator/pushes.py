@@ -1,27 +1,23 @@
-"""What the platform pushes and when: status bodies, merged fee bodies, the answer check, push headers.
+"""What the platform pushes and when: status bodies, merged fee bodies, the timeline, the CDR answer check.
 
-Pure. :func:`timeline` turns calls (in start order) into the ordered stream of things the platform does:
-a call starting, a status push, a fee push. Fee records of calls whose ``callEndTime`` is the same second are
-merged into pushes of at most 50 records, sent when that second is over (reference §2.1).
+Pure. :func:`timeline` turns calls (in start order) into the ordered stream of things the platform does: a call
+starting, a status push, a fee push (or a withheld CDR, see :mod:`.delivery`). Fee records of calls of one app
+whose ``callEndTime`` is the same second are merged into pushes of at most 50 records, sent when that second is
+over, as the CDR push pages describe.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import heapq
-import hmac
 import itertools
-import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
-from voicecall import huawei
-from voicecall.simulator.calls import Call
+from voicecall.simulator import delivery
+from voicecall.simulator.model import DEFAULT_APP_KEY, Call
 
 MAX_FEE_RECORDS = 50
 CONTENT_TYPE = "application/json;charset=UTF-8"
@@ -35,10 +31,14 @@ class CallStarted:
 
 @dataclass(frozen=True)
 class StatusPush:
-    at: float
+    at: float  # when it is pushed
     session_id: str
     event_type: str
     body: bytes
+    event_at: float = 0.0  # the event's own time (its ``timestamp``): earlier than ``at`` when late
+    app_key: str = DEFAULT_APP_KEY
+    late: bool = False
+    copies: int = 1  # 2: the same bytes pushed twice, concurrently
 
 
 @dataclass(frozen=True)
@@ -46,13 +46,27 @@ class FeePush:
     at: float
     records: tuple[dict[str, Any], ...]
     body: bytes
+    app_key: str = DEFAULT_APP_KEY
 
     @property
     def session_ids(self) -> list[str]:
         return [str(record["sessionId"]) for record in self.records]
 
 
-Emission = CallStarted | StatusPush | FeePush
+@dataclass(frozen=True)
+class CdrWithheld:
+    """CDRs the receiver never gets (it "was down" for every re-push): given up on at once."""
+
+    at: float
+    records: tuple[dict[str, Any], ...]
+    app_key: str = DEFAULT_APP_KEY
+
+    @property
+    def session_ids(self) -> list[str]:
+        return [str(record["sessionId"]) for record in self.records]
+
+
+Emission = CallStarted | StatusPush | FeePush | CdrWithheld
 
 
 def status_body(body: dict[str, Any]) -> bytes:
@@ -73,36 +87,57 @@ def fee_bodies(records: list[dict[str, Any]]) -> list[tuple[tuple[dict[str, Any]
 _STATUS, _FEE_END, _FLUSH = 1, 2, 0
 
 
-def timeline(calls: Iterable[Call]) -> Iterator[Emission]:
+def timeline(calls: Iterable[Call], faults: delivery.Faults | None = None) -> Iterator[Emission]:
     """Everything the platform does, in simulated-time order. Lazy: reads calls only as far as needed."""
+    faults = faults or delivery.Faults()
+    rng = faults.rng()
+    reorders = faults.late_share > 0 or faults.duplicate_share > 0
     heap: list[tuple[float, int, int, Any]] = []
     order = itertools.count()
-    pending: dict[int, list[dict[str, Any]]] = {}
+    # end second → app → (records to push, records withheld), both in end order
+    pending: dict[int, dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]] = {}
+    withheld: set[str] = set()
     source = iter(calls)
     upcoming = next(source, None)
     while heap or upcoming is not None:
         # A call can only add events at or after its start: admit every call starting before the next event.
         while upcoming is not None and (not heap or upcoming.start <= heap[0][0]):
             yield CallStarted(upcoming.start, upcoming)
-            for event in upcoming.status:
-                heapq.heappush(heap, (event.at, _STATUS, next(order), (upcoming.session_id, event)))
+            if reorders:
+                for item in delivery.plan(upcoming.status, rng, faults.late_share, faults.duplicate_share):
+                    heapq.heappush(heap, (item.at, _STATUS, next(order), (upcoming, item.event, item.late,
+                                                                          item.copies)))
+            else:
+                for event in upcoming.status:
+                    heapq.heappush(heap, (event.at, _STATUS, next(order), (upcoming, event, False, 1)))
+            if delivery.withheld(rng, faults.lost_cdr_share):
+                withheld.add(upcoming.session_id)
             heapq.heappush(heap, (upcoming.end, _FEE_END, next(order), upcoming))
             upcoming = next(source, None)
         if not heap:
             break
         at, kind, _, item = heapq.heappop(heap)
         if kind == _STATUS:
-            session_id, event = item
-            yield StatusPush(at, session_id, str(event.body["eventType"]), status_body(event.body))
+            call, event, late, copies = item
+            yield StatusPush(at, call.session_id, event.event_type, status_body(event.body), event.at, call.app_key,
+                             late, copies)
         elif kind == _FEE_END:
             second = item.end_second
             if second not in pending:
-                pending[second] = []
+                pending[second] = {}
                 heapq.heappush(heap, (float(second + 1), _FLUSH, next(order), second))
-            pending[second].append(item.fee)
+            sent, kept = pending[second].setdefault(item.app_key, ([], []))
+            if item.session_id in withheld:
+                withheld.discard(item.session_id)
+                kept.append(item.fee)
+            else:
+                sent.append(item.fee)
         else:
-            for records, body in fee_bodies(pending.pop(item)):
-                yield FeePush(at, records, body)
+            for app_key, (sent, kept) in pending.pop(item).items():
+                for records, body in fee_bodies(sent):
+                    yield FeePush(at, records, body, app_key)
+                if kept:
+                    yield CdrWithheld(at, tuple(kept), app_key)
 
 
 REPUSH_BODIES = ("same", "reordered")
@@ -111,7 +146,7 @@ REPUSH_BODIES = ("same", "reordered")
 def repush_body(records: tuple[dict[str, Any], ...], form: str, attempt: int) -> bytes | None:
     """The body of re-push number ``attempt`` (≥ 1), or ``None`` for the first push's bytes.
 
-    Whether a re-push is byte-identical is UNCONFIRMED (reference §2.1): ``same`` resends the bytes, ``reordered``
+    The CDR push pages do not say whether a re-push is byte-identical: ``same`` resends the bytes, ``reordered``
     sends the same records in another order with their fields in another order (every other re-push reversed),
     so a receiver that de-duplicates by body bytes instead of by record is caught.
     """
@@ -127,8 +162,8 @@ def repush_body(records: tuple[dict[str, Any], ...], form: str, attempt: int) ->
 def fee_accepted(status: int, body: bytes) -> bool:
     """The platform's success test for a CDR push: HTTP 200, and ``resultcode`` "0" when the body carries one.
 
-    A 200 without a JSON body (or without ``resultcode``) counts as success, as the reference says the response
-    parameters are optional; ``resultcode`` 0 as a number is read as "0" (the type is UNCONFIRMED).
+    A 200 without a JSON body (or without ``resultcode``) counts as success, as the CDR push pages make the response
+    parameters optional; ``resultcode`` 0 as a number is read as "0" (the pages do not give its type).
     """
     if status != 200:
         return False
@@ -139,42 +174,3 @@ def fee_accepted(status: int, body: bytes) -> bool:
     if not isinstance(answer, dict) or "resultcode" not in answer:
         return True
     return str(answer["resultcode"]).strip() == "0"
-
-
-def push_digest(app_secret: str, url: str, nonce: str, created: str, form: str) -> str:
-    """PasswordDigest on pushes (UNCONFIRMED, reference §1.3): ``newline`` = HMAC-SHA256(secret, url\\nnonce\\ncreated)
-    as the current pages say, ``concat`` = url+nonce+created as the 2022 page said, ``request`` = nonce+created
-    like the request-side APIs."""
-    if form == "request":
-        return huawei.password_digest(app_secret, nonce, created)
-    message = f"{url}\n{nonce}\n{created}" if form == "newline" else f"{url}{nonce}{created}"
-    return base64.b64encode(hmac.new(app_secret.encode(), message.encode(), hashlib.sha256).digest()).decode()
-
-
-PUSH_SIGNATURES = ("newline", "concat", "request")
-# Created on pushes (UNCONFIRMED, reference §1.3): the text says UTC+8 (Beijing time), the example ends in "Z".
-PUSH_CREATED_ZONES = ("utc", "beijing")
-
-
-def push_created(zone: str = "utc", now: datetime | None = None) -> str:
-    """``Created`` of a push: UTC, or Beijing time (UTC+8) written with the same trailing ``Z`` as the doc's example."""
-    if zone not in PUSH_CREATED_ZONES:
-        raise ValueError(f"push Created zone must be one of {PUSH_CREATED_ZONES}")
-    moment = now or datetime.now(UTC)
-    if zone == "beijing":
-        moment += timedelta(hours=8)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def push_headers(url: str, app_key: str | None = None, app_secret: str | None = None,
-                 signature: str = "newline", created_zone: str = "utc") -> dict[str, str]:
-    """Headers of one push; the documented ``Authorization``/``X-AKSK`` pair only when signing is on."""
-    headers = {"Content-Type": CONTENT_TYPE}
-    if app_key is not None and app_secret is not None:
-        nonce = secrets.token_hex(16).upper()
-        created = push_created(created_zone)
-        digest = push_digest(app_secret, url, nonce, created, signature)
-        headers["Authorization"] = huawei.AUTHORIZATION
-        headers["X-AKSK"] = (f'UsernameToken Username="{app_key}",PasswordDigest="{digest}",'
-                             f'Nonce="{nonce}",Created="{created}"')
-    return headers

@@ -2,15 +2,18 @@
 
 ``GET /rest/provision/voice/record/v1.0?fileName=…&recordDomain=…`` checks the documented ``Authorization`` and
 ``X-AKSK`` headers (PasswordDigest = Base64(HMAC-SHA256(APP_Secret, Nonce + Created)), ``Created`` UTC
-``YYYY-MM-DDTHH:MM:SSZ``) and answers 301 with ``Location`` pointing at ``GET /files/{fileName}``, which streams
-deterministic WAV bytes (:mod:`voicecall.simulator.wav`) and honours a single ``Range``.
+``YYYY-MM-DDTHH:MM:SSZ``) against the app named in ``Username`` (any of its secrets), and answers 301 with
+``Location`` pointing at ``GET /files/{fileName}``, which streams deterministic WAV bytes
+(:mod:`voicecall.simulator.wav`) and honours a single ``Range``. Several apps can be served; each file belongs to
+one app, and a request signed by another app does not find it.
 
-Answers (reference §5.2): header problems → 400 with the documented 1023xxx code; unknown app key → 400
-``1010003``; a digest that does not match → 400 ``1023006`` (Huawei's generic "鉴权失败" code, whose handling note
-names a wrong PasswordDigest or app_key); ``Created`` further than ``max_skew`` from now → 400 ``1010013``; missing
-query parameters → 400 ``1010002``; unknown file → 404 ``1012007`` (documented for PrivateNumber's identical API,
-UNCONFIRMED for VoiceCall). Faults: the first ``fail_first`` requests for a file → 503 ``1010001``; ``delay``
-seconds before every answer; ``download_rate`` bytes/s on file downloads.
+Answers, with the codes of the API's result-code page: header problems → 400 with the documented 1023xxx code;
+unknown app key → 400 ``1010003``; a digest that does not match → 400 ``1023006`` (the generic "鉴权失败" code,
+whose handling note names a wrong PasswordDigest or app_key); ``Created`` further than ``max_skew`` from now → 400
+``1010013``; missing query parameters → 400 ``1010002``; unknown file, or a file of another app → 404 ``1012007``
+(documented for PrivateNumber's identical API; for VoiceCall not confirmed). Faults: the first ``fail_first``
+requests for a file → 503 ``1010001``; ``delay`` seconds before every answer; ``download_rate`` bytes/s on file
+downloads.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import contextlib
 import hmac
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -55,9 +58,10 @@ def parse_created(value: str) -> datetime | None:
         return None
 
 
-def check_auth(authorization: str | None, x_aksk: str | None, app_key: str, app_secret: str, now: datetime,
+def check_auth(authorization: str | None, x_aksk: str | None, apps: Mapping[str, Sequence[str]], now: datetime,
                max_skew: float = 300.0) -> Rejection | None:
-    """The platform's AK/SK check of one request; ``None`` when it passes. Pure."""
+    """The platform's AK/SK check of one request against the apps (appKey → secrets); ``None`` when it passes.
+    Pure."""
     if not authorization:
         return _reject("1023006", "Authorization not contained in the HTTP header.")
     auth = huawei.parse_x_aksk(authorization)
@@ -82,13 +86,16 @@ def check_auth(authorization: str | None, x_aksk: str | None, app_key: str, app_
                         ("PasswordDigest", "1023037")):
         if not token.get(field):
             return _reject(code, f"{'UserName' if field == 'Username' else field} not contained in X-AKSK.")
-    if token["Username"] != app_key:
+    secrets = apps.get(token["Username"])
+    if not secrets:
         return _reject("1010003", "Invalid app_key.")
     created = parse_created(token["Created"])
     if created is None or abs((now - created).total_seconds()) > max_skew:
         return _reject("1010013", "Time out limit.")
-    expected = huawei.password_digest(app_secret, token["Nonce"], token["Created"])
-    if not _equal(expected, token["PasswordDigest"]):
+    # every secret is tried, so the time taken does not tell which one matched
+    matches = [_equal(huawei.password_digest(secret, token["Nonce"], token["Created"]), token["PasswordDigest"])
+               for secret in secrets]
+    if not any(matches):
         return _reject("1023006", "Authentication failed: PasswordDigest does not match.")
     return None
 
@@ -117,6 +124,7 @@ class FileSpec:
     domain: str | None = None  # None: any recordDomain is accepted (url-only recordings)
     fail_first: int | None = None  # None: the server's default
     delay: float | None = None
+    app_key: str = ""  # the app it belongs to
 
 
 def _json(status: int, code: str, desc: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -125,13 +133,20 @@ def _json(status: int, code: str, desc: str, headers: dict[str, str] | None = No
 
 
 class RecordingApi:
-    """In-process recording API. ``await start()``, use ``base_url``, ``await stop()`` (or ``async with``)."""
+    """In-process recording API. ``await start()``, use ``base_url``, ``await stop()`` (or ``async with``).
+
+    ``app_key``/``app_secret`` is the first app (files added without an app belong to it); ``apps`` adds more
+    (appKey → secret or secrets)."""
 
     def __init__(self, app_key: str, app_secret: str, host: str = "127.0.0.1", port: int = 0, *,
-                 max_skew: float = 300.0, fail_first: int = 0, delay: float = 0.0, download_rate: float = 0.0,
+                 apps: Mapping[str, str | Sequence[str]] | None = None, max_skew: float = 300.0,
+                 fail_first: int = 0, delay: float = 0.0, download_rate: float = 0.0,
                  fail_first_download: int = 0) -> None:
         self.app_key = app_key
-        self.app_secret = app_secret
+        self.apps: dict[str, tuple[str, ...]] = {app_key: (app_secret,)}
+        for key, value in (apps or {}).items():
+            secrets = (value,) if isinstance(value, str) else tuple(value)
+            self.apps[key] = tuple(dict.fromkeys((*self.apps.get(key, ()), *secrets)))
         self.host = host
         self.port = port
         self.max_skew = max_skew
@@ -144,6 +159,7 @@ class RecordingApi:
         self.download_attempts: Counter[str] = Counter()
         self.answers: Counter[str] = Counter()  # "301", "400 1023006", "404 1012007", "503", "200 file", ...
         self.downloads_completed = 0
+        self.fetched: set[str] = set()  # files whose last byte was sent: downloaded whole (maybe in parts)
         self.bytes_sent = 0
         self._runner: web.AppRunner | None = None
         self.base_url = ""
@@ -151,11 +167,15 @@ class RecordingApi:
     # -- registry -----------------------------------------------------------------------------------------
 
     def add_file(self, name: str, size: int, *, domain: str | None = None, fail_first: int | None = None,
-                 delay: float | None = None) -> str:
-        """Serve ``name`` (``size`` bytes of WAV); returns its direct download URL once started."""
+                 delay: float | None = None, app_key: str | None = None) -> str:
+        """Serve ``name`` (``size`` bytes of WAV) to ``app_key`` (default: the first app); returns its direct
+        download URL once started."""
         if size < WAV_HEADER_BYTES:
             raise ValueError(f"a recording needs at least {WAV_HEADER_BYTES} bytes (the WAV header)")
-        self.files[name] = FileSpec(size, domain, fail_first, delay)
+        owner = app_key or self.app_key
+        if owner not in self.apps:
+            raise ValueError(f"unknown app {owner!r}: give its secret to the RecordingApi first")
+        self.files[name] = FileSpec(size, domain, fail_first, delay, owner)
         return self.file_url(name)
 
     def remove_file(self, name: str) -> None:
@@ -207,8 +227,9 @@ class RecordingApi:
         delay = spec.delay if spec is not None and spec.delay is not None else self.delay
         if delay > 0:
             await asyncio.sleep(delay)
-        rejection = check_auth(request.headers.get("Authorization"), request.headers.get("X-AKSK"), self.app_key,
-                               self.app_secret, datetime.now(UTC), self.max_skew)
+        x_aksk = request.headers.get("X-AKSK")
+        rejection = check_auth(request.headers.get("Authorization"), x_aksk, self.apps, datetime.now(UTC),
+                               self.max_skew)
         if rejection is not None:
             self.answers[f"{rejection.status} {rejection.code}"] += 1
             return _json(rejection.status, rejection.code, rejection.desc)
@@ -217,6 +238,9 @@ class RecordingApi:
             self.answers["400 1010002"] += 1
             return _json(400, "1010002", "Invalid request: fileName and recordDomain are required (1-128).")
         self.attempts[name] += 1
+        if spec is not None and spec.app_key != huawei.parse_x_aksk(x_aksk or "").get("Username"):
+            self.answers["404 1012007 other app"] += 1  # signed by another app: its records are not visible
+            return _json(404, "1012007", "The record does not exist.")
         if spec is None or (spec.domain is not None and spec.domain != domain):
             self.answers["404 1012007"] += 1
             return _json(404, "1012007", "The record does not exist.")
@@ -269,6 +293,8 @@ class RecordingApi:
                     await asyncio.sleep(ahead)
         with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
+        if end == size:
+            self.fetched.add(name)
         self.downloads_completed += 1
         self.answers["206 file" if partial else "200 file"] += 1
         return response

@@ -6,28 +6,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
 from aiokafka.structs import ConsumerRecord
-from dedup_helpers import DedupSettings, committed_offsets, produce, read_all, settings_for
 from prometheus_client import REGISTRY
 
+from kafka_helpers import committed_offsets, produce, read_all
 from voicecall import topics
 from voicecall.runtime import kafka
-from voicecall.runtime.processor import Core, Output, Stage, run_stage
+from voicecall.runtime.config import CommonSettings
+from voicecall.runtime.stage import Core, Record, Stage, run_stage
 
 
 class Passthrough:
-    def __init__(self, settings: DedupSettings) -> None:
+    def __init__(self, settings: CommonSettings) -> None:
         self.out = topics.name(settings, "fee.unique")
 
-    def process(self, record: ConsumerRecord) -> list[Output]:
+    def process(self, record: ConsumerRecord) -> list[Record]:
         if record.value == b"boom":
             raise ValueError("boom")
-        return [Output(self.out, record.key, record.value, list(record.headers))]
+        return [Record(self.out, record.key, record.value, list(record.headers))]
 
     def restore(self, record: ConsumerRecord) -> None:
         raise AssertionError("stateless")
@@ -36,23 +36,28 @@ class Passthrough:
 class Counter:
     """Counts records per key; the count is both the output and the changelog value."""
 
-    def __init__(self, settings: DedupSettings) -> None:
+    def __init__(self, settings: CommonSettings) -> None:
         self.out = topics.name(settings, "fee.unique")
         self.changelog = topics.name(settings, "dedup.changelog")
         self.counts: dict[bytes, int] = {}
 
-    def process(self, record: ConsumerRecord) -> list[Output]:
+    def process(self, record: ConsumerRecord) -> list[Record]:
         n = self.counts.get(record.key, 0) + 1
         self.counts[record.key] = n
         value = struct.pack(">I", n)
-        return [Output(self.out, record.key, value, []), Output(self.changelog, record.key, value, [])]
+        return [Record(self.out, record.key, value, []), Record(self.changelog, record.key, value, [])]
 
     def restore(self, record: ConsumerRecord) -> None:
         self.counts[record.key] = struct.unpack(">I", record.value)[0]
 
 
+def shell_stage(settings: CommonSettings, make_core: Callable[[int], Core], changelog: bool = False) -> Stage:
+    return Stage("shelltest", topics.name(settings, "fee.raw"), make_core, topics.name(settings, "deadletter"),
+                 topics.name(settings, "dedup.changelog") if changelog else None)
+
+
 @contextlib.asynccontextmanager
-async def running(settings: DedupSettings, stage: Stage) -> AsyncIterator[asyncio.Task[None]]:
+async def running(settings: CommonSettings, stage: Stage) -> AsyncIterator[asyncio.Task[None]]:
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(run_stage(settings, stage, stop, ready=ready))
     await asyncio.wait_for(ready.wait(), 60)
@@ -63,10 +68,10 @@ async def running(settings: DedupSettings, stage: Stage) -> AsyncIterator[asynci
         await asyncio.wait_for(task, 60)  # returns (no exception) = clean stop
 
 
-async def test_passthrough_commits_outputs_and_offsets(settings: DedupSettings) -> None:
+async def test_passthrough_commits_outputs_and_offsets(settings: CommonSettings) -> None:
     records = [(f"k{i}".encode(), orjson.dumps({"i": i}), [("ce_id", str(i).encode())]) for i in range(300)]
     await produce(settings, "fee.raw", records)
-    stage = Stage("shelltest", "fee.raw", lambda _: Passthrough(settings))
+    stage = shell_stage(settings, lambda _: Passthrough(settings))
     records_in_before = REGISTRY.get_sample_value("voicecall_stage_records_in_total", {"stage": "shelltest"}) or 0
     async with running(settings, stage):
         out = await read_all(settings, "fee.unique", expect=300, idle=0.5)
@@ -82,9 +87,9 @@ async def test_passthrough_commits_outputs_and_offsets(settings: DedupSettings) 
     assert sum(o or 0 for o in offsets.values()) == 300
 
 
-async def test_raising_core_deadletters_and_keeps_going(settings: DedupSettings) -> None:
+async def test_raising_core_deadletters_and_keeps_going(settings: CommonSettings) -> None:
     await produce(settings, "fee.raw", [(b"a", b"1", []), (b"a", b"boom", []), (b"a", b"2", [])], partition=0)
-    stage = Stage("shelltest", "fee.raw", lambda _: Passthrough(settings))
+    stage = shell_stage(settings, lambda _: Passthrough(settings))
     async with running(settings, stage) as task:
         out = await read_all(settings, "fee.unique", expect=2, idle=0.3)
         dead = await read_all(settings, "deadletter", expect=1, idle=0.3)
@@ -94,18 +99,18 @@ async def test_raising_core_deadletters_and_keeps_going(settings: DedupSettings)
     value: dict[str, Any] = orjson.loads(dead[0].value)
     assert value["reason"] == "processing-error" and value["stage"] == "shelltest"
     assert value["origin"] == {"topic": topics.name(settings, "fee.raw"), "partition": 0, "offset": 1}
-    assert value["payload"] == "boom" and "ValueError" in value["error"]
+    assert value["payload"] == "boom" and value["detail"] == "ValueError: boom"
     assert dict(dead[0].headers)["ce_type"] == b"voicecall.deadletter"
 
 
-async def test_state_is_restored_from_the_changelog(settings: DedupSettings) -> None:
+async def test_state_is_restored_from_the_changelog(settings: CommonSettings) -> None:
     cores: dict[int, Counter] = {}
 
     def make(partition: int) -> Core:
         cores[partition] = Counter(settings)
         return cores[partition]
 
-    stage = Stage("shelltest", "fee.raw", make, changelog_suffix="dedup.changelog")
+    stage = shell_stage(settings, make, changelog=True)
     await produce(settings, "fee.raw", [(b"x", b"", [])] * 5, partition=1)
     async with running(settings, stage):
         first = await read_all(settings, "fee.unique", expect=5, idle=0.3)
@@ -121,10 +126,10 @@ async def test_state_is_restored_from_the_changelog(settings: DedupSettings) -> 
 
 
 async def test_changelog_with_too_few_partitions_holds_those_partitions_without_crashing(
-        kafka_bootstrap: str) -> None:
+        fresh_settings: CommonSettings) -> None:
     from aiokafka.admin import NewTopic
 
-    settings = settings_for(kafka_bootstrap, f"t{uuid.uuid4().hex[:8]}.")
+    settings = fresh_settings
     admin = kafka.make_admin(settings)
     await admin.start()
     try:  # the changelog first, with one partition for the input's three (an operator's mistake)
@@ -133,7 +138,7 @@ async def test_changelog_with_too_few_partitions_holds_those_partitions_without_
     finally:
         await admin.close()
     await topics.create(settings)  # the other topics; an existing topic's partitions are never changed
-    stage = Stage("shelltest", "fee.raw", lambda _: Counter(settings), changelog_suffix="dedup.changelog")
+    stage = shell_stage(settings, lambda _: Counter(settings), changelog=True)
     await produce(settings, "fee.raw", [(b"a", b"", [])], partition=0)
     await produce(settings, "fee.raw", [(b"b", b"", [])], partition=2)
     stop = asyncio.Event()

@@ -6,7 +6,7 @@ import random
 
 from aiokafka.partitioner import DefaultPartitioner, murmur2 as reference
 
-from voicecall.ingress.partition import murmur2, partitioner
+from voicecall.runtime.partition import murmur2, partitioner
 
 
 def test_same_hash_and_partition_as_aiokafka() -> None:

@@ -1,0 +1,43 @@
+"""The exactly-once consume → transform → produce shell every stage runs on (dedup and billing today).
+
+The contract (keep it this small):
+
+- A stage supplies a :class:`Stage`: its ``name`` (the consumer group is ``kafka.group_id(settings, name)``), the
+  full names of its ``input_topic`` and ``deadletter_topic`` (its command resolves them with
+  ``voicecall.topics.name``), ``make_core(partition)`` returning a fresh pure :class:`Core` for one input partition,
+  and optionally a ``changelog_topic`` (compacted, with the same partition count as the input).
+- ``Core.process(record)`` turns one input record into a list of :class:`Record` (possibly empty). It must do no
+  I/O and, when it raises, must not have changed its state: the shell then writes a deadletter record instead
+  (reason ``processing-error``, the stage's name, origin topic/partition/offset, the original payload) — a bad
+  record never crashes the stage and is never silently dropped. A record whose topic is the changelog goes to the
+  changelog partition with the input's partition number; every other record is partitioned by its key.
+- ``Core.restore(record)`` applies one changelog record (value ``None`` = tombstone). Stateless cores do nothing.
+- ``await run_stage(settings, stage, stop, ready=...)`` runs until ``stop`` is set, then finishes and commits the
+  batch in hand, closes its producers, leaves the group and returns. ``ready`` is set once every assigned
+  partition is ready (state restored). Batching and timeouts come from :class:`StageSettings`.
+
+Exactly once, the way Kafka Streams' first EOS mode does it (aiokafka's ``send_offsets_to_transaction`` takes only a
+group id, so generation-based fencing of KIP-447 is not available):
+
+- one transactional producer per assigned input partition, ``transactional.id = f"{group}-{topic}-{partition}"``
+  (:mod:`.transaction`). Initialising it on assignment fences the previous owner and makes the broker finish
+  (abort) any transaction the previous owner left open — only *then* is the committed input offset read and the
+  state restored from the changelog (:mod:`.assignment`, :mod:`.restore`), so both are exactly what the last
+  committed transaction left;
+- input is read with ``read_committed``; the partition stays paused while it is prepared;
+- per batch (by count ``VOICECALL_BATCH_RECORDS`` and time ``VOICECALL_BATCH_TIME``) and per partition, one
+  transaction holds the outputs, the changelog records and the input offset (``send_offsets_to_transaction``);
+- a failed transaction is aborted and the partition is prepared again from scratch (new producer, state re-restored,
+  seek to the committed offset), since the core's in-memory state already holds the aborted batch's changes;
+- a batch fetched across a rebalance is thrown away (a new partition restarts at its committed offset, a kept one
+  at the first record it did not process), and a partition that was revoked is never processed with its old
+  producer: revocation waits for the batch in flight (:mod:`.runner`);
+- a survivor of a rebalance keeps the ready partitions the sticky assignment gives back to it, as they were, unless
+  someone committed to them in between (:mod:`.assignment`).
+"""
+
+from voicecall.runtime.record import Record
+from voicecall.runtime.stage.contract import Core, Stage, StageSettings
+from voicecall.runtime.stage.runner import run_stage
+
+__all__ = ["Core", "Record", "Stage", "StageSettings", "run_stage"]

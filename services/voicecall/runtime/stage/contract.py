@@ -1,0 +1,47 @@
+"""What a stage supplies to the shell (see the package docstring for the rules a core must keep)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiokafka.structs import ConsumerRecord
+from pydantic import Field
+
+from voicecall.runtime import config
+from voicecall.runtime.record import Record
+
+
+class Core(Protocol):
+    """Pure per-partition logic: record in → records out, no I/O."""
+
+    def process(self, record: ConsumerRecord) -> list[Record]: ...
+
+    def restore(self, record: ConsumerRecord) -> None: ...  # one changelog record; value None = tombstone
+
+
+@dataclass
+class Stage:
+    """A stage, with full topic names (its command resolves them with ``voicecall.topics.name``)."""
+
+    name: str  # consumer group = runtime.kafka.group_id(settings, name); ce_source = /voicecall/<name>
+    input_topic: str
+    make_core: Callable[[int], Core]  # input partition number → a fresh core
+    deadletter_topic: str  # where a record whose processing raised goes
+    changelog_topic: str | None = None  # compacted, as many partitions as the input: the core's state
+
+
+class StageSettings(config.CommonSettings):
+    """Settings of the shell; a stage's settings subclass this (a plain CommonSettings gets these defaults)."""
+
+    batch_records: int = Field(2000, ge=1, le=100_000)  # VOICECALL_BATCH_RECORDS: records per transaction
+    batch_time: config.Duration = Field(0.1, le=60)  # VOICECALL_BATCH_TIME: longest wait to fill a batch
+    # VOICECALL_CONSUMER_SESSION_TIMEOUT: how long a killed instance's partitions wait; 6 s is the brokers' least
+    # (group.min.session.timeout.ms), and a heartbeat a second keeps it far from a busy event loop's pauses
+    consumer_session_timeout: config.Duration = Field(6.0, ge=1, le=300)
+    # VOICECALL_CONSUMER_INSTANCE_ID: static membership (a restarted instance of this id gets its partitions back
+    # without a rebalance); unique per instance, e.g. a StatefulSet pod's name. Unset: dynamic membership.
+    consumer_instance_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,200}$")
+    transaction_timeout: config.Duration = Field(60.0, ge=1, le=900)  # VOICECALL_TRANSACTION_TIMEOUT
+    prepare_timeout: config.Duration = Field(60.0, ge=1)  # VOICECALL_PREPARE_TIMEOUT: producer init + offsets
