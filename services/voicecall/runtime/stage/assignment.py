@@ -92,7 +92,7 @@ class Assignment:
                     self.parked[number] = part
                 elif part is not None:
                     await self.forget(part)
-            self.metrics.assigned.set(0)
+            self._count_ready()
             if revoked:
                 self.log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
 
@@ -120,7 +120,7 @@ class Assignment:
             # Nothing is read from a new partition until its producer has fenced the old owner and its state is back.
             if new:
                 self.consumer.pause(*new)
-            self.metrics.assigned.set(len(kept))
+            self._count_ready()
             if assigned:
                 self.log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned),
                               kept=sorted(part.number for part in kept))
