@@ -68,7 +68,7 @@ async def run_dev(settings: DevSettings, args: argparse.Namespace, stop: asyncio
     state: Path = args.state_dir
     metrics_base, recording_port = plan.choose_ports(settings, args)
     name_bootstrap = not is_default(settings, "kafka_bootstrap")  # a plain `voicecall tail` would look elsewhere
-    handle = await asyncio.to_thread(broker_cli.start, settings, args.broker, state)
+    handle = await asyncio.to_thread(broker_cli.start, settings, args.broker, state, args.nodes)
     run.broker = handle
     print(f"broker ({handle.kind}) on {handle.bootstrap}", flush=True)
     try:
@@ -127,8 +127,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    settings = config.load(DevSettings, kafka_bootstrap=args.bootstrap, topic_partitions=args.partitions,
-                           topic_replication=1)
+    # replication as configured (3), capped at the broker count by `topics.create`: 1 on one node, 3 on --nodes 3
+    settings = config.load(DevSettings, kafka_bootstrap=args.bootstrap, topic_partitions=args.partitions)
     vlog.setup(settings.log_level, settings.log_format)
     try:
         config.parse_duration(args.duration)

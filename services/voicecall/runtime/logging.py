@@ -9,6 +9,8 @@ from typing import Any
 import orjson
 import structlog
 
+from voicecall.runtime import kafkalog
+
 SECRET_KEYS = ("secret", "password", "token", "authorization", "x-aksk", "x_aksk", "credential")
 
 
@@ -69,6 +71,9 @@ def setup(level: str = "INFO", fmt: str = "auto") -> None:
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
     ))
+    # aiokafka's retries while a broker is away: one line per broker and change of state, not one per retry
+    handler.addFilter(kafkalog.WATCH)
+    kafkalog.watch_connections()
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.INFO) if numeric < logging.INFO else numeric)

@@ -4,7 +4,8 @@
 broker has succeeded:
 
 ``"apache"``
-    Apache Kafka (KRaft, one combined broker+controller node) assembled from Maven Central with
+    Apache Kafka (KRaft, combined broker+controller nodes: one, or ``nodes`` voters of one cluster with
+    replication 3 and min ISR 2 for the internal topics) assembled from Maven Central with
     ``deploy/dev/kafka/pom.xml`` (:mod:`.jars`, :mod:`.apache`). The version is the one in the pom (4.4.0): the
     newest release served, and tests/test_kafka_compat.py shows the project's aiokafka works against it
     (idempotent and transactional producers, groups, offsets_for_times, the admin calls we use) although Kafka 4
@@ -55,17 +56,24 @@ def start_broker(
     bootstrap: str | None = None,
     kafka_lib: Path | None = None,
     wait_timeout: float = 90,
+    nodes: int = 1,
 ) -> BrokerHandle:
-    """Start (or, for ``"external"``, reach ``bootstrap``) a Kafka broker; return once it answers Metadata requests.
+    """Start (or, for ``"external"``, reach ``bootstrap``) a Kafka broker; return once it answers Metadata requests
+    (a cluster: once every node is listed).
 
-    ``port`` is the client (PLAINTEXT) port on 127.0.0.1; by default the port of the previous run on this
-    ``state_dir``, else a free one. ``kafka_lib`` holds the Apache Kafka jars (default deploy/dev/kafka/lib).
+    ``port`` is the client (PLAINTEXT) port on 127.0.0.1 (of the first node); by default the port of the previous
+    run on this ``state_dir``, else a free one. ``kafka_lib`` holds the Apache Kafka jars (default
+    deploy/dev/kafka/lib). ``nodes`` > 1 needs Apache Kafka (``"auto"`` then means ``"apache"``).
     Raises :class:`BrokerError` with the tail of the broker's log on failure.
     """
     if kind not in KINDS:
         raise BrokerError(f"unknown broker kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if nodes < 1:
+        raise BrokerError(f"a cluster needs at least one node, not {nodes}")
+    if nodes > 1 and kind in ("noida", "external"):
+        raise BrokerError(f"{nodes} nodes: only the apache broker runs a local cluster")
     if kind == "auto":
-        kind = _auto(kafka_lib)
+        kind = "apache" if nodes > 1 else _auto(kafka_lib)
     if kind == "external":
         if not bootstrap:
             raise BrokerError("external broker: no bootstrap address given (VOICECALL_KAFKA_BOOTSTRAP)")
@@ -73,7 +81,8 @@ def start_broker(
     state_dir = Path(state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     if kind == "apache":
-        return start_apache(state_dir=state_dir, port=port, kafka_lib=kafka_lib, wait_timeout=wait_timeout)
+        return start_apache(state_dir=state_dir, port=port, kafka_lib=kafka_lib, wait_timeout=wait_timeout,
+                            nodes=nodes)
     return start_noida(state_dir=state_dir, port=port, wait_timeout=wait_timeout)
 
 

@@ -29,9 +29,11 @@ group id, so generation-based fencing of KIP-447 is not available):
   transaction holds the outputs, the changelog records and the input offset (``send_offsets_to_transaction``);
 - a failed transaction is aborted and the partition is prepared again from scratch (new producer, state re-restored,
   seek to the committed offset), since the core's in-memory state already holds the aborted batch's changes;
-- a batch fetched across a rebalance is thrown away (the new assignment restarts at the committed offsets), and a
-  partition that was revoked is never processed with its old producer: revocation waits for the batch in flight
-  (:mod:`.runner`).
+- a batch fetched across a rebalance is thrown away (a new partition restarts at its committed offset, a kept one
+  at the first record it did not process), and a partition that was revoked is never processed with its old
+  producer: revocation waits for the batch in flight (:mod:`.runner`);
+- a survivor of a rebalance keeps the ready partitions the sticky assignment gives back to it, as they were, unless
+  someone committed to them in between (:mod:`.assignment`).
 """
 
 from voicecall.runtime.record import Record

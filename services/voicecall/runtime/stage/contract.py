@@ -37,6 +37,11 @@ class StageSettings(config.CommonSettings):
 
     batch_records: int = Field(2000, ge=1, le=100_000)  # VOICECALL_BATCH_RECORDS: records per transaction
     batch_time: config.Duration = Field(0.1, le=60)  # VOICECALL_BATCH_TIME: longest wait to fill a batch
-    consumer_session_timeout: config.Duration = Field(10.0, ge=1, le=300)  # VOICECALL_CONSUMER_SESSION_TIMEOUT
+    # VOICECALL_CONSUMER_SESSION_TIMEOUT: how long a killed instance's partitions wait; 6 s is the brokers' least
+    # (group.min.session.timeout.ms), and a heartbeat a second keeps it far from a busy event loop's pauses
+    consumer_session_timeout: config.Duration = Field(6.0, ge=1, le=300)
+    # VOICECALL_CONSUMER_INSTANCE_ID: static membership (a restarted instance of this id gets its partitions back
+    # without a rebalance); unique per instance, e.g. a StatefulSet pod's name. Unset: dynamic membership.
+    consumer_instance_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,200}$")
     transaction_timeout: config.Duration = Field(60.0, ge=1, le=900)  # VOICECALL_TRANSACTION_TIMEOUT
     prepare_timeout: config.Duration = Field(60.0, ge=1)  # VOICECALL_PREPARE_TIMEOUT: producer init + offsets

@@ -13,12 +13,13 @@ from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
+from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord
 
 from voicecall.runtime import config, deadletter, logging as vlog
 from voicecall.runtime.kafka import group_id, make_consumer
 from voicecall.runtime.record import Record
-from voicecall.runtime.stage.assignment import READY, Assignment, Listener, Partition
+from voicecall.runtime.stage.assignment import READY, Assignment, Listener, Partition, sticky_assignor
 from voicecall.runtime.stage.contract import Stage, StageSettings
 from voicecall.runtime.stage.metrics import StageMetrics
 
@@ -39,7 +40,11 @@ class Runner:
         session_ms = int(self.opts.consumer_session_timeout * 1000)
         self.consumer = make_consumer(
             settings, group_id=self.group, session_timeout_ms=session_ms,
-            heartbeat_interval_ms=max(100, session_ms // 3),
+            # Members learn of a rebalance at their next heartbeat, and it waits for the last of them.
+            heartbeat_interval_ms=max(100, min(1000, session_ms // 3)),
+            # Survivors keep their partitions through a rebalance (see the assignment module).
+            partition_assignment_strategy=(sticky_assignor(),),
+            group_instance_id=self.opts.consumer_instance_id,
             # A restore may hold the main loop for a while; only a stuck process should lose its partitions.
             max_poll_interval_ms=max(300_000, int(self.opts.prepare_timeout * 2000)))
         self.assignment = Assignment(settings, self.opts, stage, self.consumer, self.group, self.metrics)
@@ -57,7 +62,7 @@ class Runner:
                 generation, batch = await self._fetch()
                 if batch:
                     await self._process(generation, batch)
-                self._update_lag()  # also when idle or stuck: a lag alert must see a stage that stopped moving
+                await self._update_lag()  # also when idle or stuck: a lag alert must see a stage that stopped moving
         finally:
             await self._shutdown()
 
@@ -81,8 +86,9 @@ class Runner:
     async def _process(self, generation: int, batch: Batch) -> None:
         assignment = self.assignment
         async with assignment.lock:
-            if generation != assignment.generation:
-                return  # a rebalance happened meanwhile: positions were reset to the committed offsets
+            if generation != assignment.generation:  # a rebalance happened meanwhile
+                assignment.rewind(batch)
+                return
             work: dict[Partition, tuple[list[Record], dict[TopicPartition, int]]] = {}
             for tp, records in batch.items():
                 part = assignment.parts.get(tp.partition)
@@ -139,17 +145,25 @@ class Runner:
                                      self.stage.deadletter_topic, detail=f"{type(error).__name__}: {error}"[:2000],
                                      parsed=parsed, max_bytes=self.settings.deadletter_max_payload)
 
-    def _update_lag(self) -> None:
-        for part in self.assignment.parts.values():
+    async def _update_lag(self) -> None:
+        for part in list(self.assignment.parts.values()):
             if part.state != READY or part.lag is None:
                 continue
             lag: int | None = None
-            for tp, position in part.offsets.items():
+            for tp, offset in part.offsets.items():
                 end = self.consumer.last_stable_offset(tp)
                 if end is None:
                     end = self.consumer.highwater(tp)
-                if end is not None:
-                    lag = (lag or 0) + max(0, end - position)
+                if end is None:
+                    continue
+                # Every record the consumer handed over is processed by now; its position is past the transaction
+                # markers too (not records): without it an idle transactional input would show a lag of 1.
+                try:
+                    position = await self.consumer.position(tp)
+                except IllegalStateError:  # no longer assigned: a rebalance is under way
+                    lag = None
+                    break
+                lag = (lag or 0) + max(0, end - max(offset, position))
             if lag is not None:
                 part.lag.set(lag)
 
@@ -157,7 +171,9 @@ class Runner:
         # No transaction is open here: every batch commits or aborts before the loop looks at ``stop`` again.
         await self.assignment.close_all()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.consumer.stop(), 30)  # leaves the group: partitions move on at once
+            # leaves the group, so its partitions move on at once (a static member does not: they wait for it to
+            # come back, or for the session timeout)
+            await asyncio.wait_for(self.consumer.stop(), 30)
         self.log.info("stage stopped")
 
 

@@ -77,6 +77,9 @@ class PartitionProducer:
         sends: list[asyncio.Future[Any]] = []
         try:
             await producer.begin_transaction()
+            # The offsets first: a produce the broker must verify as part of the transaction (KIP-890) while the
+            # coordinator is still adding the group to it is refused with NotEnoughReplicas and retried 100 ms later.
+            await producer.send_offsets_to_transaction(offsets, self.group)
             layout: dict[str, list[int]] = {}
             for out in records:
                 if out.topic == self.changelog:
@@ -88,7 +91,6 @@ class PartitionProducer:
                     partition = partitioner(out.key, choices, choices)
                 sends.append(await producer.send(out.topic, value=out.value, key=out.key, partition=partition,
                                                  headers=out.headers))
-            await producer.send_offsets_to_transaction(offsets, self.group)
             await producer.commit_transaction()
         except Exception as error:
             for sent in sends:  # the transaction's error is the one that counts; don't log each send's again
