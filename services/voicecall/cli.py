@@ -9,6 +9,7 @@ import sys
 
 from voicecall import __version__
 from voicecall.commands import COMMANDS
+from voicecall.runtime import failures, streams
 
 
 def _top_parser() -> argparse.ArgumentParser:
@@ -25,6 +26,7 @@ def _top_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    streams.protect()  # no log line or report may raise: stderr closed, `| tee` ended
     argv = list(sys.argv[1:] if argv is None else argv)
     top = _top_parser()
     if not argv:
@@ -41,4 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"voicecall {name}", description=command.help)
     module.add_arguments(parser)
     args = parser.parse_args(rest)
-    return int(module.main(args) or 0)
+    try:
+        return int(module.main(args) or 0)
+    except failures.Refusal as refusal:
+        print(f"voicecall {name}: {refusal}", file=sys.stderr, flush=True)
+        return failures.EXIT_CONFIG

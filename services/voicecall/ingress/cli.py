@@ -17,7 +17,7 @@ from aiohttp import web
 
 from voicecall.ingress.app import create_app
 from voicecall.ingress.config import IngressSettings
-from voicecall.runtime import children, config, lifecycle, logging as vlog
+from voicecall.runtime import children, config, lifecycle, logging as vlog, metrics
 from voicecall.runtime.children import Child
 
 
@@ -60,11 +60,10 @@ async def serve(settings: IngressSettings, stop: asyncio.Event, reuse_port: bool
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    site = web.TCPSite(runner, settings.ingress_host, settings.ingress_port, reuse_address=True,
-                       reuse_port=reuse_port or None, backlog=1024)
-    await site.start()
+    await metrics.listen(runner, settings.ingress_host, settings.ingress_port, ("VOICECALL_INGRESS_PORT", "--port"),
+                         reuse_address=True, reuse_port=reuse_port or None, backlog=1024)
     log.info("ingress listening", host=settings.ingress_host, port=settings.ingress_port,
-             path_token=bool(settings.ingress_path_token), pid=os.getpid())
+             path_token_enabled=settings.ingress_path_token is not None, pid=os.getpid())
     watchdog = asyncio.create_task(_watch_parent(stop)) if reuse_port else None
     await stop.wait()
     if watchdog is not None:

@@ -35,7 +35,8 @@ from voicecall.ingress.batcher import Batch, Batcher
 from voicecall.ingress.config import IngressSettings
 from voicecall.ingress.spool import Spool, SpoolError
 from voicecall.runtime import logging as vlog
-from voicecall.runtime.kafka import make_producer
+from voicecall.runtime.failures import BrokerUnreachable
+from voicecall.runtime.kafka import Throttle, make_producer
 from voicecall.runtime.partition import partitioner
 from voicecall.runtime.record import Record
 
@@ -162,6 +163,7 @@ class Publisher:
     async def _started_producer(self) -> Any:
         """A new producer, started: retried while Kafka is away, each attempt with a producer of its own."""
         delay = 0.5
+        notice = Throttle()  # once, then at most once a minute: an outage is one line, not one per attempt
         while True:
             producer = make_producer(self.settings, client_suffix="-ingress", linger_ms=self.settings.ingress_linger_ms,
                                      max_batch_size=256 * 1024, partitioner=partitioner)
@@ -171,8 +173,10 @@ class Publisher:
             except Exception as error:
                 with contextlib.suppress(Exception):
                     await producer.stop()
-                self.broker_error = repr(error)
-                log.warning("Kafka producer cannot start yet, spooling meanwhile", error=repr(error), retry_in=delay)
+                self.broker_error = error.reason if isinstance(error, BrokerUnreachable) else repr(error)
+                if notice.due():
+                    log.warning("broker unreachable, retrying; spooling pushes meanwhile",
+                                bootstrap=self.settings.kafka_bootstrap, error=self.broker_error)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 

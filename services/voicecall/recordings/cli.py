@@ -73,9 +73,9 @@ async def serve(settings: RecordingsSettings, stop: asyncio.Event, store: Store 
                                  s3_part_size=settings.recordings_s3_part_size,
                                  threads=settings.recordings_concurrency + 4)
     listener = Rebalance()
-    consumer = kafka.make_consumer(settings, group_id=kafka.group_id(settings, "recordings"))
+    consumer = kafka.make_consumer(settings, group_id=kafka.group_id(settings, "recordings"), wait=stop)
     consumer.subscribe([topics.name(settings, "fee.unique")], listener=listener)
-    producer = kafka.make_producer(settings, client_suffix="-recordings")
+    producer = kafka.make_producer(settings, client_suffix="-recordings", wait=stop)
     # The record API's own host is the operator's choice (possibly a private proxy): its addresses are trusted.
     # Download URLs still have to pass the allowlist (safety.url_refusal) before any connection is made.
     api_host = URL(settings.huawei_base_url).host

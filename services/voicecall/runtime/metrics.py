@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
+
+from voicecall.runtime.failures import port_refusal
 
 Readiness = Callable[[], tuple[bool, dict[str, object]]]
 
@@ -33,13 +36,28 @@ def add_ops_routes(app: web.Application, ready: Readiness | None = None) -> None
 
 
 async def serve_ops(host: str, port: int, ready: Readiness | None = None) -> web.AppRunner:
-    """Start an ops server; the caller awaits ``runner.cleanup()`` on shutdown."""
+    """Start an ops server; the caller awaits ``runner.cleanup()`` on shutdown. A port it cannot listen on is a
+    :class:`Refusal` naming VOICECALL_METRICS_PORT."""
     app = web.Application()
     add_ops_routes(app, ready)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    await listen(runner, host, port, ("VOICECALL_METRICS_PORT", "--metrics-port"), reuse_address=True)
     return runner
+
+
+async def listen(runner: web.AppRunner, host: str, port: int, setting: tuple[str, str | None], **site_options: Any
+                 ) -> web.TCPSite:
+    """A started site of ``runner`` on ``host:port``; when it cannot listen there (taken, privileged, no such
+    address) the runner is cleaned up and the :class:`Refusal` names ``setting`` (the variable and flag that chose
+    the port)."""
+    site = web.TCPSite(runner, host, port, **site_options)
+    try:
+        await site.start()
+    except OSError as error:
+        await runner.cleanup()
+        raise port_refusal(host, port, error, *setting) from None
+    return site
 
 
 def bound_port(runner: web.AppRunner) -> int:

@@ -38,7 +38,7 @@ class Runner:
         self.metrics = StageMetrics(stage.name)
         session_ms = int(self.opts.consumer_session_timeout * 1000)
         self.consumer = make_consumer(
-            settings, group_id=self.group, session_timeout_ms=session_ms,
+            settings, group_id=self.group, wait=stop, session_timeout_ms=session_ms,
             heartbeat_interval_ms=max(100, session_ms // 3),
             # A restore may hold the main loop for a while; only a stuck process should lose its partitions.
             max_poll_interval_ms=max(300_000, int(self.opts.prepare_timeout * 2000)))
