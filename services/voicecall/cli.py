@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-from voicecall import __version__
+from voicecall import __version__, settingsdoc
 from voicecall.commands import COMMANDS
 from voicecall.runtime import failures, streams
 
@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         top.error(f"unknown command {name!r}")
     command = COMMANDS[name]
     module = importlib.import_module(command.module)
-    parser = argparse.ArgumentParser(prog=f"voicecall {name}", description=command.help)
+    parser = argparse.ArgumentParser(prog=f"voicecall {name}", description=command.help,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=settingsdoc.help_epilog(name) if command.settings else None)
     module.add_arguments(parser)
     args = parser.parse_args(rest)
     try:

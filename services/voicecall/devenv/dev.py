@@ -117,7 +117,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=2.0, help="simulated calls per second (default 2)")
     parser.add_argument("--duration", default="0",
                         help="how long the simulator runs, e.g. 10m; 0 = until stopped (default)")
-    parser.add_argument("--partitions", type=int, default=3, help="partitions per topic in dev (default 3)")
+    parser.add_argument("--partitions", type=int, help="partitions per topic in dev (VOICECALL_TOPIC_PARTITIONS, "
+                                                       "default 3)")
     parser.add_argument("--recording-port", type=int, default=None,
                         help=f"simulator recording API port (default {plan.DEFAULT_RECORDING_PORT}, or a free one "
                              "when that is taken)")
@@ -127,8 +128,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    settings = config.load(DevSettings, kafka_bootstrap=args.bootstrap, topic_partitions=args.partitions,
-                           topic_replication=1)
+    settings = config.load(DevSettings, kafka_bootstrap=args.bootstrap, topic_partitions=args.partitions)
     vlog.setup(settings.log_level, settings.log_format)
     try:
         config.parse_duration(args.duration)

@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from pydantic import Field
+
 from voicecall import topics
 from voicecall.commands import SERVICES
 from voicecall.devenv.broker.config import BrokerSettings
@@ -20,8 +22,10 @@ DEV_APP_SECRET = "dev-app-secret"  # the simulator's recording API checks signat
 
 
 class DevSettings(BrokerSettings, topics.TopicSettings):
-    ingress_host: str = "127.0.0.1"
-    ingress_port: int = 8080
+    topic_partitions: int = Field(3, ge=1, le=10_000, description="partitions per topic (--partitions)")
+    topic_replication: int = Field(1, ge=1, le=32, description="replicas per partition: dev runs one broker")
+    ingress_host: str = Field("127.0.0.1", description="the ingress's listen address (dev: loopback only)")
+    ingress_port: int = Field(8080, ge=0, le=65535, description="the ingress's port")
 
 
 class PortInUse(Exception):

@@ -61,17 +61,22 @@ def _text(raw: bytes | None) -> str | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Print the records of a topic as JSON lines on stdout. Starts at the end of the topic "
+                          "(only records written from now on) unless --from-beginning or --since; stops on "
+                          "Ctrl-C/SIGTERM, after --max records or after --timeout seconds without one.")
     parser.add_argument("topic", metavar="TOPIC",
                         help="a topic suffix such as billing or fee.unique (the prefix is added) or a full name")
     start = parser.add_mutually_exclusive_group()
-    start.add_argument("--from-beginning", action="store_true", help="start at the oldest retained record")
+    start.add_argument("--from-beginning", action="store_true",
+                       help="start at the oldest retained record (default: at the end, new records only)")
     start.add_argument("--since", metavar="T",
-                       help=f"start at the first record at/after T: {window.FORMS}")
+                       help=f"start at the first record at/after T: {window.forms('--since')}")
     parser.add_argument("--key", metavar="SID", help="only records with this key (a call's sessionId)")
     parser.add_argument("--headers", action="store_true", help="include the record headers (CloudEvents)")
     parser.add_argument("--max", type=int, metavar="N", help="exit after printing N records")
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
-                        help="exit when no record has arrived for this many seconds")
+                        help="exit 0 when no record has arrived for this many seconds (also while the broker "
+                             "is unreachable)")
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers (VOICECALL_KAFKA_BOOTSTRAP)")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from voicecall.runtime import config
 
@@ -13,7 +13,8 @@ class BrokerSettings(config.CommonSettings):
     """``VOICECALL_KAFKA_BOOTSTRAP`` is where the broker listens (its first address's port) or, with
     ``--broker external``, the cluster to use."""
 
-    kafka_lib: Path | None = None  # the Apache Kafka jars; default deploy/dev/kafka/lib of the source tree
+    kafka_lib: Path | None = Field(None, description="where the Apache Kafka jars are kept (default "
+                                                     "deploy/dev/kafka/lib of the source tree)")
 
     @field_validator("kafka_bootstrap")
     @classmethod

@@ -35,8 +35,11 @@ class Stage:
 class StageSettings(config.CommonSettings):
     """Settings of the shell; a stage's settings subclass this (a plain CommonSettings gets these defaults)."""
 
-    batch_records: int = Field(2000, ge=1, le=100_000)  # VOICECALL_BATCH_RECORDS: records per transaction
-    batch_time: config.Duration = Field(0.1, le=60)  # VOICECALL_BATCH_TIME: longest wait to fill a batch
-    consumer_session_timeout: config.Duration = Field(10.0, ge=1, le=300)  # VOICECALL_CONSUMER_SESSION_TIMEOUT
-    transaction_timeout: config.Duration = Field(60.0, ge=1, le=900)  # VOICECALL_TRANSACTION_TIMEOUT
-    prepare_timeout: config.Duration = Field(60.0, ge=1)  # VOICECALL_PREPARE_TIMEOUT: producer init + offsets
+    batch_records: int = Field(2000, ge=1, le=100_000, description="most records per transaction")
+    batch_time: config.Duration = Field(0.1, le=60, description="longest wait to fill a batch")
+    consumer_session_timeout: config.Duration = Field(10.0, ge=1, le=300, description="the group's session timeout: "
+                                                      "how soon a vanished instance's partitions move on")
+    transaction_timeout: config.Duration = Field(60.0, ge=1, le=900, description="the broker aborts a transaction "
+                                                                                 "left open this long")
+    prepare_timeout: config.Duration = Field(60.0, ge=1, description="longest wait to take over a partition "
+                                                                     "(producer init, offsets, state restore)")
