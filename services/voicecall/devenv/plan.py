@@ -14,6 +14,7 @@ from voicecall import topics
 from voicecall.commands import SERVICES
 from voicecall.devenv.broker.config import BrokerSettings
 from voicecall.devenv.ports import free_port, port_is_free
+from voicecall.runtime.failures import Refusal
 
 CONSUMERS = tuple(name for name in SERVICES if name != "ingress")  # /metrics on base, base+1, base+2
 DEFAULT_RECORDING_PORT = 18080
@@ -28,8 +29,8 @@ class DevSettings(BrokerSettings, topics.TopicSettings):
     ingress_port: int = Field(8080, ge=0, le=65535, description="the ingress's port")
 
 
-class PortInUse(Exception):
-    pass
+class PortInUse(Refusal):
+    """Every port ``voicecall dev`` needs and cannot have, each with the setting that chose it."""
 
 
 def metrics_ports(base: int) -> dict[str, int]:
@@ -39,8 +40,12 @@ def metrics_ports(base: int) -> dict[str, int]:
 def choose_ports(settings: DevSettings, args: argparse.Namespace) -> tuple[int, int | None]:
     """Check the ports the services will listen on before anything starts; returns (metrics base, recording API
     port). A taken port stops ``voicecall dev`` with a message naming the setting to change; only the recording
-    API's default port (an internal detail of --simulate) is replaced by a free one."""
+    API's default port (an internal detail of --simulate) is replaced by a free one. Every taken port is reported
+    at once, the broker's included."""
     problems = []
+    broker_problem = settings.port_problem(args.broker)
+    if broker_problem:
+        problems.append(broker_problem)
     if settings.ingress_port and not port_is_free(settings.ingress_port, settings.ingress_host):
         problems.append(f"VOICECALL_INGRESS_PORT={settings.ingress_port}: {settings.ingress_host}:"
                         f"{settings.ingress_port} is already in use")
@@ -59,7 +64,8 @@ def choose_ports(settings: DevSettings, args: argparse.Namespace) -> tuple[int, 
         elif not port_is_free(recording_port):
             problems.append(f"--recording-port={recording_port}: 127.0.0.1:{recording_port} is already in use")
     if problems:
-        raise PortInUse("\n  ".join(problems))
+        raise PortInUse("ports it needs are taken:\n  " + "\n  ".join(problems) if len(problems) > 1
+                        else problems[0])
     return base, recording_port
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaConnectionError
 
 from voicecall.runtime import logging as vlog
@@ -117,6 +118,19 @@ async def _unless(stop: asyncio.Event, work: Awaitable[Any]) -> bool:
     return True
 
 
+async def unreachable(settings: CommonSettings) -> str | None:
+    """Why the cluster does not answer a metadata request right now, or None when it does."""
+    client = AIOKafkaClient(**connection_kwargs(settings), client_id=f"{settings.kafka_client_id}-probe",
+                            request_timeout_ms=5000)
+    try:
+        await _start(settings.kafka_bootstrap, client.bootstrap, client.close, None)
+    except BrokerUnreachable as error:
+        return error.reason
+    finally:
+        await client.close()
+    return None
+
+
 class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
     def __init__(self, *topics: str, wait: asyncio.Event | None = None, **kwargs: Any) -> None:
         super().__init__(*topics, **kwargs)
@@ -125,6 +139,17 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
     async def start(self) -> None:
         bootstrap, wait = self._voicecall
         await _start(bootstrap, super().start, self.stop, wait)
+
+    async def stop(self) -> None:
+        try:
+            await super().stop()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # we are being cancelled ourselves
+            # aiokafka 0.14's fetcher cancels a fetch that is waiting out a broker outage and awaits it without
+            # catching the cancellation; closing stopped half-way: finish it (the connections and metadata task).
+            await self._client.close()
 
 
 class Producer(AIOKafkaProducer):  # type: ignore[misc]

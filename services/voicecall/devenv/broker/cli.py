@@ -11,6 +11,7 @@ from pathlib import Path
 from voicecall.devenv.broker import KINDS, BrokerError, BrokerHandle, start_broker
 from voicecall.devenv.broker.config import BrokerSettings
 from voicecall.runtime import config, logging as vlog
+from voicecall.runtime.failures import Refusal
 
 
 def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,12 +42,17 @@ def main(args: argparse.Namespace) -> int:
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
+    problem = settings.port_problem(args.broker)
+    if problem:
+        raise Refusal(problem)
     try:
         handle = start(settings, args.broker, args.state_dir)
     except BrokerError as error:
         print(f"voicecall broker: {error}\n(VOICECALL_KAFKA_BOOTSTRAP={settings.kafka_bootstrap} is where it "
               "listens; set another host:port)", file=sys.stderr)
         return 1
+    if handle.fallback:
+        print(f"broker: noida-db instead of Apache Kafka: {handle.fallback}", flush=True)
     print(f"broker ({handle.kind}) listening on {handle.bootstrap}; stop with Ctrl-C", flush=True)
     stopped.wait()
     handle.stop()

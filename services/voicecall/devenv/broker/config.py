@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
+from voicecall.devenv.ports import port_is_free
 from voicecall.runtime import config
 
 
@@ -25,3 +26,11 @@ class BrokerSettings(config.CommonSettings):
     @property
     def listen_port(self) -> int:
         return config.parse_bootstrap(self.kafka_bootstrap)[0][1]
+
+    def port_problem(self, kind: str) -> str | None:
+        """A broker this process is to start (not ``external``) cannot listen where the settings say."""
+        if kind == "external" or port_is_free(self.listen_port):
+            return None
+        return (f"VOICECALL_KAFKA_BOOTSTRAP={self.kafka_bootstrap}: 127.0.0.1:{self.listen_port} is already in use "
+                "(the broker would listen there); stop what listens there (a broker left from an earlier run?) or "
+                "set another host:port")

@@ -30,6 +30,7 @@ class BrokerHandle:
         self.nodes = list(nodes)
         self.log_path = log_path
         self.console_path = console_path
+        self.fallback: str | None = None  # why "auto" chose noida-db over Apache Kafka
         self._relaunch = relaunch
 
     def __repr__(self) -> str:
