@@ -48,5 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.main(args) or 0)
     except failures.Refusal as refusal:
-        print(f"voicecall {name}: {refusal}", file=sys.stderr, flush=True)
+        action = getattr(args, "action", None)  # replay reset, topics create, …
+        print(f"voicecall {name}{f' {action}' if action else ''}: {refusal}", file=sys.stderr, flush=True)
         return failures.EXIT_CONFIG

@@ -42,6 +42,10 @@ class Report:
 
     def __call__(self, text: str) -> None:
         print(text, flush=True)  # never raises: stdout is protected by the entry point
+        self.note(text)
+
+    def note(self, text: str) -> None:
+        """``text`` in the log only."""
         with contextlib.suppress(OSError):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as log:
@@ -191,7 +195,7 @@ def main(args: argparse.Namespace) -> int:
         print("voicecall dev: " + "\n".join(problems), file=sys.stderr)
         return EXIT_USAGE
     run = DevRun(Report(args.state_dir / "logs" / "dev.log"))
-    run.say(f"--- voicecall dev, {time.strftime('%Y-%m-%d %H:%M:%S')} (this report: {run.say.path})")
+    run.say.note(f"--- voicecall dev, {time.strftime('%Y-%m-%d %H:%M:%S')}")
     code = lifecycle.run(lambda stop: run_dev(settings, args, stop, run), on_force=run.force_stop)
     if code == 0 and run.unclean:
         return 1

@@ -11,7 +11,9 @@ from pathlib import Path
 from voicecall.devenv.broker import KINDS, BrokerError, BrokerHandle, start_broker
 from voicecall.devenv.broker.config import BrokerSettings
 from voicecall.runtime import config, logging as vlog
-from voicecall.runtime.failures import Refusal
+from voicecall.runtime.failures import BrokerUnreachable, Refusal
+
+EXTERNAL_WAIT = 10.0  # seconds an external cluster has to answer
 
 
 def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +29,12 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
 def start(settings: BrokerSettings, kind: str, state_dir: Path) -> BrokerHandle:
     """The broker of ``kind`` on ``state_dir/broker``, listening where the settings say (or, external, being that
     cluster). Blocks until it answers."""
+    if kind == "external":  # a cluster that is said to run answers at once, or is not where the settings say
+        try:
+            return start_broker(kind, state_dir=state_dir / "broker", bootstrap=settings.kafka_bootstrap,
+                                wait_timeout=EXTERNAL_WAIT)
+        except BrokerError as error:
+            raise BrokerUnreachable(settings.kafka_bootstrap, str(error)) from None
     return start_broker(kind, port=settings.listen_port, state_dir=state_dir / "broker",
                         bootstrap=settings.kafka_bootstrap, kafka_lib=settings.kafka_lib)
 
