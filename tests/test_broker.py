@@ -219,7 +219,7 @@ def test_broker_cli_taken_port_names_the_variable(tmp_path: Path) -> None:
         result = subprocess.run([sys.executable, "-m", "voicecall", "broker", "--broker", "noida", "--state-dir",
                                  str(tmp_path)], env={**os.environ, "VOICECALL_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}"},
                                 capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert f"VOICECALL_KAFKA_BOOTSTRAP=127.0.0.1:{port}" in result.stderr and "already in use" in result.stderr
     assert "Traceback" not in result.stderr
 

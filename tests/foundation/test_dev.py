@@ -182,7 +182,7 @@ def test_dev_names_the_variable_of_a_taken_port(kafka_bootstrap: str, tmp_path: 
             [sys.executable, "-m", "voicecall", "dev", "--broker", "external", "--bootstrap", kafka_bootstrap,
              "--state-dir", str(tmp_path)],
             env=dev_env(port, "unused."), capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a setting to change: starting again unchanged cannot help
     assert f"VOICECALL_INGRESS_PORT={port}" in result.stderr
     assert "Traceback" not in result.stderr
     assert "voicecall dev is running" not in result.stdout

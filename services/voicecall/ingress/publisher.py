@@ -170,6 +170,10 @@ class Publisher:
             try:
                 await producer.start()
                 return producer
+            except asyncio.CancelledError:  # stopping while Kafka is away: the half-started producer is closed too
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
             except Exception as error:
                 with contextlib.suppress(Exception):
                     await producer.stop()

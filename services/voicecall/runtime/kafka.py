@@ -75,6 +75,8 @@ async def _start(bootstrap: str, start: Callable[[], Awaitable[Any]], close: Cal
     throttle = Throttle()
     delay = 0.5
     while True:
+        if wait is not None and wait.is_set():
+            return  # stopping before Kafka came back: the caller's loop ends at once; its stop() closes us
         capture = _Capture()
         token = _capture.set(capture)
         try:
@@ -96,8 +98,6 @@ async def _start(bootstrap: str, start: Callable[[], Awaitable[Any]], close: Cal
             vlog.get("kafka").warning("broker unreachable, retrying", bootstrap=bootstrap, error=unreachable.reason)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wait.wait(), delay)
-        if wait.is_set():
-            return  # stopping before Kafka came back: the caller's loop ends at once; its stop() closes us
         delay = min(delay * 2, 5.0)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -44,6 +45,22 @@ async def serve_ops(host: str, port: int, ready: Readiness | None = None) -> web
     await runner.setup()
     await listen(runner, host, port, ("VOICECALL_METRICS_PORT", "--metrics-port"), reuse_address=True)
     return runner
+
+
+def bind(host: str, port: int, setting: tuple[str, str | None], *, reuse_port: bool = False) -> socket.socket:
+    """A socket bound to ``host:port`` (for ``web.SockSite``), taken before anything else starts: a port it cannot
+    have is a :class:`Refusal` naming ``setting`` (the variable and flag that chose it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise port_refusal(host, port, error, *setting) from None
+    return sock
 
 
 async def listen(runner: web.AppRunner, host: str, port: int, setting: tuple[str, str | None], **site_options: Any
