@@ -41,9 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     command = COMMANDS[name]
     module = importlib.import_module(command.module)
     parser = argparse.ArgumentParser(prog=f"voicecall {name}", description=command.help,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=settingsdoc.help_epilog(name) if command.settings else None)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(parser)
+    if command.settings:  # after the command's own epilog, if it has one
+        parser.epilog = "\n\n".join(part for part in (parser.epilog, settingsdoc.help_epilog(name)) if part)
     args = parser.parse_args(rest)
     try:
         return int(module.main(args) or 0)
