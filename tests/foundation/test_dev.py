@@ -226,6 +226,11 @@ def test_dev_simulate_on_the_noida_fallback_broker(tmp_path: Path) -> None:
     for name, pid in pids.items():
         assert not alive(pid), name
     assert port_free(kafka_port)
+    # the shutdown report is in .state/logs/dev.log too: every exit status, the broker's, the simulator's summary
+    report = (tmp_path / "logs" / "dev.log").read_text()
+    for name in (*SERVICES, "simulate", "broker"):
+        assert re.search(rf"^  {name:<11} exited 0", report, re.MULTILINE), report
+    assert "simulated platform: seed" in report and report.rstrip().endswith("dev stopped"), report
 
 
 def test_dev_second_ctrl_c_exits_at_once_leaving_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
