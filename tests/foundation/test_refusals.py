@@ -188,3 +188,22 @@ def test_dev_reports_every_taken_port_at_once_and_starts_nothing(taken: int, tmp
     assert "Traceback" not in result.stderr and "stopped cleanly" not in result.stderr, result.stderr
     assert "broker (" not in result.stdout and "dev stopped" not in result.stdout, result.stdout
     assert not (tmp_path / "broker").exists()  # nothing was started
+
+
+@pytest.mark.parametrize("token", [None, "s3cret-path-token"])
+def test_the_ingress_says_whether_the_path_token_is_on_never_the_token(token: str | None, tmp_path: Path) -> None:
+    env = env_with(VOICECALL_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}", VOICECALL_INGRESS_PORT="0",
+                   VOICECALL_INGRESS_HOST="127.0.0.1", VOICECALL_INGRESS_SPOOL_DIR=str(tmp_path / "spool"),
+                   **({"VOICECALL_INGRESS_PATH_TOKEN": token} if token else {}))
+    process = subprocess.Popen([sys.executable, "-m", "voicecall", "ingress"], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    assert process.stderr is not None
+    listening = ""
+    for line in process.stderr:
+        if "ingress listening" in line:
+            listening = line
+            break
+    process.send_signal(signal.SIGTERM)
+    rest = process.communicate(timeout=60)[1]
+    assert f'"path_token_enabled":{"true" if token else "false"}' in listening, listening
+    assert "***" not in listening and (token is None or token not in listening + rest)
