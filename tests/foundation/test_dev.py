@@ -142,7 +142,11 @@ def test_dev_simulate_delivers_billing_and_ctrl_c_leaves_nothing_behind(kafka_bo
         assert f"recording API http://127.0.0.1:{recording_port}" in output, output
         assert "tail billing" in output and f"VOICECALL_TOPIC_PREFIX={prefix}" in output, output
         # the app secret reaches the simulator through its environment, not its command line (ps shows that)
-        cmdline = Path(f"/proc/{pids['simulate']}/cmdline").read_bytes()
+        cmdline = b""
+        deadline = time.monotonic() + 10  # read empty while the just-started process is still being set up (load)
+        while not cmdline and time.monotonic() < deadline:
+            cmdline = Path(f"/proc/{pids['simulate']}/cmdline").read_bytes()
+            time.sleep(0.05)
         assert b"simulate" in cmdline and b"dev-app-secret" not in cmdline
 
         tail = subprocess.run(

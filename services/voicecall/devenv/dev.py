@@ -118,7 +118,7 @@ async def run_dev(settings: DevSettings, args: argparse.Namespace, stop: asyncio
                       "cluster)") from None
     run.broker = handle
     if handle.fallback:
-        run.say(f"broker: noida-db instead of Apache Kafka: {handle.fallback}")
+        run.say(f"broker: noida-db instead of Apache Kafka: {handle.fallback_line()}")
     run.say(f"broker ({handle.kind}) on {handle.bootstrap}")
     try:
         settings = settings.model_copy(update={"kafka_bootstrap": handle.bootstrap})

@@ -9,19 +9,35 @@ from __future__ import annotations
 
 import errno
 
+from aiokafka.errors import KafkaConnectionError
+
 EXIT_CONFIG = 2  # a bad setting, argument or environment: starting again unchanged cannot help
 
 
 class Refusal(Exception):
     """One line for the operator: what is wrong, the variable or flag to change, the remedy."""
 
+    def __str__(self) -> str:  # the line alone (aiokafka's errors would prefix their class name)
+        return str(self.args[0]) if self.args else ""
 
-class BrokerUnreachable(Refusal):
+
+class BrokerUnreachable(Refusal, KafkaConnectionError):  # type: ignore[misc]  # a KafkaError to code catching those
     def __init__(self, bootstrap: str, reason: str) -> None:
         self.bootstrap = bootstrap
         self.reason = reason
         super().__init__(f"cannot reach Kafka at {bootstrap} ({reason}); start the broker (`make run`, or "
                          "`voicecall broker`) or point VOICECALL_KAFKA_BOOTSTRAP or --bootstrap at a running one")
+
+
+class CredentialsRefused(Refusal, KafkaConnectionError):  # type: ignore[misc]
+    """The broker answered, and refused who we said we are: retrying with the same settings cannot help."""
+
+    def __init__(self, bootstrap: str, reason: str) -> None:
+        self.bootstrap = bootstrap
+        self.reason = reason
+        super().__init__(f"Kafka at {bootstrap} refused the credentials ({reason}); check "
+                         "VOICECALL_KAFKA_SASL_USERNAME, VOICECALL_KAFKA_SASL_PASSWORD and "
+                         "VOICECALL_KAFKA_SASL_MECHANISM")
 
 
 def port_refusal(host: str, port: int, error: OSError, variable: str, flag: str | None = None) -> Refusal:

@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaConnectionError
 
 from voicecall.runtime import logging as vlog
 from voicecall.runtime.config import CommonSettings
-from voicecall.runtime.failures import BrokerUnreachable
+from voicecall.runtime.failures import BrokerUnreachable, CredentialsRefused
 
 NOTICE_INTERVAL = 60.0  # "broker unreachable, retrying": once, then at most once a minute
 
@@ -86,10 +86,15 @@ async def _start(bootstrap: str, start: Callable[[], Awaitable[Any]], close: Cal
                 return  # stopped while connecting: the caller's loop ends at once; its stop() closes us
             return
         except KafkaConnectionError as error:
-            unreachable = BrokerUnreachable(bootstrap, "; ".join(dict.fromkeys(capture.reasons)) or str(error))
+            reason = "; ".join(dict.fromkeys(capture.reasons)) or str(error)
+            unreachable = BrokerUnreachable(bootstrap, reason)
         finally:
             capture.active = False
             _capture.reset(token)
+        if "SaslAuthenticationFailed" in reason or "Authentication failed" in reason:
+            with contextlib.suppress(Exception):
+                await close()
+            raise CredentialsRefused(bootstrap, reason) from None
         if wait is None:
             with contextlib.suppress(Exception):
                 await close()

@@ -85,7 +85,7 @@ def _apache_missing(kafka_lib: Path | None) -> str | None:
         java()
         ensure_kafka_jars(kafka_lib)
     except BrokerError as exc:
-        return str(exc).splitlines()[0].removeprefix("apache broker: ")
+        return str(exc).removeprefix("apache broker: ")
     return None
 
 

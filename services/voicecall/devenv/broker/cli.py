@@ -60,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
               "listens; set another host:port)", file=sys.stderr)
         return 1
     if handle.fallback:
-        print(f"broker: noida-db instead of Apache Kafka: {handle.fallback}", flush=True)
+        print(f"broker: noida-db instead of Apache Kafka: {handle.fallback_line()}", flush=True)
     print(f"broker ({handle.kind}) listening on {handle.bootstrap}; stop with Ctrl-C", flush=True)
     stopped.wait()
     handle.stop()

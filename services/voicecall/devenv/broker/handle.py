@@ -30,7 +30,7 @@ class BrokerHandle:
         self.nodes = list(nodes)
         self.log_path = log_path
         self.console_path = console_path
-        self.fallback: str | None = None  # why "auto" chose noida-db over Apache Kafka
+        self.fallback: str | None = None  # why "auto" chose noida-db over Apache Kafka (maybe Maven's output too)
         self._relaunch = relaunch
 
     def __repr__(self) -> str:
@@ -65,6 +65,13 @@ class BrokerHandle:
             raise BrokerError(f"a {self.kind} broker cannot be restarted")
         self.stop(stop_timeout)
         self.__dict__.update(self._relaunch(self.port, wait_timeout).__dict__)
+
+    def fallback_line(self) -> str | None:
+        """Why noida-db, in one line: the first line of the reason and, from a failed Maven run, its last."""
+        if not self.fallback:
+            return None
+        lines = [line.strip() for line in self.fallback.splitlines() if line.strip()]
+        return lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         parts = []
