@@ -177,9 +177,10 @@ class Publisher:
             except Exception as error:
                 with contextlib.suppress(Exception):
                     await producer.stop()
-                self.broker_error = error.reason if isinstance(error, BrokerUnreachable) else repr(error)
-                if notice.due():
-                    log.warning("broker unreachable, retrying; spooling pushes meanwhile",
+                self.broker_error = str(getattr(error, "reason", "")) or repr(error)
+                if notice.due():  # the ingress outlives a broker outage (and a credentials fix): it keeps trying
+                    what = "broker unreachable" if isinstance(error, BrokerUnreachable) else "Kafka producer failed"
+                    log.warning(f"{what}, retrying; spooling pushes meanwhile",
                                 bootstrap=self.settings.kafka_bootstrap, error=self.broker_error)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
