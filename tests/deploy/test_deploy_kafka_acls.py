@@ -257,9 +257,10 @@ async def test_operator_runs_the_replay_and_tail_commands(cluster: Cluster) -> N
 async def test_a_wrong_password_is_refused(cluster: Cluster) -> None:
     settings = cluster.as_user("billing", password="not-" + cluster.passwords["voicecall-billing"])
     producer = kafka.make_producer(settings, request_timeout_ms=5000)
-    with pytest.raises(KafkaError):
+    with pytest.raises(KafkaError) as refused:
         await asyncio.wait_for(producer.start(), STEP)
     await producer.stop()
+    assert "refused the credentials" in str(refused.value) and "VOICECALL_KAFKA_SASL_PASSWORD" in str(refused.value)
 
 
 def test_error_names_used_above_exist() -> None:

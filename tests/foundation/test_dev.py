@@ -108,7 +108,11 @@ def test_dev_simulate_delivers_billing_and_ctrl_c_leaves_nothing_behind(kafka_bo
         assert f"recording API http://127.0.0.1:{recording_port}" in output, output
         assert "tail billing" in output and f"VOICECALL_TOPIC_PREFIX={prefix}" in output, output
         # the app secret reaches the simulator through its environment, not its command line (ps shows that)
-        cmdline = Path(f"/proc/{pids['simulate']}/cmdline").read_bytes()
+        cmdline = b""
+        deadline = time.monotonic() + 10  # read empty while the just-started process is still being set up (load)
+        while not cmdline and time.monotonic() < deadline:
+            cmdline = Path(f"/proc/{pids['simulate']}/cmdline").read_bytes()
+            time.sleep(0.05)
         assert b"simulate" in cmdline and b"dev-app-secret" not in cmdline
 
         tail = subprocess.run(
@@ -145,7 +149,7 @@ def test_dev_names_the_variable_of_a_taken_port(kafka_bootstrap: str, tmp_path: 
             [sys.executable, "-m", "voicecall", "dev", "--broker", "external", "--bootstrap", kafka_bootstrap,
              "--state-dir", str(tmp_path)],
             env=dev_env(port, "unused."), capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a setting to change: starting again unchanged cannot help
     assert f"VOICECALL_INGRESS_PORT={port}" in result.stderr
     assert "Traceback" not in result.stderr
     assert "voicecall dev is running" not in result.stdout
@@ -189,6 +193,11 @@ def test_dev_simulate_on_the_noida_fallback_broker(tmp_path: Path) -> None:
     for name, pid in pids.items():
         assert not alive(pid), name
     assert port_is_free(kafka_port)
+    # the shutdown report is in .state/logs/dev.log too: every exit status, the broker's, the simulator's summary
+    report = (tmp_path / "logs" / "dev.log").read_text()
+    for name in (*SERVICES, "simulate", "broker"):
+        assert re.search(rf"^  {name:<11} exited 0", report, re.MULTILINE), report
+    assert "simulated platform: seed" in report and report.rstrip().endswith("dev stopped"), report
 
 
 def test_dev_second_ctrl_c_exits_at_once_leaving_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:

@@ -8,10 +8,13 @@ import os
 import sys
 from pathlib import Path
 
+from pydantic import Field
+
 from voicecall import topics
 from voicecall.commands import SERVICES
 from voicecall.devenv.broker.config import BrokerSettings
 from voicecall.devenv.ports import free_port, port_is_free
+from voicecall.runtime.failures import Refusal
 
 CONSUMERS = tuple(name for name in SERVICES if name != "ingress")  # /metrics on base, base+1, base+2
 DEFAULT_RECORDING_PORT = 18080
@@ -20,12 +23,14 @@ DEV_APP_SECRET = "dev-app-secret"  # the simulator's recording API checks signat
 
 
 class DevSettings(BrokerSettings, topics.TopicSettings):
-    ingress_host: str = "127.0.0.1"
-    ingress_port: int = 8080
+    topic_partitions: int = Field(3, ge=1, le=10_000, description="partitions per topic (--partitions)")
+    topic_replication: int = Field(1, ge=1, le=32, description="replicas per partition: dev runs one broker")
+    ingress_host: str = Field("127.0.0.1", description="the ingress's listen address (dev: loopback only)")
+    ingress_port: int = Field(8080, ge=0, le=65535, description="the ingress's port")
 
 
-class PortInUse(Exception):
-    pass
+class PortInUse(Refusal):
+    """Every port ``voicecall dev`` needs and cannot have, each with the setting that chose it."""
 
 
 def metrics_ports(base: int) -> dict[str, int]:
@@ -35,8 +40,12 @@ def metrics_ports(base: int) -> dict[str, int]:
 def choose_ports(settings: DevSettings, args: argparse.Namespace) -> tuple[int, int | None]:
     """Check the ports the services will listen on before anything starts; returns (metrics base, recording API
     port). A taken port stops ``voicecall dev`` with a message naming the setting to change; only the recording
-    API's default port (an internal detail of --simulate) is replaced by a free one."""
+    API's default port (an internal detail of --simulate) is replaced by a free one. Every taken port is reported
+    at once, the broker's included."""
     problems = []
+    broker_problem = settings.port_problem(args.broker)
+    if broker_problem:
+        problems.append(broker_problem)
     if settings.ingress_port and not port_is_free(settings.ingress_port, settings.ingress_host):
         problems.append(f"VOICECALL_INGRESS_PORT={settings.ingress_port}: {settings.ingress_host}:"
                         f"{settings.ingress_port} is already in use")
@@ -55,7 +64,8 @@ def choose_ports(settings: DevSettings, args: argparse.Namespace) -> tuple[int, 
         elif not port_is_free(recording_port):
             problems.append(f"--recording-port={recording_port}: 127.0.0.1:{recording_port} is already in use")
     if problems:
-        raise PortInUse("\n  ".join(problems))
+        raise PortInUse("ports it needs are taken:\n  " + "\n  ".join(problems) if len(problems) > 1
+                        else problems[0])
     return base, recording_port
 
 

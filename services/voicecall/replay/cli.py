@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     "reprocesses everything from then on when it next starts. Refuses while the group has "
                     "active members.")
     reset_p.add_argument("--service", required=True, choices=sorted(replay_reset.INPUTS))
-    reset_p.add_argument("--from", dest="since", required=True, metavar="T", help=window.FORMS)
+    reset_p.add_argument("--from", dest="since", required=True, metavar="T", help=window.forms("--from"))
     reset_p.add_argument("--dry-run", action="store_true",
                          help="print per partition the current and new offsets and how many records would be "
                               "reprocessed; commit nothing")
@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     "per partition, with their keys and headers plus voicecall-replay-id.")
     copy_p.add_argument("--from-topic", required=True, help="source topic (suffix such as fee.unique, or full name)")
     copy_p.add_argument("--to-topic", required=True, help="target topic (suffix such as fee.raw, or full name)")
-    copy_p.add_argument("--from", dest="since", required=True, metavar="T1", help="inclusive; " + window.FORMS)
+    copy_p.add_argument("--from", dest="since", required=True, metavar="T1",
+                        help="inclusive; " + window.forms("--from"))
     copy_p.add_argument("--to", dest="until", metavar="T2", help="exclusive (default: now)")
     copy_p.add_argument("--key", metavar="SID", help="only the records of this key (a call's sessionId)")
     copy_p.add_argument("--replay-id", help="the voicecall-replay-id header value (default: a new random id)")

@@ -145,10 +145,10 @@ async def copy(settings: CommonSettings, source: str, target: str, win: window.W
                              max_partition_fetch_bytes=1024 * 1024, fetch_max_bytes=4 * 1024 * 1024)
     producer = make_producer(settings, client_suffix="-replay")
     started = time.monotonic()
-    await consumer.start()
-    if not dry_run:
-        await producer.start()
     try:
+        await consumer.start()  # an unreachable broker: BrokerUnreachable, one line (exit 2)
+        if not dry_run:
+            await producer.start()
         existing = await names.partitions(settings)
         source = names.resolve(source, settings.topic_prefix, existing)
         target = names.resolve(target, settings.topic_prefix, existing)
@@ -175,8 +175,7 @@ async def copy(settings: CommonSettings, source: str, target: str, win: window.W
         return summary
     finally:
         await consumer.stop()
-        if not dry_run:
-            await producer.stop()
+        await producer.stop()  # started or not: a client made is a client closed
 
 
 async def _ranges(consumer: Any, tps: list[TopicPartition], win: window.Window, grace_ms: int

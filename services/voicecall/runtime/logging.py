@@ -33,7 +33,7 @@ def _scrub(value: Any, depth: int = 0) -> Any:
 def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     """Last line of defence: never print a value whose key looks like a secret."""
     for key, value in event.items():
-        if is_secret_key(key):
+        if is_secret_key(key) and not isinstance(value, bool):  # whether a secret is set (True/False) is no secret
             event[key] = "***"
         elif isinstance(value, dict | list | tuple):
             event[key] = _scrub(value)

@@ -40,10 +40,13 @@ TOPICS: tuple[TopicSpec, ...] = (
 
 
 class TopicSettings(config.CommonSettings):
-    topic_partitions: int = Field(12, ge=1, le=10_000)
-    topic_replication: int = Field(3, ge=1, le=32)
-    topic_min_insync: int = Field(2, ge=1, le=32)
-    topic_retention: config.Duration = 14 * 86400.0  # raw and derived topics: replay needs history
+    topic_partitions: int = Field(12, ge=1, le=10_000, description="partitions per topic: the most instances "
+                                                                   "of a stage that can share the work")
+    topic_replication: int = Field(3, ge=1, le=32, description="replicas per partition (capped at the broker count)")
+    topic_min_insync: int = Field(2, ge=1, le=32, description="min.insync.replicas: replicas that must have a "
+                                                              "write before it is acknowledged (capped likewise)")
+    topic_retention: config.Duration = Field(14 * 86400.0, description="retention of the event topics (replay "
+                                                                       "needs history; deadletter keeps 30d)")
 
 
 SUFFIXES = frozenset(spec.suffix for spec in TOPICS)

@@ -15,8 +15,8 @@ broker has succeeded:
 ``"external"``
     An already running cluster at ``bootstrap``; ``stop()`` does nothing.
 ``"auto"``
-    ``"apache"`` when ``java`` and ``mvn`` are on PATH and the jars can be had, otherwise ``"noida"`` (said on
-    stderr).
+    ``"apache"`` when there is a ``java`` and the jars are cached or can be fetched (with ``mvn``), otherwise
+    ``"noida"``; the handle's ``fallback`` says why.
 
 Everything a broker writes lives under ``state_dir``: starting again on the same ``state_dir`` (``restart()``,
 or a new ``start_broker`` call) keeps the data and, unless another port is asked for, the port. Nothing here reads
@@ -25,8 +25,6 @@ the environment: ``voicecall broker`` and ``voicecall dev`` pass what their sett
 
 from __future__ import annotations
 
-import shutil
-import sys
 from pathlib import Path
 
 from voicecall.devenv.broker.apache import java, start_apache
@@ -72,8 +70,12 @@ def start_broker(
         raise BrokerError(f"a cluster needs at least one node, not {nodes}")
     if nodes > 1 and kind in ("noida", "external"):
         raise BrokerError(f"{nodes} nodes: only the apache broker runs a local cluster")
-    if kind == "auto":
-        kind = "apache" if nodes > 1 else _auto(kafka_lib)
+    fallback = None
+    if kind == "auto" and nodes > 1:
+        kind = "apache"
+    elif kind == "auto":
+        fallback = _apache_missing(kafka_lib)
+        kind = "noida" if fallback else "apache"
     if kind == "external":
         if not bootstrap:
             raise BrokerError("external broker: no bootstrap address given (VOICECALL_KAFKA_BOOTSTRAP)")
@@ -83,20 +85,19 @@ def start_broker(
     if kind == "apache":
         return start_apache(state_dir=state_dir, port=port, kafka_lib=kafka_lib, wait_timeout=wait_timeout,
                             nodes=nodes)
-    return start_noida(state_dir=state_dir, port=port, wait_timeout=wait_timeout)
+    handle = start_noida(state_dir=state_dir, port=port, wait_timeout=wait_timeout)
+    handle.fallback = fallback
+    return handle
 
 
-def _auto(kafka_lib: Path | None) -> str:
-    if not (shutil.which("java") and shutil.which("mvn")):
-        return "noida"
-    try:  # the jars (Maven Central, once) and a JVM: without them, fall back rather than fail
-        ensure_kafka_jars(kafka_lib)
+def _apache_missing(kafka_lib: Path | None) -> str | None:
+    """Why Apache Kafka cannot run here (no java, the jars neither cached nor fetchable), or None when it can."""
+    try:  # a JVM, and the jars (cached, or fetched once with mvn from Maven Central)
         java()
+        ensure_kafka_jars(kafka_lib)
     except BrokerError as exc:
-        print(f"auto broker: Apache Kafka is not available ({exc}); using noida-db instead", file=sys.stderr,
-              flush=True)
-        return "noida"
-    return "apache"
+        return str(exc).removeprefix("apache broker: ")
+    return None
 
 
 def _reach(bootstrap: str, wait_timeout: float) -> BrokerHandle:

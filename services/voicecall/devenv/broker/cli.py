@@ -11,6 +11,9 @@ from pathlib import Path
 from voicecall.devenv.broker import KINDS, BrokerError, BrokerHandle, start_broker
 from voicecall.devenv.broker.config import BrokerSettings
 from voicecall.runtime import config, logging as vlog
+from voicecall.runtime.failures import BrokerUnreachable, Refusal
+
+EXTERNAL_WAIT = 10.0  # seconds an external cluster has to answer
 
 
 def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +40,12 @@ def _node_count(text: str) -> int:
 def start(settings: BrokerSettings, kind: str, state_dir: Path, nodes: int = 1) -> BrokerHandle:
     """The broker of ``kind`` on ``state_dir/broker``, listening where the settings say (or, external, being that
     cluster). Blocks until it answers."""
+    if kind == "external":  # a cluster that is said to run answers at once, or is not where the settings say
+        try:
+            return start_broker(kind, state_dir=state_dir / "broker", bootstrap=settings.kafka_bootstrap,
+                                wait_timeout=EXTERNAL_WAIT)
+        except BrokerError as error:
+            raise BrokerUnreachable(settings.kafka_bootstrap, str(error)) from None
     return start_broker(kind, port=settings.listen_port, state_dir=state_dir / "broker",
                         bootstrap=settings.kafka_bootstrap, kafka_lib=settings.kafka_lib, nodes=nodes)
 
@@ -52,12 +61,17 @@ def main(args: argparse.Namespace) -> int:
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
+    problem = settings.port_problem(args.broker)
+    if problem:
+        raise Refusal(problem)
     try:
         handle = start(settings, args.broker, args.state_dir, args.nodes)
     except BrokerError as error:
         print(f"voicecall broker: {error}\n(VOICECALL_KAFKA_BOOTSTRAP={settings.kafka_bootstrap} is where it "
               "listens; set another host:port)", file=sys.stderr)
         return 1
+    if handle.fallback:
+        print(f"broker: noida-db instead of Apache Kafka: {handle.fallback_line()}", flush=True)
     print(f"broker ({handle.kind}) listening on {handle.bootstrap}; stop with Ctrl-C", flush=True)
     if len(handle.nodes) > 1:
         for node_id, node in enumerate(handle.nodes, start=1):

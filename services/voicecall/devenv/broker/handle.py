@@ -33,6 +33,7 @@ class BrokerHandle:
         self.nodes = list(nodes)
         self.log_path = log_path
         self.console_path = console_path
+        self.fallback: str | None = None  # why "auto" chose noida-db over Apache Kafka (maybe Maven's output too)
         self._relaunch = relaunch
 
     def __repr__(self) -> str:
@@ -104,6 +105,13 @@ class BrokerHandle:
                 except (OSError, BrokerError) as error:
                     errors.append(f"node {node_id}: {error}")
         raise BrokerError("no node named the active controller: " + "; ".join(errors or ["none running"]))
+
+    def fallback_line(self) -> str | None:
+        """Why noida-db, in one line: the first line of the reason and, from a failed Maven run, its last."""
+        if not self.fallback:
+            return None
+        lines = [line.strip() for line in self.fallback.splitlines() if line.strip()]
+        return lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         parts = []

@@ -35,13 +35,17 @@ class Stage:
 class StageSettings(config.CommonSettings):
     """Settings of the shell; a stage's settings subclass this (a plain CommonSettings gets these defaults)."""
 
-    batch_records: int = Field(2000, ge=1, le=100_000)  # VOICECALL_BATCH_RECORDS: records per transaction
-    batch_time: config.Duration = Field(0.1, le=60)  # VOICECALL_BATCH_TIME: longest wait to fill a batch
-    # VOICECALL_CONSUMER_SESSION_TIMEOUT: how long a killed instance's partitions wait; 6 s is the brokers' least
-    # (group.min.session.timeout.ms), and a heartbeat a second keeps it far from a busy event loop's pauses
-    consumer_session_timeout: config.Duration = Field(6.0, ge=1, le=300)
-    # VOICECALL_CONSUMER_INSTANCE_ID: static membership (a restarted instance of this id gets its partitions back
-    # without a rebalance); unique per instance, e.g. a StatefulSet pod's name. Unset: dynamic membership.
-    consumer_instance_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,200}$")
-    transaction_timeout: config.Duration = Field(60.0, ge=1, le=900)  # VOICECALL_TRANSACTION_TIMEOUT
-    prepare_timeout: config.Duration = Field(60.0, ge=1)  # VOICECALL_PREPARE_TIMEOUT: producer init + offsets
+    batch_records: int = Field(2000, ge=1, le=100_000, description="most records per transaction")
+    batch_time: config.Duration = Field(0.1, le=60, description="longest wait to fill a batch")
+    # 6 s is the brokers' least (group.min.session.timeout.ms); a heartbeat a second keeps it far from a busy
+    # event loop's pauses.
+    consumer_session_timeout: config.Duration = Field(6.0, ge=1, le=300, description="the group's session timeout: "
+                                                      "how soon a vanished instance's partitions move on")
+    consumer_instance_id: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9._-]{1,200}$",
+        description="static group membership: a restarted instance of this id gets its partitions back without a "
+                    "rebalance; unique per instance (e.g. a StatefulSet pod's name); unset: dynamic membership")
+    transaction_timeout: config.Duration = Field(60.0, ge=1, le=900, description="the broker aborts a transaction "
+                                                                                 "left open this long")
+    prepare_timeout: config.Duration = Field(60.0, ge=1, description="longest wait to take over a partition "
+                                                                     "(producer init, offsets, state restore)")

@@ -39,7 +39,7 @@ class Runner:
         self.metrics = StageMetrics(stage.name)
         session_ms = int(self.opts.consumer_session_timeout * 1000)
         self.consumer = make_consumer(
-            settings, group_id=self.group, session_timeout_ms=session_ms,
+            settings, group_id=self.group, wait=stop, session_timeout_ms=session_ms,
             # Members learn of a rebalance at their next heartbeat, and it waits for the last of them.
             heartbeat_interval_ms=max(100, min(1000, session_ms // 3)),
             # Survivors keep their partitions through a rebalance (see the assignment module).
