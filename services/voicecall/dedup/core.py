@@ -224,11 +224,20 @@ class DedupCore:
         return result
 
     def restore(self, record: ConsumerRecord) -> None:
-        key = int.from_bytes(record.key, "big")
-        value = record.value
+        """Apply one changelog record; raises ``ValueError``, state unchanged, on one this core did not write (a
+        key that is not a non-zero 8-byte hash, a value neither a tombstone nor 12 bytes)."""
+        raw_key, value = record.key, record.value
+        if raw_key is None or len(raw_key) != _KEY.size:
+            raise ValueError(f"the key is not an 8-byte sessionId hash: "
+                             f"{'none' if raw_key is None else f'{len(raw_key)} bytes'}")
+        key = int.from_bytes(raw_key, "big")
+        if key == 0:  # marks an empty slot of the state table; id_hash never returns it
+            raise ValueError("the key is 0, which no sessionId hashes to")
         if value is None:
             self.state.delete(key)
             return
+        if len(value) != _ENTRY.size:
+            raise ValueError(f"the value is {len(value)} bytes, not a 12-byte entry (fingerprint, window time)")
         fp, moment = _unpack_entry(value)
         self.state.put(key, fp, moment)
         if moment > self.clock:

@@ -12,6 +12,9 @@ The contract (keep it this small):
   record never crashes the stage and is never silently dropped. A record whose topic is the changelog goes to the
   changelog partition with the input's partition number; every other record is partitioned by its key.
 - ``Core.restore(record)`` applies one changelog record (value ``None`` = tombstone). Stateless cores do nothing.
+  A record it cannot decode (wrong size or shape: not something its ``process`` wrote) makes it raise, again
+  without changing its state: the shell skips that record, counts it (``voicecall_stage_restore_errors_total``)
+  and logs where it is — a foreign record in the changelog never keeps a partition from becoming ready.
 - ``await run_stage(settings, stage, stop, ready=...)`` runs until ``stop`` is set, then finishes and commits the
   batch in hand, closes its producers, leaves the group and returns. ``ready`` is set once every assigned
   partition is ready (state restored). Batching and timeouts come from :class:`StageSettings`.
