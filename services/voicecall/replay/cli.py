@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how far past --to to keep reading for records with out-of-order timestamps "
                              "(default 60s)")
     copy_p.add_argument("--dry-run", action="store_true", help="count what would be copied; produce nothing")
+    copy_p.add_argument("--from-internal", action="store_true",
+                        help="allow an internal topic (a stage's state, e.g. dedup.changelog) as --from-topic; "
+                             "one is never allowed as --to-topic")
     copy_p.add_argument("--bootstrap", dest="bootstrap_sub", help=argparse.SUPPRESS)
 
 
@@ -71,6 +74,11 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"voicecall replay copy: --grace: {error}", file=sys.stderr)
         return 2
+    try:  # before anything starts: the refusal is the one line printed
+        names.check_copy(args.from_topic, args.to_topic, settings.topic_prefix, from_internal=args.from_internal)
+    except names.InternalTopic as error:
+        print(f"voicecall replay copy: {error}", file=sys.stderr)
+        return 2
     outcome: list[replay_copy.Summary] = []
     problems: list[str] = []
 
@@ -78,8 +86,9 @@ def main(args: argparse.Namespace) -> int:
         try:
             outcome.append(await replay_copy.copy(
                 settings, args.from_topic, args.to_topic, win, only_key=args.key, replay_id=args.replay_id,
-                dry_run=args.dry_run, batch=args.batch, grace_ms=grace_ms, stop=stop))
-        except names.UnknownTopic as error:
+                dry_run=args.dry_run, batch=args.batch, grace_ms=grace_ms, stop=stop,
+                from_internal=args.from_internal))
+        except (names.UnknownTopic, names.InternalTopic) as error:
             problems.append(str(error))
 
     code = lifecycle.run(service)
