@@ -92,7 +92,7 @@ async def test_a_changelog_record_the_core_cannot_decode_is_skipped_counted_and_
     skipped = [e for e in logs if e["event"] == "changelog record skipped: the core cannot apply it"]
     assert sorted((e["partition"], e["offset"]) for e in skipped) == where
     assert all(e["log_level"] == "error" and "struct.error" in e["error"] for e in skipped)
-    assert [e["key_bytes"] for e in skipped if e["partition"] == 1] == [6, 1]
+    assert [(e["key"], e["key_bytes"]) for e in skipped if e["partition"] == 1] == [("call-1", 6), ("b", 1)]
     summary = [e for e in logs if e["event"] == "changelog records skipped during restore"]
     assert [e["skipped"] for e in summary] == [3]
     assert not [e for e in logs if e["event"] == "prepare failed"]

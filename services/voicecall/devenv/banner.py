@@ -52,6 +52,8 @@ def print_next_steps(settings: DevSettings, children: Sequence[Child], state: Pa
         f"  pushes:     curl -X POST {base}/notify -d @your-push.json",
         f"  events:     {tail}   (or status.raw, fee.unique, recording.stored, deadletter)",
         f"  recordings: {state / 'recordings'}",
+        f"  replay:     kill -TERM $(cat {relative(state / 'pids')}/billing.pid) stops a service and leaves it stopped "
+        f"(reset its group meanwhile); kill -USR1 $(cat {relative(state / 'pids')}/dev.pid) starts it again",
         "  stop:       Ctrl-C", "",
     ]
     print("\n".join(lines), flush=True)

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     reset_p.add_argument("--dry-run", action="store_true",
                          help="print per partition the current and new offsets and how many records would be "
                               "reprocessed; commit nothing")
+    reset_p.add_argument("--wait", default="0", metavar="DURATION",
+                         help="wait up to this long (e.g. 60s) for the group's members to leave, as a stage just "
+                              "sent SIGTERM does, before refusing (default 0: refuse at once)")
     reset_p.add_argument("--bootstrap", dest="bootstrap_sub", help=argparse.SUPPRESS)
 
     copy_p = sub.add_parser(
@@ -65,7 +68,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"voicecall replay {args.action}: {error}", file=sys.stderr)
         return 2
     if args.action == "reset":
-        return asyncio.run(replay_reset.reset(settings, args.service, since, args.dry_run))
+        try:
+            wait = config.parse_duration(args.wait)
+        except ValueError as error:
+            print(f"voicecall replay reset: --wait: {error}", file=sys.stderr)
+            return 2
+        return asyncio.run(replay_reset.reset(settings, args.service, since, args.dry_run, wait=wait))
     if args.batch < 1:
         print("voicecall replay copy: --batch must be at least 1", file=sys.stderr)
         return 2

@@ -179,10 +179,17 @@ async def active_members(settings: CommonSettings, group: str, coordinator_wait:
 
 
 async def reset(settings: CommonSettings, service: str, since_ms: int, dry_run: bool,
-                out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+                out: TextIO = sys.stdout, err: TextIO = sys.stderr, wait: float = 0.0) -> int:
+    """``wait``: seconds to wait for the group's members to leave before refusing."""
     group = group_id(settings, service)
     topic = topics.name(settings, INPUTS[service])
     members = await active_members(settings, group)
+    if members and wait > 0:
+        print(f"waiting up to {wait:.0f} s for {len(members)} member(s) of {group} to leave", file=err)
+        deadline = time.monotonic() + wait
+        while members and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            members = await active_members(settings, group)
     if members:
         print(refusal(service, group, members), file=err)
         return EXIT_ACTIVE

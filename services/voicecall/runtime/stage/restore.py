@@ -3,8 +3,8 @@
 A changelog record the core cannot apply (its ``restore`` raises: wrong size, wrong shape — written by something
 other than the stage, e.g. a copy into the internal topic) is skipped: counted, logged with its partition and
 offset, and the restore goes on. The alternative, failing the partition until someone removes the record, would
-stall the stage's whole partition for a record the stage never wrote (docs/operations.md, "Changelog records
-skipped", says why and what to do).
+stall the stage's whole partition for a record the stage never wrote (docs/operations.md, runbook
+"VoicecallStageRestoreErrors", says why and what to do).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Skipped:
             key = record.key
             self.log.error("changelog record skipped: the core cannot apply it", topic=self.changelog,
                            partition=record.partition, offset=record.offset,
-                           key=None if key is None else repr(bytes(key[:40])),
+                           key=None if key is None else bytes(key[:256]).decode(errors="backslashreplace"),
                            key_bytes=None if key is None else len(key),
                            value_bytes=None if record.value is None else len(record.value),
                            headers=[name for name, _ in record.headers or ()][:10],
