@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from voicecall.runtime import config
+from voicecall.runtime import config, logging as vlog
 from voicecall.runtime.kafka import make_consumer
 from voicecall.runtime.stage.contract import Core
 
@@ -24,8 +24,8 @@ LOGGED_PER_RESTORE = 10  # bad records logged one by one per restore; the rest a
 
 
 class Skipped:
-    """The changelog records a restore skipped: each one counted on ``counter``, the first few logged with where
-    they are; :meth:`summary` logs the total once the restore is done."""
+    """The changelog records a restore skipped: each one counted on ``counter`` (a Prometheus counter child, or
+    None), the first few logged with where they are; :meth:`summary` logs the total once the restore is done."""
 
     def __init__(self, counter: Any, log: Any, changelog: str) -> None:
         self.counter = counter
@@ -35,7 +35,8 @@ class Skipped:
 
     def add(self, record: ConsumerRecord[Any, Any], error: Exception) -> None:
         self.count += 1
-        self.counter.inc()
+        if self.counter is not None:
+            self.counter.inc()
         if self.count <= LOGGED_PER_RESTORE:
             key = record.key
             self.log.error("changelog record skipped: the core cannot apply it", topic=self.changelog,
@@ -53,15 +54,18 @@ class Skipped:
 
 
 async def restore(settings: config.CommonSettings, changelog: str, cores: Mapping[int, Core], *,
-                  timeout: float, skipped: Skipped) -> int:
+                  timeout: float, skipped: Skipped | None = None) -> int:
     """Apply every committed record of the changelog partitions numbered like ``cores`` to those cores, in offset
     order; returns how many were applied. A record whose ``restore`` raises goes to ``skipped`` (the core must
-    leave its state unchanged when it raises). Raises ``TimeoutError`` after ``timeout`` seconds without progress.
+    leave its state unchanged when it raises; without ``skipped`` it is logged, not counted). Raises
+    ``TimeoutError`` after ``timeout`` seconds without progress.
 
     Call it only after the partitions' producers have fenced the previous owner: the end read here (the last
     stable offset, ``read_committed``) is then final, since nobody but our own, fresh producers writes there."""
     if not cores:
         return 0
+    if skipped is None:
+        skipped = Skipped(None, vlog.get("processor"), changelog)
     reader = make_consumer(settings, group_id=None, max_partition_fetch_bytes=8 * 1024 * 1024)
     await reader.start()
     applied = 0
