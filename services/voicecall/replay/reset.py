@@ -143,9 +143,11 @@ def refusal(service: str, group: str, members: list[Member]) -> str:
     return (f"refusing to reset: consumer group {group} has {len(members)} active member(s): {who}.\n"
             f"Stop every `voicecall {service}` process first — on Kubernetes, hold its autoscaler at zero: "
             f"kubectl annotate scaledobject/voicecall-{service} autoscaling.keda.sh/paused-replicas=0 (without "
-            f"KEDA: kubectl scale deployment/voicecall-{service} --replicas=0); otherwise send SIGTERM to the "
-            f"process (it commits and exits) — wait until it has left the group, run this command again, then "
-            f"start the service again (remove the annotation: autoscaling.keda.sh/paused-replicas-).")
+            f"KEDA: kubectl scale deployment/voicecall-{service} --replicas=0); under voicecall dev: kill -TERM "
+            f"$(cat .state/pids/{service}.pid) (it stays stopped until kill -USR1 $(cat .state/pids/dev.pid)); "
+            f"otherwise send SIGTERM to the process (it commits and exits). Then run this command again with "
+            f"--wait 60s (it waits for the member to leave), then start the service again (remove the "
+            f"annotation: autoscaling.keda.sh/paused-replicas-).")
 
 
 def members_of(described: list[Any], group: str) -> list[Member]:
