@@ -29,13 +29,13 @@ def service(name: str, tmp_path: Path) -> Child:
                  pid_file=tmp_path / "pids" / f"{name}.pid")
 
 
-async def ready_pid(child: Child, timeout: float = 10) -> int:
-    """The pid in the child's pid file once that process is up (printed "ready" since it was last started)."""
+async def ready_pid(child: Child, runs: int = 1, timeout: float = 10) -> int:
+    """The pid in the child's pid file once that process is up: its ``runs``-th start printed "ready"."""
     assert child.pid_file is not None
     deadline = time.monotonic() + timeout
     while True:
         text = child.pid_file.read_text().strip() if child.pid_file.exists() else ""
-        if text and int(text) == child.pid and child.running and child.log_since_start().count("ready") > 0:
+        if text and int(text) == child.pid and child.running and child.log_since_start().count("ready") >= runs:
             return int(text)
         assert time.monotonic() < deadline, child.log_since_start()
         await asyncio.sleep(0.05)
@@ -69,10 +69,11 @@ async def test_a_clean_exit_it_did_not_ask_for_is_held_until_resumed(tmp_path: P
         os.kill(dedup_pid, signal.SIGUSR2)  # a crash is still restarted at once
         await until(lambda: dedup.restarts == 1 and dedup.running)
         assert not dedup.held and told == ["billing"]
+        await ready_pid(dedup, runs=2)
 
         resume.set()  # SIGUSR1 to voicecall dev
         await until(lambda: billing.running)
-        second = await ready_pid(billing)
+        second = await ready_pid(billing, runs=2)
         assert second != first and not billing.held and billing.restarts == 0 and not resume.is_set()
     finally:
         stop.set()
@@ -91,7 +92,8 @@ async def test_without_resume_a_clean_exit_is_restarted_as_before(tmp_path: Path
         os.kill(await ready_pid(worker), signal.SIGTERM)
         await until(lambda: worker.restarts == 1 and worker.running)
         assert not worker.held
+        await ready_pid(worker, runs=2)
     finally:
         stop.set()
         await asyncio.wait_for(task, 5)
-        worker.stop(timeout=10)
+        assert worker.stop(timeout=10) == 0
