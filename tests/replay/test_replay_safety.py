@@ -40,7 +40,8 @@ def test_internal_topics_come_from_the_topic_table() -> None:
     assert names.internal("dedup.changelog", "voicecall.") is not None
     assert names.internal("voicecall.dedup.changelog", "voicecall.") is not None
     assert names.internal("other.dedup.changelog", "voicecall.") is not None  # another deployment's
-    for name in ("fee.unique", "voicecall.billing", "billing", "deadletter", "changelog"):
+    assert names.internal("voicecall.calls.changelog", "voicecall.") == "a stage's state"  # any *.changelog
+    for name in ("fee.unique", "voicecall.billing", "billing", "deadletter", "calls", "changelogs"):
         assert names.internal(name, "voicecall.") is None, name
     with pytest.raises(names.InternalTopic, match=r"into voicecall\.dedup\.changelog"):
         names.check_copy("fee.unique", "voicecall.dedup.changelog", "voicecall.", from_internal=True)

@@ -6,7 +6,7 @@ from collections.abc import Collection
 
 from voicecall.runtime.config import CommonSettings
 from voicecall.runtime.kafka import make_admin
-from voicecall.topics import TOPICS, TopicSpec
+from voicecall.topics import TOPICS
 
 
 class UnknownTopic(ValueError):
@@ -20,20 +20,22 @@ class InternalTopic(ValueError):
 def check_copy(source: str, target: str, prefix: str, *, from_internal: bool = False) -> None:
     """Raise :class:`InternalTopic` when ``target`` is internal (writing there breaks the stage that owns it), or
     ``source`` is and ``from_internal`` was not given (its records are state, not events)."""
-    if (spec := internal(target, prefix)) is not None:
-        raise InternalTopic(f"refusing to copy into {target}: it is internal ({spec.description}; only its stage "
-                            f"writes it)")
-    if not from_internal and (spec := internal(source, prefix)) is not None:
-        raise InternalTopic(f"refusing to copy from {source}: it is internal ({spec.description}), not events; "
+    if (what := internal(target, prefix)) is not None:
+        raise InternalTopic(f"refusing to copy into {target}: it is internal ({what}; only its stage writes it)")
+    if not from_internal and (what := internal(source, prefix)) is not None:
+        raise InternalTopic(f"refusing to copy from {source}: it is internal ({what}), not events; "
                             f"--from-internal copies it anyway")
 
 
-def internal(given: str, prefix: str) -> TopicSpec | None:
-    """The internal topic of the table (a stage's state, written by that stage alone) that ``given`` names — as a
-    suffix, with this prefix, or with any other prefix (another deployment's) — else None."""
+def internal(given: str, prefix: str) -> str | None:
+    """What the internal topic ``given`` holds — a topic of the table marked internal, named by its suffix, with
+    this prefix or another deployment's, or any ``*.changelog`` (the interface's definition of internal) — else
+    None."""
     for spec in TOPICS:
         if spec.internal and (given in (spec.suffix, prefix + spec.suffix) or given.endswith("." + spec.suffix)):
-            return spec
+            return spec.description
+    if given.endswith(".changelog") or given == "changelog":
+        return "a stage's state"
     return None
 
 
