@@ -5,6 +5,10 @@ its log in ``.state/logs/<service>.log``. Children run in their own process grou
 reaches ``voicecall dev`` alone; it then stops the simulator, the ingress and the consumers in that order with one
 SIGTERM each (so they flush and commit), then the broker, prints each child's exit status and exits 0 when every
 service stopped cleanly. A second Ctrl-C kills everything at once.
+
+A service stopped by someone else's SIGTERM (exit 0) is left stopped — the replay procedure stops a stage, rewinds
+its consumer group, then wants it back — and SIGUSR1 to ``voicecall dev`` starts it again. The pids to signal are
+in ``<state>/pids/`` (``dev.pid`` and one file per running service).
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +106,28 @@ async def stop_broker(run: DevRun) -> None:
             run.unclean.append("broker")
 
 
+def held(pids: Path) -> Callable[[Child], None]:
+    def tell(child: Child) -> None:
+        print(f"voicecall dev: {child.name} stopped (exit 0, not by voicecall dev): left stopped until "
+              f"kill -USR1 $(cat {pids / 'dev.pid'})", flush=True)
+    return tell
+
+
+@contextlib.contextmanager
+def resume_on_sigusr1(pids: Path) -> Iterator[asyncio.Event]:
+    """An event SIGUSR1 sets (start the held services again), and ``<pids>/dev.pid`` to send it to."""
+    resume = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, resume.set)
+    pids.mkdir(parents=True, exist_ok=True)
+    (pids / "dev.pid").write_text(f"{os.getpid()}\n")
+    try:
+        yield resume
+    finally:
+        loop.remove_signal_handler(signal.SIGUSR1)
+        (pids / "dev.pid").unlink(missing_ok=True)
+
+
 def refused(child: Child) -> None:
     print(f"voicecall dev: {child.name} stopped at start (exit {EXIT_USAGE}, bad configuration); "
           f"see {child.log_path}:\n{child.log_tail()}", file=sys.stderr, flush=True)
@@ -132,7 +160,8 @@ async def run_dev(settings: DevSettings, args: argparse.Namespace, stop: asyncio
         ports = plan.metrics_ports(metrics_base)
         for name in SERVICES:
             env_child = dict(env, VOICECALL_METRICS_PORT=str(ports[name])) if name in ports else env
-            run.children.append(Child(name, plan.service_argv(name), env_child, state / "logs" / f"{name}.log"))
+            run.children.append(Child(name, plan.service_argv(name), env_child, state / "logs" / f"{name}.log",
+                                      pid_file=state / "pids" / f"{name}.pid"))
         if recording_port is not None:
             run.children.append(Child("simulate", plan.simulator_argv(settings, args, recording_port), env,
                                       state / "logs" / "simulate.log", oneshot=True))
@@ -150,8 +179,10 @@ async def run_dev(settings: DevSettings, args: argparse.Namespace, stop: asyncio
             host = ingress_host if child.name == "ingress" else "127.0.0.1"
             if port and not await wait_for_port(host, port, 60, child, stop) and not stop.is_set():
                 log.warning("service not listening yet", child=child.name, port=port, log=str(child.log_path))
-        run.say(next_steps(settings, run.children, state, handle, recording_api, name_bootstrap=name_bootstrap))
-        await children.supervise(run.children, stop, on_refused=refused)
+        with resume_on_sigusr1(state / "pids") as resume:
+            run.say(next_steps(settings, run.children, state, handle, recording_api, name_bootstrap=name_bootstrap))
+            await children.supervise(run.children, stop, on_refused=refused, resume=resume,
+                                     on_held=held(state / "pids"))
     finally:
         run.say("stopping: the simulator, the ingress, the consumers, then the broker")
         await stop_all(run)

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     reset_p.add_argument("--dry-run", action="store_true",
                          help="print per partition the current and new offsets and how many records would be "
                               "reprocessed; commit nothing")
+    reset_p.add_argument("--wait", default="0", metavar="DURATION",
+                         help="wait up to this long (e.g. 60s) for the group's members to leave, as a stage just "
+                              "sent SIGTERM does, before refusing (default 0: refuse at once)")
     reset_p.add_argument("--bootstrap", dest="bootstrap_sub", help=argparse.SUPPRESS)
 
     copy_p = sub.add_parser(
@@ -47,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how far past --to to keep reading for records with out-of-order timestamps "
                              "(default 60s)")
     copy_p.add_argument("--dry-run", action="store_true", help="count what would be copied; produce nothing")
+    copy_p.add_argument("--from-internal", action="store_true",
+                        help="allow an internal topic (a stage's state, e.g. dedup.changelog) as --from-topic; "
+                             "one is never allowed as --to-topic")
     copy_p.add_argument("--bootstrap", dest="bootstrap_sub", help=argparse.SUPPRESS)
 
 
@@ -63,7 +69,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"voicecall replay {args.action}: {error}", file=sys.stderr)
         return 2
     if args.action == "reset":
-        return asyncio.run(replay_reset.reset(settings, args.service, since, args.dry_run))
+        try:
+            wait = config.parse_duration(args.wait)
+        except ValueError as error:
+            print(f"voicecall replay reset: --wait: {error}", file=sys.stderr)
+            return 2
+        return asyncio.run(replay_reset.reset(settings, args.service, since, args.dry_run, wait=wait))
     if args.batch < 1:
         print("voicecall replay copy: --batch must be at least 1", file=sys.stderr)
         return 2
@@ -72,6 +83,11 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"voicecall replay copy: --grace: {error}", file=sys.stderr)
         return 2
+    try:  # before anything starts: the refusal is the one line printed
+        names.check_copy(args.from_topic, args.to_topic, settings.topic_prefix, from_internal=args.from_internal)
+    except names.InternalTopic as error:
+        print(f"voicecall replay copy: {error}", file=sys.stderr)
+        return 2
     outcome: list[replay_copy.Summary] = []
     problems: list[str] = []
 
@@ -79,8 +95,9 @@ def main(args: argparse.Namespace) -> int:
         try:
             outcome.append(await replay_copy.copy(
                 settings, args.from_topic, args.to_topic, win, only_key=args.key, replay_id=args.replay_id,
-                dry_run=args.dry_run, batch=args.batch, grace_ms=grace_ms, stop=stop))
-        except names.UnknownTopic as error:
+                dry_run=args.dry_run, batch=args.batch, grace_ms=grace_ms, stop=stop,
+                from_internal=args.from_internal))
+        except (names.UnknownTopic, names.InternalTopic) as error:
             problems.append(str(error))
 
     code = lifecycle.run(service)

@@ -88,8 +88,8 @@ async def tail(settings: config.CommonSettings, args: argparse.Namespace, stop: 
     since = window.parse(args.since) if args.since else None
     only_key = args.key.encode() if args.key is not None else None
     consumer = make_consumer(settings, group_id=None, client_id=f"{settings.kafka_client_id}-tail")
-    await consumer.start()  # an unreachable broker: one line and exit 2 (the client closed itself)
     try:
+        await consumer.start()
         existing = await names.partitions(settings)
         topic = names.resolve(args.topic, settings.topic_prefix, existing)
         tps = [TopicPartition(topic, p) for p in existing[topic]]

@@ -10,8 +10,13 @@ The contract (keep it this small):
   I/O and, when it raises, must not have changed its state: the shell then writes a deadletter record instead
   (reason ``processing-error``, the stage's name, origin topic/partition/offset, the original payload) — a bad
   record never crashes the stage and is never silently dropped. A record whose topic is the changelog goes to the
-  changelog partition with the input's partition number; every other record is partitioned by its key.
+  changelog partition with the input's partition number; every other record is partitioned by its key. An output
+  over the producer's limit (1 MiB) fails its transaction once; on the retry it is replaced by a deadletter
+  record (reason ``too-large``) for its input (:mod:`.oversize`).
 - ``Core.restore(record)`` applies one changelog record (value ``None`` = tombstone). Stateless cores do nothing.
+  A record it cannot decode (wrong size or shape: not something its ``process`` wrote) makes it raise, again
+  without changing its state: the shell skips that record, counts it (``voicecall_stage_restore_errors_total``)
+  and logs where it is — a foreign record in the changelog never keeps a partition from becoming ready.
 - ``await run_stage(settings, stage, stop, ready=...)`` runs until ``stop`` is set, then finishes and commits the
   batch in hand, closes its producers, leaves the group and returns. ``ready`` is set once every assigned
   partition is ready (state restored). Batching and timeouts come from :class:`StageSettings`.

@@ -26,7 +26,7 @@ from aiokafka.errors import IllegalStateError, ProducerFenced
 from voicecall.runtime import config, logging as vlog
 from voicecall.runtime.stage.contract import Core, Stage, StageSettings
 from voicecall.runtime.stage.metrics import StageMetrics
-from voicecall.runtime.stage.restore import restore
+from voicecall.runtime.stage.restore import Skipped, restore
 from voicecall.runtime.stage.transaction import Layouts, PartitionProducer
 
 PENDING, READY = "pending", "ready"
@@ -51,6 +51,7 @@ class Partition:
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     retry_at: float = 0.0
     failures: int = 0
+    check_sizes: bool = False  # a transaction failed on an oversized output: check outputs until it is found
     lag: Any = field(default=None, repr=False)  # the lag gauge's child
 
 
@@ -246,11 +247,13 @@ class Assignment:
         if changelog is None or not parts:
             return cores
         started = time.monotonic()
-        applied = await restore(self.settings, changelog, cores, timeout=self.opts.prepare_timeout)
+        skipped = Skipped(self.metrics.restore_errors, self.log, changelog)
+        applied = await restore(self.settings, changelog, cores, timeout=self.opts.prepare_timeout, skipped=skipped)
         elapsed = time.monotonic() - started
         self.metrics.restore_seconds.observe(elapsed)
         self.metrics.restored.inc(applied)
-        self.log.info("state restored", partitions=sorted(cores), records=applied, seconds=round(elapsed, 3))
+        self.log.info("state restored", partitions=sorted(cores), records=applied, skipped=skipped.count,
+                      seconds=round(elapsed, 3))
         return cores
 
     # -- failing and closing ------------------------------------------------------------------------------------

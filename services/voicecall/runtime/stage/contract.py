@@ -18,7 +18,8 @@ class Core(Protocol):
 
     def process(self, record: ConsumerRecord) -> list[Record]: ...
 
-    def restore(self, record: ConsumerRecord) -> None: ...  # one changelog record; value None = tombstone
+    # One changelog record (value None = tombstone); raises, state unchanged, on one it cannot decode (skipped).
+    def restore(self, record: ConsumerRecord) -> None: ...
 
 
 @dataclass

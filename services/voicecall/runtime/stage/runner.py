@@ -19,6 +19,7 @@ from aiokafka.structs import ConsumerRecord
 from voicecall.runtime import config, deadletter, logging as vlog
 from voicecall.runtime.kafka import group_id, make_consumer
 from voicecall.runtime.record import Record
+from voicecall.runtime.stage import oversize
 from voicecall.runtime.stage.assignment import READY, Assignment, Listener, Partition, sticky_assignor
 from voicecall.runtime.stage.contract import Stage, StageSettings
 from voicecall.runtime.stage.metrics import StageMetrics
@@ -97,15 +98,19 @@ class Runner:
                 outputs, offsets = work.setdefault(part, ([], {}))
                 start = part.offsets.get(tp, 0)
                 process = part.core.process
+                check = part.check_sizes
                 last = -1
                 taken = 0
                 for record in records:
                     if record.offset < start:
                         continue
                     try:
-                        outputs.extend(process(record))
+                        produced = process(record)
                     except Exception as error:
-                        outputs.append(self._failed(record, error))
+                        produced = [self._failed(record, error)]
+                    if check:
+                        produced = self._fit(part, record, produced)
+                    outputs.extend(produced)
                     last = record.offset
                     taken += 1
                 if last >= 0:
@@ -122,6 +127,8 @@ class Runner:
             await part.producer.commit(records, offsets)
         except Exception as error:
             self.metrics.aborts.inc()
+            if oversize.caused(error):  # the same input would make the same output: find it on the next try
+                part.check_sizes = True
             await self.assignment.fail(part, "transaction failed, partition will be prepared again", error)
             return
         self.metrics.transaction_seconds.observe(time.monotonic() - started)
@@ -144,6 +151,16 @@ class Runner:
         return deadletter.for_record(record, deadletter.Reason.PROCESSING_ERROR, self.stage.name,
                                      self.stage.deadletter_topic, detail=f"{type(error).__name__}: {error}"[:2000],
                                      parsed=parsed, max_bytes=self.settings.deadletter_max_payload)
+
+    def _fit(self, part: Partition, record: ConsumerRecord, produced: list[Record]) -> list[Record]:
+        fitted, replaced = oversize.fit(record, produced, self.stage.name, self.stage.deadletter_topic,
+                                        self.settings.deadletter_max_payload)
+        if replaced:
+            part.check_sizes = False
+            self.metrics.errors.inc()
+            self.log.warning("output too large, deadlettered", partition=record.partition, offset=record.offset,
+                             outputs=replaced)
+        return fitted
 
     async def _update_lag(self) -> None:
         for part in list(self.assignment.parts.values()):
