@@ -32,6 +32,8 @@ COMMANDS: dict[str, Command] = {
                        "voicecall.billing.config:BillingSettings", service=True),
     "recordings": Command("voicecall.recordings.cli", "the recording downloader (fee.unique → storage + recording.*)",
                           "voicecall.recordings.config:RecordingsSettings", service=True),
+    "calls": Command("voicecall.calls.cli", "the call view (status.raw, fee.unique, billing, recording.* → calls)",
+                     "voicecall.calls.config:CallsSettings", service=True),
     "topics": Command("voicecall.topics.cli", "create every topic (idempotent) or render its manifests"),
     "replay": Command("voicecall.replay.cli", "re-processing of a time window (reset a group, copy a window)"),
     "tail": Command("voicecall.replay.tail", "print the events of a topic as JSON lines"),

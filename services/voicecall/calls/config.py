@@ -1,0 +1,20 @@
+"""Settings of ``voicecall calls``: the shell's (batching, timeouts) plus the CDR grace and the retention."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from voicecall.runtime import config
+from voicecall.runtime.stage import StageSettings
+
+
+class CallsSettings(StageSettings):
+    # VOICECALL_CALLS_CDR_GRACE: how long after its disconnect an ended call may wait for its CDR before it is
+    # flagged missing. The platform pushes a CDR when the call ends and re-pushes it at most 6 times, an hour apart;
+    # 7 h is those six hours plus margin.
+    calls_cdr_grace: config.Duration = Field(7 * 3600.0, gt=0)
+    # VOICECALL_CALLS_RETENTION: how long a call stays (in the state and on the compacted topic) after its newest
+    # input; then it is removed with a tombstone.
+    calls_retention: config.Duration = Field(14 * 86400.0, gt=0)
+    # VOICECALL_CALLS_TIMER_INTERVAL: how often the timers (missing CDRs, retention) are checked.
+    calls_timer_interval: config.Duration = Field(2.0, gt=0, le=60)

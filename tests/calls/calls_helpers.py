@@ -1,0 +1,99 @@
+"""Inputs of the calls stage made from the simulator's calls: the status pushes as ``status.raw`` records, the CDR as
+``fee.unique``, the billing core's record as ``billing``, and ``recording.stored`` for the recorded calls — what the
+pipeline in front of the stage would write for them."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiokafka.structs import ConsumerRecord
+
+from voicecall.billing.core import BillingCore
+from voicecall.billing.tariff import Tariff
+from voicecall.calls.core import CallsCore, Topics
+from voicecall.ingress.parse import content_id, event_time
+from voicecall.runtime import cloudevents
+from voicecall.simulator.calls import generate
+from voicecall.simulator.model import Call, CallOptions
+
+PREFIX = "voicecall."
+TOPICS = Topics(status=f"{PREFIX}status.raw", fee=f"{PREFIX}fee.unique", billing=f"{PREFIX}billing",
+                stored=f"{PREFIX}recording.stored", failed=f"{PREFIX}recording.failed", calls=f"{PREFIX}calls",
+                deadletter=f"{PREFIX}deadletter")
+# (topic suffix, key, value, headers): what to produce for one input
+Raw = tuple[str, bytes, bytes, list[tuple[str, bytes]]]
+_BILLING = BillingCore(billing_topic=TOPICS.billing, deadletter_topic=TOPICS.deadletter,
+                       tariff=Tariff("CNY", {"001": 18, "002": 18}))
+
+
+def calls(count: int, seed: int = 7, start: datetime | None = None, **options: Any) -> list[Call]:
+    begin = start or datetime.now(UTC).replace(microsecond=0)
+    return list(generate(CallOptions(seed=seed, start=begin, **options), count))
+
+
+def status_raw(event: Any) -> Raw:
+    info = event.body["statusInfo"]
+    event_type = event.body["eventType"]
+    received = cloudevents.header(cloudevents.headers("x", "/t"), "ce_time") or ""
+    headers = cloudevents.headers(cloudevents.TYPE_STATUS + event_type, "/voicecall/ingress",
+                                  content_id(info, event_type), event_time(info.get("timestamp"), received))
+    return "status.raw", info["sessionId"].encode(), orjson.dumps(info), headers
+
+
+def fee_unique(call: Call) -> Raw:
+    fee = call.fee
+    headers = cloudevents.headers(cloudevents.TYPE_FEE, "/voicecall/ingress", content_id(fee),
+                                  event_time(fee.get("callEndTime"), ""))
+    return "fee.unique", call.session_id.encode(), orjson.dumps(fee), headers
+
+
+def billing(call: Call) -> Raw:
+    (out,) = _BILLING.process(record("fee.unique", *fee_unique(call)[1:]))
+    return "billing", out.key or b"", out.value or b"", out.headers
+
+
+def stored(call: Call) -> Raw:
+    name = call.recording.file_name if call.recording else "x.wav"
+    value = {"sessionId": call.session_id, "recordObjectName": name, "uri": f"s3://bucket/recordings/{name}",
+             "bytes": 1000, "sha256": hashlib.sha256(name.encode()).hexdigest()}
+    return ("recording.stored", call.session_id.encode(), orjson.dumps(value),
+            cloudevents.headers(cloudevents.TYPE_RECORDING_STORED, "/voicecall/recordings"))
+
+
+def inputs_of(call: Call, *, cdr: bool = True) -> list[Raw]:
+    """Every input the stage gets for ``call``: its status pushes (in the call's order), then the CDR, its billing
+    record and, when recorded, its stored recording (all but the status pushes left out with ``cdr=False``)."""
+    out = [status_raw(event) for event in call.status]
+    if cdr:
+        out += [fee_unique(call), billing(call)]
+        if call.recording is not None:
+            out.append(stored(call))
+    return out
+
+
+def record(suffix: str, key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes]] = (),
+           offset: int = 0, timestamp: int | None = None) -> ConsumerRecord[bytes, bytes]:
+    stamp = timestamp if timestamp is not None else int(datetime.now(UTC).timestamp() * 1000)
+    return ConsumerRecord(topic=PREFIX + suffix, partition=0, offset=offset, timestamp=stamp, timestamp_type=0,
+                          key=key, value=value, checksum=None, serialized_key_size=len(key or b""),
+                          serialized_value_size=len(value or b""), headers=tuple(headers))
+
+
+def core(grace: float = 7 * 3600.0, retention: float = 14 * 86400.0) -> CallsCore:
+    return CallsCore(0, TOPICS, grace=grace, retention=retention)
+
+
+def feed(target: CallsCore, raws: Iterable[Raw], timestamp: int | None = None) -> list[Any]:
+    """Process the inputs in order; returns the outputs."""
+    out = []
+    for offset, (suffix, key, value, headers) in enumerate(raws):
+        out.extend(target.process(record(suffix, key, value, headers, offset, timestamp)))
+    return out
+
+
+def final(target: CallsCore, session_id: str) -> dict[str, Any]:
+    return orjson.loads(target.calls[session_id])  # type: ignore[no-any-return]
