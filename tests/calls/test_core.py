@@ -27,7 +27,7 @@ from voicecall.calls.core import CallsCore
 from voicecall.runtime import cloudevents
 from voicecall.simulator.model import Call as SimCall
 
-START = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+START = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
 
 
 def pick(scenario: str, outcome: str | None = None, recorded: bool | None = None, count: int = 400) -> SimCall:
