@@ -44,7 +44,7 @@ def restart(target: CallsCore, outputs: list[Any]) -> CallsCore:
     return again
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_every_order_with_repeats_gives_the_same_record(data: st.DataObject) -> None:
     raws = data.draw(st.sampled_from(sample()), label="call")
@@ -77,7 +77,7 @@ def pushes(count: int) -> list[Raw]:
     return out
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.data())
 def test_a_timeline_over_the_cap_keeps_the_same_events_and_counts_the_rest_once(data: st.DataObject) -> None:
     raws = pushes(data.draw(st.integers(MAX_EVENTS + 1, MAX_EVENTS + 12), label="events"))
