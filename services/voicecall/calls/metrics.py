@@ -6,7 +6,7 @@ import weakref
 from typing import Any
 
 from aiokafka.structs import ConsumerRecord
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from voicecall.calls.core import CHANGED, REJECTED, CallsCore
 from voicecall.runtime.metrics import Tally
@@ -17,12 +17,13 @@ from voicecall.runtime.record import Record
 INPUTS = Tally("voicecall_calls_inputs_total", "Input records by topic kind and outcome (changed, unchanged, "
                "rejected)", ["kind", "outcome"])
 REJECTS = Tally("voicecall_calls_deadletters_total", "Input records deadlettered, by reason", ["reason"])
-MISSING = Tally("voicecall_calls_cdr_missing_total",
-                "Calls flagged cdr missing: ended by a disconnect, no CDR within VOICECALL_CALLS_CDR_GRACE")
-LATE = Tally("voicecall_calls_cdr_late_total", "CDRs that arrived for a call already flagged missing")
-EXPIRED = Tally("voicecall_calls_expired_total", "Calls removed after VOICECALL_CALLS_RETENTION (tombstones)")
-TICK_ERRORS = Tally("voicecall_calls_timer_errors_total", "Timers that could not be applied to their call "
-                    "(retried a minute later)")
+# Rare events (timers, late CDRs): plain counters. The alert VoicecallCdrMissing watches the first.
+MISSING = Counter("voicecall_calls_cdr_missing_total",
+                  "Calls flagged cdr missing: ended by a disconnect, no CDR within VOICECALL_CALLS_CDR_GRACE")
+LATE = Counter("voicecall_calls_cdr_late_total", "CDRs that arrived for a call already flagged missing")
+EXPIRED = Counter("voicecall_calls_expired_total", "Calls removed after VOICECALL_CALLS_RETENTION (tombstones)")
+TICK_ERRORS = Counter("voicecall_calls_timer_errors_total", "Timers that could not be applied to their call "
+                      "(retried a minute later)")
 
 _LIVE: weakref.WeakSet[CallsCore] = weakref.WeakSet()
 
@@ -48,15 +49,15 @@ class MeteredCore:
         if result.outcome == REJECTED:
             REJECTS.add((str(result.reason),))
         elif result.outcome == CHANGED and result.late_cdr:
-            LATE.add()
+            LATE.inc()
         return result.outputs
 
     def tick(self, now: float) -> list[Record]:
         result = self.core.tick_result(now)
         if result.missing:
-            MISSING.add(amount=result.missing)
+            MISSING.inc(result.missing)
         if result.expired:
-            EXPIRED.add(amount=result.expired)
+            EXPIRED.inc(result.expired)
         if result.errors:
-            TICK_ERRORS.add(amount=result.errors)
+            TICK_ERRORS.inc(result.errors)
         return result.outputs
