@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import random
 import sys
 from collections.abc import AsyncIterator
@@ -33,6 +34,7 @@ from prometheus_client import REGISTRY
 from kafka_helpers import PARTITIONS, committed_offsets, read_all
 from voicecall import topics
 from voicecall.calls.cli import stage
+from voicecall.replay import reset as replay_reset
 from voicecall.runtime import cloudevents, kafka
 from voicecall.runtime.partition import partitioner
 from voicecall.runtime.stage import InputsMismatch, run_stage
@@ -248,3 +250,28 @@ async def test_inputs_with_other_partition_counts_are_refused(fresh_settings: Ka
     _, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 2
     assert err.decode().strip().splitlines()[-1].startswith("voicecall calls: the input topics must have the same")
+
+
+async def test_replay_reset_rewinds_every_input_and_reprocessing_adds_nothing(settings: KafkaCallsSettings) -> None:
+    raws_per_call = [inputs_of(c) for c in calls(40, seed=14)]
+    fed = [raw for raws in raws_per_call for raw in raws]
+    async with running(settings), Reader(settings) as reader:
+        await produce_raws(settings, fed)
+        await reader.until(len(fed))
+    group = kafka.group_id(settings, "calls")
+    out = io.StringIO()
+    assert await replay_reset.reset(settings, "calls", 0, dry_run=False, out=out) == 0
+    for suffix in ("status.raw", "fee.unique", "billing", "recording.stored", "recording.failed"):
+        assert f"group {group} on {topics.name(settings, suffix)}" in out.getvalue()
+        assert set((await committed_offsets(settings, group, suffix)).values()) == {0}, suffix
+    async with running(settings), Reader(settings) as reader:
+        for _ in range(100):  # until every input is read again
+            offsets = await committed_offsets(settings, group, "status.raw")
+            if sum(o or 0 for o in offsets.values()) == sum(1 for raw in fed if raw[0] == "status.raw"):
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise AssertionError("the reprocessing did not finish")
+        seen = await reader.drain(1.0)
+    assert len(seen) == len(fed)  # the records of the first run only: reprocessing changed no call
+    assert finals(seen) == references(fed)
