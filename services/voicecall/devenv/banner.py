@@ -50,7 +50,7 @@ def print_next_steps(settings: DevSettings, children: Sequence[Child], state: Pa
     tail = " ".join([*env_prefix, f"{script} tail billing"])
     lines += [
         f"  pushes:     curl -X POST {base}/notify -d @your-push.json",
-        f"  events:     {tail}   (or status.raw, fee.unique, recording.stored, deadletter)",
+        f"  events:     {tail}   (or calls, status.raw, fee.unique, recording.stored, deadletter)",
         f"  recordings: {state / 'recordings'}",
         "  stop:       Ctrl-C", "",
     ]
