@@ -102,8 +102,16 @@ def feed(target: CallsCore, raws: Iterable[Raw], timestamp: int | None = None) -
     return out
 
 
+def published(target: CallsCore, session_id: str) -> bytes:
+    """The record the core would publish for the call now (its state is kept packed)."""
+    target.settle()
+    call = target.current(session_id)
+    assert call is not None, session_id
+    return orjson.dumps(call.render())
+
+
 def final(target: CallsCore, session_id: str) -> dict[str, Any]:
-    return orjson.loads(target.calls[session_id])  # type: ignore[no-any-return]
+    return orjson.loads(published(target, session_id))  # type: ignore[no-any-return]
 
 
 # -- on the broker ----------------------------------------------------------------------------------------------
@@ -154,4 +162,4 @@ def references(raws: Iterable[Raw]) -> dict[str, bytes]:
     the order of the inputs: tests/calls/test_order.py)."""
     target = core()
     feed(target, raws)
-    return dict(target.calls)
+    return {session_id: published(target, session_id) for session_id in target.snapshot()}

@@ -17,11 +17,13 @@ from calls_helpers import (
     feed,
     final,
     inputs_of,
+    published,
     record,
     status_raw,
     stored,
 )
 
+from voicecall.calls import core as core_module
 from voicecall.calls.call import Call
 from voicecall.calls.core import CallsCore
 from voicecall.runtime import cloudevents
@@ -130,8 +132,8 @@ def test_duplicates_change_nothing() -> None:
     raws = inputs_of(call)
     assert len(feed(target, raws)) == len(raws)  # each distinct input changes the record once
     assert feed(target, raws) == []  # the same inputs again: nothing
-    before = target.calls[call.session_id]
-    assert feed(target, [raws[2], raws[-1]]) == [] and target.calls[call.session_id] == before
+    before = target.snapshot()
+    assert feed(target, [raws[2], raws[-1]]) == [] and target.snapshot() == before
 
 
 def test_out_of_order_follows_event_time_and_never_leaves_ended() -> None:
@@ -216,7 +218,7 @@ def test_unreadable_status_records_are_deadlettered(raw: bytes | None, reason: s
     dead = orjson.loads(out.value)
     assert out.topic == TOPICS.deadletter and dead["reason"] == reason and dead["stage"] == "calls"
     assert dead["origin"] == {"topic": TOPICS.status, "partition": 0, "offset": 7}
-    assert target.calls == {}
+    assert len(target) == 0
 
 
 def test_a_status_record_without_event_type_is_deadlettered() -> None:
@@ -251,7 +253,7 @@ def test_a_call_leaves_after_the_retention_with_a_tombstone() -> None:
     assert target.tick(at + 3000) == []
     (out,) = target.tick(at + 3600 + 37)  # the retention wheel's slots are 36 s wide
     assert out.value is None and out.key == call.session_id.encode() and out.headers == []
-    assert target.calls == {} and target.nbytes == 0
+    assert len(target) == 0 and target.nbytes == 0
 
 
 def restored(outputs: list[Any], **kwargs: float) -> CallsCore:
@@ -268,11 +270,16 @@ def test_restoring_from_the_calls_records_gives_the_same_state_and_timers() -> N
     for call in many:  # a tenth without CDR: their missing timers must survive the restore
         outputs += feed(target, inputs_of(call, cdr=call.index % 10 != 0))
     again = restored(outputs, grace=600)
-    assert again.calls == target.calls and again.nbytes == target.nbytes
+    assert again.restored and len(again) == 0  # kept as published until the restore is over...
+    again.settle()  # ...then packed: the same facts as the core that published them
+    assert again.snapshot() == target.snapshot() and not again.restored
+    last = {out.key.decode(): out.value for out in outputs}
+    for call in many:  # a call loaded from its record, or from its packed facts, renders that record again
+        assert orjson.dumps(Call.load(last[call.session_id]).render()) == last[call.session_id]
+        assert published(target, call.session_id) == last[call.session_id]
+        assert len(target.snapshot()[call.session_id]) < 0.6 * len(last[call.session_id])
     later = max(c.end for c in many) + 601
     assert sorted(o.key for o in again.tick(later)) == sorted(o.key for o in target.tick(later))
-    for call in many:  # a call reloaded from its record renders the same record again
-        assert orjson.dumps(Call.load(target.calls[call.session_id]).render()) == target.calls[call.session_id]
 
 
 def test_restore_ignores_replay_copies_and_refuses_foreign_records() -> None:
@@ -281,11 +288,25 @@ def test_restore_ignores_replay_copies_and_refuses_foreign_records() -> None:
     (out, *_) = feed(target, inputs_of(call))
     again = core()
     again.restore(record("calls", out.key, out.value, [*out.headers, ("voicecall-replay-id", b"r1")]))
-    assert again.calls == {}
+    again.settle()
+    assert len(again) == 0
     with pytest.raises(ValueError):
         again.restore(record("calls", b"x", b"\x00\x01", []))
     with pytest.raises(ValueError):
         again.restore(record("calls", None, out.value, out.headers))
     again.restore(record("calls", out.key, out.value, out.headers))
     again.restore(record("calls", out.key, None, []))  # a tombstone removes it
-    assert again.calls == {}
+    again.settle()
+    assert len(again) == 0
+
+
+def test_calls_packed_and_unpacked_on_the_way_give_the_same_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    many = calls(300, seed=8, start=START)
+    raws = [raw for call in many for raw in inputs_of(call)]
+    roomy = core()
+    expected = feed(roomy, raws)
+    monkeypatch.setattr(core_module, "HOT_CALLS", 8)  # most calls are packed between two of their inputs
+    tight = core()
+    assert [(o.key, o.value) for o in feed(tight, raws)] == [(o.key, o.value) for o in expected]
+    assert len(tight.hot) == 8 and len(tight.calls) == len(many) - 8 and tight.nbytes > 0
+    assert tight.snapshot() == roomy.snapshot()

@@ -61,14 +61,12 @@ class Call:
                    cdr=None if cdr["status"] == "pending" else cdr, billing=doc.get("billing"),
                    recording=recording if recording["status"] in ("stored", "failed") else None,
                    updated_ms=ev.epoch_ms(doc["updatedAt"]))
-        received = call.cdr if call.cdr is not None and call.cdr["status"] == "received" else {}
         numbers = {}
         for leg in doc["legs"]:
-            label, number = leg["leg"], leg["called"]
-            numbers[label] = number
-            # The callers' fold shows unless the CDR's number overrides it (for good: a CDR stays).
-            if leg.get("caller") is not None and not received.get(_CDR_CALLER.get(label, "")):
-                call.callers[number] = leg["caller"]
+            numbers[leg["leg"]] = leg["called"]
+            if leg.get("caller") is not None:
+                call.callers[leg["called"]] = leg["caller"]
+        call.callers = call.callers_kept()
         events = call.events
         tied = False
         for shown in doc["events"]:
@@ -85,10 +83,25 @@ class Call:
             call.overflow, call.more = extra["events"], extra["more"]
         return call
 
+    def callers_kept(self) -> dict[str, str]:
+        """The callers' fold, without what the CDR overrides for good: a leg shows the CDR's number for it when
+        the CDR has one (a loaded record shows only that, so the fold behind it is not kept anywhere)."""
+        cdr = self.cdr if self.cdr is not None and self.cdr["status"] == "received" else None
+        if cdr is None:
+            return self.callers
+        hidden = {cdr.get(called) for called, shown in (("calleeNum", "callerNum"), ("fwdDstNum", "fwdDisplayNum"))
+                  if cdr.get(shown)}
+        return {number: caller for number, caller in self.callers.items() if number not in hidden}
+
     def overflow_header(self) -> bytes | None:
         if not self.overflow and not self.more:
             return None
         return orjson.dumps({"events": self.overflow, "more": self.more})
+
+    def copy(self) -> Call:
+        """A copy to change (entries and the CDR, billing and recording objects are replaced, never changed)."""
+        return Call(self.session_id, self.app_key, self.service_type, list(self.events), list(self.overflow),
+                    self.more, self.cdr, self.billing, self.recording, self.updated_ms, dict(self.callers))
 
     # -- facts -------------------------------------------------------------------------------------------------
 

@@ -27,8 +27,9 @@ def topic_names(settings: CallsSettings) -> Topics:
                   deadletter=topics.name(settings, "deadletter"))
 
 
-def stage(settings: CallsSettings) -> Stage:
-    names = topic_names(settings)
+def stage(settings: CallsSettings, names: Topics | None = None) -> Stage:
+    """The stage on ``names`` (default: the settings' topics; the benchmark gives each round a topic of its own)."""
+    names = names or topic_names(settings)
 
     def make_core(partition: int) -> MeteredCore:
         return MeteredCore(CallsCore(partition, names, grace=settings.calls_cdr_grace,

@@ -1,8 +1,10 @@
 """The calls core of one partition number: input records in → the call's new record out; timers; no I/O.
 
-The state is the last record of every call of the partition (its value bytes, ~1 KiB), exactly what the stage
-published on the compacted ``calls`` topic, from which it is restored (the shell writes a core's records to the
-calls partition numbered like its inputs). An input that changes nothing (a duplicate) writes nothing.
+The state is the facts of every call of the partition, packed (:mod:`.state`, ~40 % of the record they render
+to). The record the stage publishes on the compacted ``calls`` topic holds the same facts, so the state is restored
+from that topic (the shell writes a core's records to the calls partition numbered like its inputs): restored
+records are kept as they are until the restore is over, then each call's last one is packed. An input that changes
+nothing (a duplicate) writes nothing.
 
 Timers (by wall clock, fired from :meth:`CallsCore.tick`): a call ended by a disconnect and still without CDR
 ``grace`` after the disconnect's own time becomes ``cdr: missing``; a call whose ``updatedAt`` is ``retention`` old
@@ -19,7 +21,7 @@ from typing import Any
 import orjson
 from aiokafka.structs import ConsumerRecord
 
-from voicecall.calls import inputs
+from voicecall.calls import inputs, state
 from voicecall.calls.call import OVERFLOW_HEADER, Call
 from voicecall.calls.inputs import Rejected, Update
 from voicecall.calls.timers import Wheel
@@ -29,6 +31,9 @@ from voicecall.runtime.record import Record
 
 STAGE = "calls"
 SOURCE = "/voicecall/calls"
+# Calls kept decoded per partition, the most recently changed: the calls in progress take their next input
+# without being unpacked and packed again (bench/RESULTS.md); the others are packed.
+HOT_CALLS = 2048
 REPLAY_HEADER = "voicecall-replay-id"
 CHANGED, UNCHANGED, REJECTED = "changed", "unchanged", "rejected"
 
@@ -76,13 +81,14 @@ class CallsCore:
         self.grace = grace
         self.retention = retention
         self.max_payload = max_payload
-        self.calls: dict[str, bytes] = {}  # sessionId → its record's value
-        self.overflow: dict[str, bytes] = {}  # sessionId → its record's overflow header (rare)
-        self.nbytes = 0  # of the values held
+        self.calls: dict[str, bytes] = {}  # sessionId → its packed facts (every call not in ``hot``)
+        self.hot: dict[str, Call] = {}  # sessionId → its facts, least recently changed first
+        self.restored: dict[str, tuple[bytes, bytes | None]] = {}  # sessionId → its last record (while restoring)
+        self.nbytes = 0  # of the packed facts held
         self.cdr_timers = Wheel.for_delay(grace, high=60.0)
         self.expiry = Wheel.for_delay(retention, high=3600.0)
         self.indexed = True
-        self.corrupt = 0  # restored records that could not be read when the timers were indexed (dropped)
+        self.corrupt = 0  # restored records that could not be read when the restore was settled (dropped)
 
     # -- processing ---------------------------------------------------------------------------------------------
 
@@ -91,7 +97,7 @@ class CallsCore:
 
     def evaluate(self, record: ConsumerRecord) -> Result:
         if not self.indexed:
-            self._index()
+            self.settle()
         kind = self.kinds.get(record.topic)
         if kind is None:
             raise ValueError(f"{record.topic} is not an input of the calls stage")
@@ -109,9 +115,44 @@ class CallsCore:
         call.touch(update.input_ms)
         return Result([self._save(call, before)], CHANGED, kind, late_cdr=late)
 
+    def __len__(self) -> int:
+        return len(self.calls) + len(self.hot)
+
+    def current(self, session_id: str) -> Call | None:
+        """The call's facts as they stand (not to be changed: :meth:`_load` gives a copy to work on)."""
+        call = self.hot.get(session_id)
+        if call is None and (packed := self.calls.get(session_id)) is not None:
+            call = state.unpack(session_id, packed)
+        return call
+
+    def snapshot(self) -> dict[str, bytes]:
+        """Every call's packed facts (for tests and diagnostics)."""
+        return {**self.calls, **{key: state.pack(call) for key, call in self.hot.items()}}
+
     def _load(self, session_id: str) -> Call:
-        value = self.calls.get(session_id)
-        return Call(session_id) if value is None else Call.load(value, self.overflow.get(session_id))
+        """A call to apply an input to: the state itself changes only in :meth:`_save`, once its record is made."""
+        call = self.hot.get(session_id)
+        if call is not None:
+            return call.copy()
+        packed = self.calls.get(session_id)
+        return Call(session_id) if packed is None else state.unpack(session_id, packed)
+
+    def _keep(self, call: Call) -> None:
+        key = call.session_id
+        self.hot.pop(key, None)
+        self.hot[key] = call
+        packed = self.calls.pop(key, None)
+        if packed is not None:
+            self.nbytes -= len(packed)
+        if len(self.hot) > HOT_CALLS:
+            key = next(iter(self.hot))
+            packed = memoryview(state.pack(self.hot.pop(key))).tobytes()  # orjson's bytes keep their ≥ 8 KiB
+            self.calls[key] = packed
+            self.nbytes += len(packed)
+
+    def _drop(self, key: str) -> None:
+        self.hot.pop(key, None)
+        self.nbytes -= len(self.calls.pop(key, b""))
 
     def _timers(self, call: Call) -> tuple[float | None, float | None]:
         expires = call.updated_ms / 1000 + self.retention if call.updated_ms else None
@@ -122,10 +163,7 @@ class CallsCore:
         value = orjson.dumps(record)
         overflow = call.overflow_header()
         key = call.session_id
-        self.nbytes += len(value) - len(self.calls.get(key, b""))
-        self.calls[key] = memoryview(value).tobytes()  # orjson's bytes keep its whole ~8 KiB buffer
-        if overflow is not None:
-            self.overflow[key] = overflow
+        self._keep(call)
         after = self._timers(call)
         self.cdr_timers.move(key, before[0], after[0])
         self.expiry.move(key, before[1], after[1])
@@ -150,26 +188,29 @@ class CallsCore:
         if value is not None and not value.startswith(b'{"sessionId":'):
             raise ValueError("not a record of the calls stage")
         self.indexed = False
-        self.nbytes -= len(self.calls.pop(key, b""))
-        self.overflow.pop(key, None)
-        if value is not None:
-            self.calls[key] = memoryview(value).tobytes()  # orjson's bytes keep its whole ~8 KiB buffer
-            self.nbytes += len(value)
-            if OVERFLOW_HEADER in headers:
-                self.overflow[key] = headers[OVERFLOW_HEADER]
+        self._drop(key)
+        if value is None:
+            self.restored.pop(key, None)
+        else:
+            self.restored[key] = (value, headers.get(OVERFLOW_HEADER))
 
-    def _index(self) -> None:
-        """The timers of every restored call (after the last restored record, before the first input)."""
-        self.cdr_timers = Wheel(self.cdr_timers.width)
-        self.expiry = Wheel(self.expiry.width)
-        for key in list(self.calls):
+    def settle(self) -> None:
+        """Finish a restore: pack each restored call's last record, and index the timers of every call."""
+        if self.indexed:
+            return
+        for key, (value, overflow) in self.restored.items():
             try:
-                due, expires = self._timers(self._load(key))
+                packed = memoryview(state.pack(Call.load(value, overflow))).tobytes()
             except (ValueError, KeyError, TypeError):  # not readable after all: dropped, counted
-                self.nbytes -= len(self.calls.pop(key))
-                self.overflow.pop(key, None)
                 self.corrupt += 1
                 continue
+            self.calls[key] = packed
+            self.nbytes += len(packed)
+        self.restored = {}
+        self.cdr_timers = Wheel(self.cdr_timers.width)
+        self.expiry = Wheel(self.expiry.width)
+        for key in [*self.calls, *self.hot]:
+            due, expires = self._timers(self._load(key))
             self.cdr_timers.move(key, None, due)
             self.expiry.move(key, None, expires)
         self.indexed = True
@@ -181,14 +222,14 @@ class CallsCore:
 
     def tick_result(self, now: float) -> TickResult:
         if not self.indexed:
-            self._index()
+            self.settle()
         result = TickResult()
         # Exact: by the time a slot of the CDR wheel comes due, it holds only the calls still without CDR (few).
         for key in self.cdr_timers.due(now, current=True):
             try:
                 call = self._load(key)
                 due = call.cdr_due(self.grace)
-                if due is None or key not in self.calls:
+                if due is None:
                     continue
                 if due > now:  # not yet
                     self.cdr_timers.move(key, None, due)
@@ -201,8 +242,7 @@ class CallsCore:
                 self.cdr_timers.move(key, None, now + 60.0)
                 result.errors += 1
         for key in self.expiry.due(now):
-            value = self.calls.get(key)
-            if value is None:
+            if key not in self.calls and key not in self.hot:
                 continue
             try:
                 call = self._load(key)
@@ -215,8 +255,7 @@ class CallsCore:
                 self.expiry.move(key, None, expires)
                 continue
             self.cdr_timers.move(key, due, None)
-            self.nbytes -= len(self.calls.pop(key))
-            self.overflow.pop(key, None)
+            self._drop(key)
             result.outputs.append(Record(self.topics.calls, key.encode(), None, []))  # tombstone: no CE headers
             result.expired += 1
         return result

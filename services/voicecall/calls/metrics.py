@@ -28,9 +28,9 @@ TICK_ERRORS = Counter("voicecall_calls_timer_errors_total", "Timers that could n
 _LIVE: weakref.WeakSet[CallsCore] = weakref.WeakSet()
 
 STATE_CALLS = Gauge("voicecall_calls_state_calls", "Calls held in the state of the partitions owned")
-STATE_CALLS.set_function(lambda: sum(len(core.calls) for core in list(_LIVE)))
-STATE_BYTES = Gauge("voicecall_calls_state_bytes", "Bytes of the call records held in the state of the partitions "
-                    "owned (values only)")
+STATE_CALLS.set_function(lambda: sum(len(core) for core in list(_LIVE)))
+STATE_BYTES = Gauge("voicecall_calls_state_bytes", "Bytes of the packed calls held in the state of the partitions "
+                    "owned (without the calls in progress, kept decoded)")
 STATE_BYTES.set_function(lambda: sum(core.nbytes for core in list(_LIVE)))
 
 
