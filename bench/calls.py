@@ -2,8 +2,9 @@
 same mixed input, state bytes per call, and restore time.
 
 Starts its own Apache Kafka broker and preloads the inputs of simulated calls (``voicecall simulate``'s generator:
-the status pushes, the CDR in ``fee.unique``, the billing core's record, ``recording.stored`` for recorded calls)
-into the five input topics. Then, in one run and alternating rounds:
+the status pushes, the CDR in ``fee.unique``, the billing core's record, ``recording.stored`` for recorded calls),
+in the order they happen (calls overlap: 50 start per second, each lasting seconds to an hour), into the five input
+topics. Then, in one run and alternating rounds:
 
 - ``passthrough``: a plain aiokafka consume → produce copy of all five topics into one (the project's producer
   factory, no transactions, no state, offsets committed per batch) — the same loop as the dedup benchmark's
@@ -15,9 +16,9 @@ A contender is done when its group's committed offsets cover every input; the ti
 ready (group joined, state restored).
 
 State and restore: ``--state-calls`` call records (by default 1,000,000: the distinct records of the processed
-calls, repeated with new sessionIds — same sizes, same mix) are written to a compacted calls topic, restored with
-the shell's restore into a fresh core and indexed (the timers), in a child process that reports its RSS growth and
-the bytes its state objects hold.
+calls, repeated with new sessionIds — same sizes, same mix) are written to a compacted calls topic and restored by
+the stage (fence, restore: every record read, packed and its timers filed) in a child process that reports the time
+from start to ready, its RSS growth and the bytes its state objects hold.
 
     .venv/bin/python bench/calls.py [--calls 20000] [--rounds 3] [--partitions 3] [--state-calls 1000000]
 """
@@ -47,12 +48,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "calls"))
 from calls_helpers import Raw, calls, core, feed, inputs_of, published
 
 from voicecall import topics
-from voicecall.billing.cli import tune_gc
 from voicecall.calls import cli as calls_cli, metrics as calls_metrics
 from voicecall.calls.config import CallsSettings
 from voicecall.devenv.broker import start_broker
 from voicecall.runtime import logging as vlog
 from voicecall.runtime.kafka import make_admin, make_consumer, make_producer
+from voicecall.runtime.lifecycle import tune_gc
 from voicecall.runtime.stage import run_stage
 
 INPUTS = ("status.raw", "fee.unique", "billing", "recording.stored", "recording.failed")
@@ -135,6 +136,17 @@ async def calls_round(settings: Settings, name: str, out: str, ends: dict[TopicP
         await asyncio.wait_for(task, 120)
 
 
+def in_time_order(generated: list[Any]) -> list[Raw]:
+    """Every input of the calls in the order the platform and the pipeline make them: the status pushes at their
+    time, the CDR and its billing record when the call ends, a recording 20 s later — calls overlap as they do."""
+    timed: list[tuple[float, int, Raw]] = []
+    for call in generated:
+        raws = inputs_of(call)
+        moments = [event.at for event in call.status] + [call.end + 1, call.end + 1.5, call.end + 20]
+        timed += [(moment, len(timed), raw) for moment, raw in zip(moments, raws, strict=False)]
+    return [raw for _, _, raw in sorted(timed)]
+
+
 def state_records(distinct: list[tuple[str, bytes]], count: int) -> list[tuple[bytes, bytes]]:
     """``count`` call records: the distinct ones, again and again under new sessionIds of the same form."""
     out = []
@@ -149,7 +161,7 @@ def state_records(distinct: list[tuple[str, bytes]], count: int) -> list[tuple[b
 
 def restore_child(bootstrap: str, partitions: int) -> None:
     """In a fresh process: the stage on empty inputs (prefix ``benchr.``) restores its state from ``bench.state``
-    — the shell's real start: fence, committed offsets, restore — then the timers are indexed; prints JSON."""
+    — the shell's real start: fence, committed offsets, restore; prints JSON."""
     import gc
 
     from prometheus_client import REGISTRY
@@ -171,10 +183,6 @@ def restore_child(bootstrap: str, partitions: int) -> None:
             await asyncio.wait_for(ready.wait(), 600)
             restored = time.monotonic() - started
             cores = list(calls_metrics._LIVE)
-            began = time.monotonic()
-            for core in cores:
-                core.settle()
-            indexed = time.monotonic() - began
             gc.collect()
             objects = sum(
                 sys.getsizeof(c.calls) + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in c.calls.items())
@@ -183,7 +191,7 @@ def restore_child(bootstrap: str, partitions: int) -> None:
                 for c in cores)
             return {"records": REGISTRY.get_sample_value("voicecall_stage_restored_records_total",
                                                          {"stage": "calls"}),
-                    "calls": sum(len(c) for c in cores), "restore_s": restored, "index_s": indexed,
+                    "calls": sum(len(c) for c in cores), "restore_s": restored,
                     "rss_bytes": rss() - before, "object_bytes": objects,
                     "value_bytes": sum(c.nbytes for c in cores)}
         finally:
@@ -201,7 +209,7 @@ async def bench(args: argparse.Namespace) -> None:
     print(f"load average at start {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} (2 cores: other engineers' work)")
     print(f"generating {args.calls} calls ...", flush=True)
     generated = calls(args.calls, seed=17, start=datetime.now(UTC) - timedelta(hours=3), rate=50.0)
-    raws: list[Raw] = [raw for call in generated for raw in inputs_of(call)]
+    raws = in_time_order(generated)
     per_topic = {suffix: sum(1 for raw in raws if raw[0] == suffix) for suffix in INPUTS}
     with tempfile.TemporaryDirectory(prefix="bench-calls-") as state:
         handle = start_broker("apache", state_dir=Path(state))
@@ -257,9 +265,8 @@ async def bench(args: argparse.Namespace) -> None:
                     raise RuntimeError(f"the restore child failed:\n{child.stderr[-3000:]}")
                 result = json.loads(child.stdout.strip().splitlines()[-1])
                 n = result["calls"]
-                total = result["restore_s"] + result["index_s"]
                 print(f"restored {result['records']:.0f} records, {n} calls: start to ready {result['restore_s']:.1f} s"
-                      f", timers indexed {result['index_s']:.1f} s ({total / n * 1e6:.1f} s per 1M calls); state "
+                      f" ({result['restore_s'] / n * 1e6:.1f} s per 1M calls); state "
                       f"{result['object_bytes'] / n:.0f} B/call in its objects (values {result['value_bytes'] / n:.0f}"
                       f" B), RSS growth {result['rss_bytes'] / n:.0f} B/call (goal <= 2048)", flush=True)
         finally:

@@ -104,7 +104,6 @@ def feed(target: CallsCore, raws: Iterable[Raw], timestamp: int | None = None) -
 
 def published(target: CallsCore, session_id: str) -> bytes:
     """The record the core would publish for the call now (its state is kept packed)."""
-    target.settle()
     call = target.current(session_id)
     assert call is not None, session_id
     return orjson.dumps(call.render())

@@ -173,26 +173,47 @@ class Call:
     # -- the record ----------------------------------------------------------------------------------------------
 
     def render(self) -> dict[str, Any]:
-        every = self.events + self.overflow if self.overflow else self.events
-        rank = max((ev.EVENT_STATE[e["eventType"]] for e in every), default=0)
+        every = sorted(self.events + self.overflow, key=ev.keep_key) if self.overflow else self.events
+        # One pass in keep order: the furthest state, the first disconnect, the last digits collected, and per
+        # number of a leg's events its furthest state and first answer.
+        rank, disconnect, digits = 0, None, None
+        numbers: dict[str, list[Any]] = {}
+        state_of = ev.EVENT_STATE
+        for e in every:
+            event_type = e["eventType"]
+            state = state_of[event_type]
+            if state > rank:
+                rank = state
+            if event_type == "disconnect":
+                if disconnect is None:
+                    disconnect = e
+            elif event_type == "collectInfo":
+                digits = e.get("digits", digits)
+            elif (called := e.get("called")) is not None:
+                seen = numbers.get(called)
+                if seen is None:
+                    seen = numbers[called] = [state, None]
+                elif state > seen[0]:
+                    seen[0] = state
+                if event_type == "answer" and seen[1] is None:
+                    seen[1] = e["timestamp"]
         if self.cdr is not None or self.billing is not None or self.recording is not None:
             rank = ev.ENDED  # each of them only exists for a call that ended
         cdr = self.cdr if self.cdr is not None and self.cdr["status"] == "received" else None
-        disconnect = self.disconnect()
-        legs, labels = self._legs(every, cdr, disconnect, rank == ev.ENDED)
+        legs, labels = self._legs(numbers, cdr, disconnect, rank == ev.ENDED)
         record: dict[str, Any] = {"sessionId": self.session_id}
         if self.app_key is not None:
             record["appKey"] = self.app_key
         if self.service_type is not None:
             record["serviceType"] = self.service_type
         if legs:
-            for name in ("caller", "called"):
-                if legs[0][name] is not None:
-                    record[name] = legs[0][name]
+            first = legs[0]
+            if first["caller"] is not None:
+                record["caller"] = first["caller"]
+            record["called"] = first["called"]
         record["state"] = ev.STATES[rank]
-        collected = [e for e in every if e["eventType"] == "collectInfo" and "digits" in e]
-        if collected:
-            record["digits"] = max(collected, key=ev.keep_key)["digits"]
+        if digits is not None:
+            record["digits"] = digits
         record["legs"] = legs
         ended_at = disconnect["timestamp"] if disconnect else cdr.get("callEndTime") if cdr else None
         if disconnect is not None:
@@ -207,40 +228,30 @@ class Call:
             record["billing"] = self.billing
         recording = self.recording or self._no_recording(cdr)
         record["recording"] = recording
-        record["updatedAt"] = times.iso_ms(self.updated_ms)
+        record["updatedAt"] = ev.moment(self.updated_ms)
         record["complete"] = (cdr is not None and self.billing is not None and recording["status"] in SETTLED
                               and (rank == ev.ENDED or not every))
         return record
 
-    def _legs(self, every: list[ev.Entry], cdr: dict[str, Any] | None, disconnect: ev.Entry | None,
+    def _legs(self, numbers: dict[str, list[Any]], cdr: dict[str, Any] | None, disconnect: ev.Entry | None,
               ended: bool) -> tuple[list[dict[str, Any]], dict[str, str]]:
         """The legs, A first, and the label of each number. A leg is a number the platform called: leg A's
         callout/alerting/answer carry A's number in ``called``, leg B's B's number, and the disconnect A's; the CDR
-        names A (``calleeNum``) and B (``fwdDstNum``) outright. Any further number (never seen so far) gets C, D…"""
-        numbers: dict[str, dict[str, Any]] = {}
-        for e in sorted(every, key=ev.keep_key) if self.overflow else every:  # shown ones: in keep order
-            called = e.get("called")
-            if called is None or e["eventType"] not in ev.LEG_EVENTS:
-                continue
-            seen = numbers.get(called)
-            if seen is None:
-                seen = numbers[called] = {"state": 0, "answer": None}
-            seen["state"] = max(seen["state"], ev.EVENT_STATE[e["eventType"]])
-            if e["eventType"] == "answer" and (seen["answer"] is None or e["timestamp"] < seen["answer"]):
-                seen["answer"] = e["timestamp"]
+        names A (``calleeNum``) and B (``fwdDstNum``) outright. Any further number (never seen so far) gets C, D…
+        ``numbers``: per number of a leg's events, in order of their first event, [furthest state, first answer]."""
         cdr = cdr or {}
         a = cdr.get("calleeNum") or (disconnect or {}).get("called") or next(iter(numbers), None)
         b = cdr.get("fwdDstNum") or next((n for n in numbers if n != a), None)
-        order = [n for n in (a, b) if n is not None] + [n for n in numbers if n not in (a, b)]
+        order = [n for n in (a, b) if n is not None] + [n for n in numbers if n != a and n != b]
         labels: dict[str, str] = {}
         legs = []
         for index, number in enumerate(order):
             label = labels[number] = chr(ord("A") + index) if index < 26 else f"L{index + 1}"
-            seen = numbers.get(number) or {"state": 0, "answer": None}
+            state, answer = numbers.get(number) or (0, None)
             caller = cdr.get(_CDR_CALLER.get(label, "")) or self.callers.get(number)
-            answer = cdr.get(_CDR_ANSWER.get(label, "")) or seen["answer"]
+            answer = cdr.get(_CDR_ANSWER.get(label, "")) or answer
             leg: dict[str, Any] = {"leg": label, "called": number, "caller": caller,
-                                   "state": ev.STATES[ev.ENDED if ended else seen["state"]]}
+                                   "state": ev.STATES[ev.ENDED if ended else state]}
             if answer is not None:
                 leg["answerTime"] = answer
             legs.append(leg)

@@ -66,6 +66,7 @@ def main(args: argparse.Namespace) -> int:
     settings = config.load(CallsSettings, kafka_bootstrap=args.bootstrap, calls_cdr_grace=args.cdr_grace,
                            calls_retention=args.retention, metrics_port=args.metrics_port)
     vlog.setup(settings.log_level, settings.log_format)
+    lifecycle.tune_gc()
     refused: list[str] = []
 
     async def service(stop: asyncio.Event) -> None:

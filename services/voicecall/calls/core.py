@@ -1,14 +1,13 @@
 """The calls core of one partition number: input records in → the call's new record out; timers; no I/O.
 
 The state is the facts of every call of the partition, packed (:mod:`.state`, ~40 % of the record they render
-to). The record the stage publishes on the compacted ``calls`` topic holds the same facts, so the state is restored
-from that topic (the shell writes a core's records to the calls partition numbered like its inputs): restored
-records are kept as they are until the restore is over, then each call's last one is packed. An input that changes
-nothing (a duplicate) writes nothing.
+to), but for the calls in progress, kept decoded. The record the stage publishes on the compacted ``calls`` topic
+holds the same facts, so the state is restored from that topic (the shell writes a core's records to the calls
+partition numbered like its inputs). An input that changes nothing (a duplicate) writes nothing.
 
 Timers (by wall clock, fired from :meth:`CallsCore.tick`): a call ended by a disconnect and still without CDR
 ``grace`` after the disconnect's own time becomes ``cdr: missing``; a call whose ``updatedAt`` is ``retention`` old
-leaves the state and the topic (a tombstone). Their index is rebuilt from the state after a restore.
+leaves the state and the topic (a tombstone). Their index is rebuilt while the state is restored.
 """
 
 from __future__ import annotations
@@ -83,12 +82,9 @@ class CallsCore:
         self.max_payload = max_payload
         self.calls: dict[str, bytes] = {}  # sessionId → its packed facts (every call not in ``hot``)
         self.hot: dict[str, Call] = {}  # sessionId → its facts, least recently changed first
-        self.restored: dict[str, tuple[bytes, bytes | None]] = {}  # sessionId → its last record (while restoring)
         self.nbytes = 0  # of the packed facts held
         self.cdr_timers = Wheel.for_delay(grace, high=60.0)
         self.expiry = Wheel.for_delay(retention, high=3600.0)
-        self.indexed = True
-        self.corrupt = 0  # restored records that could not be read when the restore was settled (dropped)
 
     # -- processing ---------------------------------------------------------------------------------------------
 
@@ -96,8 +92,6 @@ class CallsCore:
         return self.evaluate(record).outputs
 
     def evaluate(self, record: ConsumerRecord) -> Result:
-        if not self.indexed:
-            self.settle()
         kind = self.kinds.get(record.topic)
         if kind is None:
             raise ValueError(f"{record.topic} is not an input of the calls stage")
@@ -176,44 +170,30 @@ class CallsCore:
     # -- restoring ----------------------------------------------------------------------------------------------
 
     def restore(self, record: ConsumerRecord) -> None:
-        """One record of the calls topic (the stage's own output). A copy made by ``voicecall replay copy`` is
-        ignored: the state is what the stage itself wrote. A record that is not one of the stage's raises."""
+        """One record of the calls topic (the stage's own output), in offset order. A copy made by ``voicecall
+        replay copy`` is ignored: the state is what the stage itself wrote. A record that is not one of the stage's
+        raises, without changing anything. Each version of a call is filed in the timer wheels where its timers
+        fall; an earlier version's entry stays behind and is dropped when its slot comes (timers are checked
+        against the call when they fire)."""
         if record.key is None:
             raise ValueError("a calls record without a key")
         key = sys.intern(record.key.decode())
-        value = record.value
         headers = dict(record.headers or ())
         if REPLAY_HEADER in headers:
             return
-        if value is not None and not value.startswith(b'{"sessionId":'):
-            raise ValueError("not a record of the calls stage")
-        self.indexed = False
-        self._drop(key)
-        if value is None:
-            self.restored.pop(key, None)
-        else:
-            self.restored[key] = (value, headers.get(OVERFLOW_HEADER))
-
-    def settle(self) -> None:
-        """Finish a restore: pack each restored call's last record, and index the timers of every call."""
-        if self.indexed:
+        if record.value is None:
+            self._drop(key)
             return
-        for key, (value, overflow) in self.restored.items():
-            try:
-                packed = memoryview(state.pack(Call.load(value, overflow))).tobytes()
-            except (ValueError, KeyError, TypeError):  # not readable after all: dropped, counted
-                self.corrupt += 1
-                continue
-            self.calls[key] = packed
-            self.nbytes += len(packed)
-        self.restored = {}
-        self.cdr_timers = Wheel(self.cdr_timers.width)
-        self.expiry = Wheel(self.expiry.width)
-        for key in [*self.calls, *self.hot]:
-            due, expires = self._timers(self._load(key))
-            self.cdr_timers.move(key, None, due)
-            self.expiry.move(key, None, expires)
-        self.indexed = True
+        if not record.value.startswith(b'{"sessionId":'):
+            raise ValueError("not a record of the calls stage")
+        call = Call.load(record.value, headers.get(OVERFLOW_HEADER))
+        packed = memoryview(state.pack(call)).tobytes()
+        due, expires = self._timers(call)
+        self._drop(key)
+        self.calls[key] = packed
+        self.nbytes += len(packed)
+        self.cdr_timers.move(key, None, due)
+        self.expiry.move(key, None, expires)
 
     # -- timers --------------------------------------------------------------------------------------------------
 
@@ -221,8 +201,6 @@ class CallsCore:
         return self.tick_result(now).outputs
 
     def tick_result(self, now: float) -> TickResult:
-        if not self.indexed:
-            self.settle()
         result = TickResult()
         # Exact: by the time a slot of the CDR wheel comes due, it holds only the calls still without CDR (few).
         for key in self.cdr_timers.due(now, current=True):

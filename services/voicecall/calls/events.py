@@ -43,6 +43,18 @@ def iso_time(value: str) -> str | None:
 
 
 @lru_cache(maxsize=8192)
+def _iso_second(second: int) -> str:
+    return times.iso_ms(second * 1000)[:-5]
+
+
+def moment(epoch_ms: int) -> str:
+    """Epoch milliseconds → ``2026-01-01T00:00:00.123Z`` (as :func:`voicecall.runtime.times.iso_ms`, cached per
+    second)."""
+    second, milli = divmod(epoch_ms, 1000)
+    return f"{_iso_second(second)}.{milli:03d}Z"
+
+
+@lru_cache(maxsize=8192)
 def epoch_ms(iso: str) -> int:
     """An ISO 8601 UTC time the pipeline wrote (``…Z``, with or without milliseconds) → epoch milliseconds."""
     return int(datetime.fromisoformat(iso).timestamp() * 1000)
