@@ -235,20 +235,29 @@ async def bench(args: argparse.Namespace) -> None:
             ends = await consumer.end_offsets(tps)
             await consumer.stop()
             rates: dict[str, list[float]] = {"passthrough": [], "calls": []}
+            cpus: dict[str, list[float]] = {"passthrough": [], "calls": []}
+            records = sum(ends.values())
             for r in range(args.rounds):
+                cpu = time.process_time()
                 rates["passthrough"].append(await passthrough(settings, f"bench.raw{r}", outs[2 * r], ends))
+                cpus["passthrough"].append((time.process_time() - cpu) / records * 1e6)
+                cpu = time.process_time()
                 rate, held = await calls_round(settings, f"calls{r}", outs[2 * r + 1], ends)
+                cpus["calls"].append((time.process_time() - cpu) / records * 1e6)
                 rates["calls"].append(rate)
                 ratio = rates["calls"][-1] / rates["passthrough"][-1]
-                print(f"round {r}: passthrough {rates['passthrough'][-1]:8.0f}  calls {rate:8.0f} input records/s "
-                      f"({held} calls held)  ratio {ratio:.2f}  load {os.getloadavg()[0]:.1f}", flush=True)
+                print(f"round {r}: passthrough {rates['passthrough'][-1]:8.0f} ({cpus['passthrough'][-1]:5.1f} µs "
+                      f"CPU)  calls {rate:8.0f} ({cpus['calls'][-1]:5.1f} µs CPU) input records/s ({held} calls "
+                      f"held)  ratio {ratio:.2f}  load {os.getloadavg()[0]:.1f}", flush=True)
             ratios = [c / p for c, p in zip(rates["calls"], rates["passthrough"], strict=True)]
             med = {k: statistics.median(v) for k, v in rates.items()}
             status_share = per_topic["status.raw"] / len(raws)
             print(f"\nmedian: passthrough {med['passthrough']:.0f}, calls {med['calls']:.0f} input records/s "
                   f"(status.raw {status_share:.2f} of them: {med['calls'] * status_share:.0f}/s); ratio of medians "
                   f"{med['calls'] / med['passthrough']:.2f}, median per-round ratio {statistics.median(ratios):.2f}; "
-                  f"rounds meeting the goal (>= 0.5): {sum(x >= 0.5 for x in ratios)} of {len(ratios)}")
+                  f"rounds meeting the goal (>= 0.5): {sum(x >= 0.5 for x in ratios)} of {len(ratios)}; CPU per "
+                  f"input record in this process (median): passthrough {statistics.median(cpus['passthrough']):.1f} "
+                  f"µs, calls {statistics.median(cpus['calls']):.1f} µs")
             if args.state_calls:
                 target = core()
                 feed(target, raws)

@@ -35,6 +35,9 @@ SOURCE = "/voicecall/calls"
 HOT_CALLS = 2048
 REPLAY_HEADER = "voicecall-replay-id"
 CHANGED, UNCHANGED, REJECTED = "changed", "unchanged", "rejected"
+_SPEC, _SOURCE, _TYPE, _CONTENT_TYPE = (("ce_specversion", cloudevents.SPECVERSION), ("ce_source", SOURCE.encode()),
+                                        ("ce_type", cloudevents.TYPE_CALL.encode()),
+                                        ("content-type", cloudevents.CONTENT_TYPE))
 
 
 @dataclass(frozen=True)
@@ -161,8 +164,8 @@ class CallsCore:
         after = self._timers(call)
         self.cdr_timers.move(key, before[0], after[0])
         self.expiry.move(key, before[1], after[1])
-        headers = cloudevents.headers(cloudevents.TYPE_CALL, SOURCE, hashlib.blake2b(value, digest_size=16).hexdigest(),
-                                      record["updatedAt"])
+        headers = [_SPEC, ("ce_id", hashlib.blake2b(value, digest_size=16).hexdigest().encode()), _SOURCE, _TYPE,
+                   ("ce_time", record["updatedAt"].encode()), _CONTENT_TYPE]  # as cloudevents.headers makes them
         if overflow is not None:
             headers.append((OVERFLOW_HEADER, overflow))
         return Record(self.topics.calls, key.encode(), value, headers)

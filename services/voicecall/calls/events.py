@@ -70,7 +70,9 @@ def text(value: object) -> str | None:
 def entry(event_type: str, timestamp: str, info: dict[str, Any]) -> tuple[Entry, str | None]:
     """The timeline entry of one status push (``info`` = its statusInfo), and the push's ``caller``."""
     out: Entry = {"eventType": event_type, "timestamp": timestamp}
-    called = text(info.get("called"))
+    called = info.get("called")
+    if called.__class__ is not str or not called:  # usually a non-empty string: no call for it
+        called = text(called)
     if called is not None:
         out["called"] = called
     if event_type == "disconnect":
@@ -84,7 +86,8 @@ def entry(event_type: str, timestamp: str, info: dict[str, Any]) -> tuple[Entry,
         digits = text(info.get("digitInfo"))
         if digits is not None:
             out["digits"] = digits
-    return out, text(info.get("caller"))
+    caller = info.get("caller")
+    return out, caller if caller.__class__ is str and caller else text(caller)
 
 
 def keep_key(e: Entry) -> tuple[Any, ...]:
