@@ -23,7 +23,6 @@ from calls_helpers import (
     stored,
 )
 
-from voicecall.calls import core as core_module
 from voicecall.calls.call import Call
 from voicecall.calls.core import CallsCore
 from voicecall.runtime import cloudevents
@@ -296,13 +295,12 @@ def test_restore_ignores_replay_copies_and_refuses_foreign_records() -> None:
     assert len(again) == 0
 
 
-def test_calls_packed_and_unpacked_on_the_way_give_the_same_records(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_calls_packed_and_unpacked_on_the_way_give_the_same_records() -> None:
     many = calls(300, seed=8, start=START)
     raws = [raw for call in many for raw in inputs_of(call)]
     roomy = core()
     expected = feed(roomy, raws)
-    monkeypatch.setattr(core_module, "HOT_CALLS", 8)  # most calls are packed between two of their inputs
-    tight = core()
+    tight = CallsCore(0, TOPICS, grace=7 * 3600.0, retention=14 * 86400.0, hot=8)  # most calls packed in between
     assert [(o.key, o.value) for o in feed(tight, raws)] == [(o.key, o.value) for o in expected]
     assert len(tight.hot) == 8 and len(tight.calls) == len(many) - 8 and tight.nbytes > 0
     assert tight.snapshot() == roomy.snapshot()

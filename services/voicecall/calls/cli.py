@@ -33,7 +33,8 @@ def stage(settings: CallsSettings, names: Topics | None = None) -> Stage:
 
     def make_core(partition: int) -> MeteredCore:
         return MeteredCore(CallsCore(partition, names, grace=settings.calls_cdr_grace,
-                                     retention=settings.calls_retention, max_payload=settings.deadletter_max_payload))
+                                     retention=settings.calls_retention, max_payload=settings.deadletter_max_payload,
+                                     hot=settings.calls_hot))
 
     return Stage(STAGE, names.status, make_core, deadletter_topic=names.deadletter, changelog_topic=names.calls,
                  more_inputs=(names.fee, names.billing, names.stored, names.failed),

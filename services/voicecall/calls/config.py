@@ -18,3 +18,7 @@ class CallsSettings(StageSettings):
     calls_retention: config.Duration = Field(14 * 86400.0, gt=0)
     # VOICECALL_CALLS_TIMER_INTERVAL: how often the timers (missing CDRs, retention) are checked.
     calls_timer_interval: config.Duration = Field(2.0, gt=0, le=60)
+    # VOICECALL_CALLS_HOT: calls kept decoded per partition (~3.5 KiB each, the packed ones ~0.7 KiB): the calls in
+    # progress, whose next input then costs no unpacking and packing. Size it to the calls a partition has in
+    # progress: its share of the call rate x a call's span from first push to recording event.
+    calls_hot: int = Field(8192, ge=1, le=1_000_000)

@@ -30,9 +30,9 @@ from voicecall.runtime.record import Record
 
 STAGE = "calls"
 SOURCE = "/voicecall/calls"
-# Calls kept decoded per partition, the most recently changed: the calls in progress take their next input
-# without being unpacked and packed again (bench/RESULTS.md); the others are packed.
-HOT_CALLS = 2048
+# Calls kept decoded per partition, the most recently changed (VOICECALL_CALLS_HOT): the calls in progress take
+# their next input without being unpacked and packed again; the others are packed.
+HOT_CALLS = 8192
 REPLAY_HEADER = "voicecall-replay-id"
 CHANGED, UNCHANGED, REJECTED = "changed", "unchanged", "rejected"
 _SPEC, _SOURCE, _TYPE, _CONTENT_TYPE = (("ce_specversion", cloudevents.SPECVERSION), ("ce_source", SOURCE.encode()),
@@ -76,7 +76,7 @@ class TickResult:
 
 class CallsCore:
     def __init__(self, partition: int, topics: Topics, *, grace: float, retention: float,
-                 max_payload: int = 512 * 1024) -> None:
+                 max_payload: int = 512 * 1024, hot: int | None = None) -> None:
         self.partition = partition
         self.topics = topics
         self.kinds = topics.kinds()
@@ -85,6 +85,7 @@ class CallsCore:
         self.max_payload = max_payload
         self.calls: dict[str, bytes] = {}  # sessionId → its packed facts (every call not in ``hot``)
         self.hot: dict[str, Call] = {}  # sessionId → its facts, least recently changed first
+        self.hot_max = HOT_CALLS if hot is None else hot
         self.nbytes = 0  # of the packed facts held
         self.cdr_timers = Wheel.for_delay(grace, high=60.0)
         self.expiry = Wheel.for_delay(retention, high=3600.0)
@@ -141,7 +142,7 @@ class CallsCore:
         packed = self.calls.pop(key, None)
         if packed is not None:
             self.nbytes -= len(packed)
-        if len(self.hot) > HOT_CALLS:
+        if len(self.hot) > self.hot_max:
             key = next(iter(self.hot))
             packed = memoryview(state.pack(self.hot.pop(key))).tobytes()  # orjson's bytes keep their ≥ 8 KiB
             self.calls[key] = packed
