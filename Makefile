@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv clean kafka bench bench-ingress bench-dedup bench-billing bench-recordings image
+.PHONY: run test lint venv clean kafka bench bench-ingress bench-dedup bench-billing bench-recordings bench-calls image
 
 $(STAMP): pyproject.toml
 	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -36,7 +36,7 @@ lint: $(STAMP)
 kafka:
 	mvn -q -f deploy/dev/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=lib
 
-bench: bench-ingress bench-dedup bench-billing bench-recordings
+bench: bench-ingress bench-dedup bench-billing bench-recordings bench-calls
 
 bench-ingress: $(STAMP)
 	$(BIN)/python bench/ingress.py
@@ -49,6 +49,9 @@ bench-billing: $(STAMP)
 
 bench-recordings: $(STAMP)
 	$(BIN)/python bench/recordings.py
+
+bench-calls: $(STAMP)
+	$(BIN)/python bench/calls.py
 
 ## image: the container image, built without a registry (deploy/image/build.sh: a Debian base of its own, a wheelhouse)
 image:
