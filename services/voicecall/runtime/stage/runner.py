@@ -19,10 +19,11 @@ from aiokafka.structs import ConsumerRecord
 from voicecall.runtime import config, deadletter, logging as vlog
 from voicecall.runtime.kafka import group_id, make_consumer
 from voicecall.runtime.record import Record
-from voicecall.runtime.stage import oversize
+from voicecall.runtime.stage import inputs, oversize
 from voicecall.runtime.stage.assignment import READY, Assignment, Listener, Partition, sticky_assignor
 from voicecall.runtime.stage.contract import Stage, StageSettings
 from voicecall.runtime.stage.metrics import StageMetrics
+from voicecall.runtime.stage.ticks import Ticks
 
 Batch = dict[TopicPartition, list[ConsumerRecord]]
 
@@ -47,13 +48,16 @@ class Runner:
             partition_assignment_strategy=(sticky_assignor(),),
             group_instance_id=self.opts.consumer_instance_id,
             # A restore may hold the main loop for a while; only a stuck process should lose its partitions.
-            max_poll_interval_ms=max(300_000, int(self.opts.prepare_timeout * 2000)))
+            max_poll_interval_ms=max(300_000, int(self.opts.prepare_timeout * 2000)),
+            **inputs.consumer_overrides(stage.inputs))
         self.assignment = Assignment(settings, self.opts, stage, self.consumer, self.group, self.metrics)
+        self.ticks = Ticks(stage, self.opts.batch_records, self.consumer, self.log)
 
     async def run(self) -> None:
+        await inputs.check(self.settings, self.stage.inputs, self.stop, self.log)  # raises InputsMismatch
         await self.consumer.start()
-        self.consumer.subscribe([self.stage.input_topic], listener=Listener(self.assignment))
-        self.log.info("stage started", group=self.group, input=self.stage.input_topic,
+        self.consumer.subscribe(list(self.stage.inputs), listener=Listener(self.assignment))
+        self.log.info("stage started", group=self.group, inputs=list(self.stage.inputs),
                       changelog=self.stage.changelog_topic)
         try:
             while not self.stop.is_set():
@@ -61,8 +65,9 @@ class Runner:
                 if self.ready is not None and not self.ready.is_set() and self.assignment.all_ready():
                     self.ready.set()
                 generation, batch = await self._fetch()
-                if batch:
-                    await self._process(generation, batch)
+                tick = self.ticks.due()
+                if batch or tick:
+                    await self._process(generation, batch, tick)
                 await self._update_lag()  # also when idle or stuck: a lag alert must see a stage that stopped moving
         finally:
             await self._shutdown()
@@ -84,7 +89,7 @@ class Runner:
                     or generation != self.assignment.generation):
                 return generation, batch
 
-    async def _process(self, generation: int, batch: Batch) -> None:
+    async def _process(self, generation: int, batch: Batch, tick: bool = False) -> None:
         assignment = self.assignment
         async with assignment.lock:
             if generation != assignment.generation:  # a rebalance happened meanwhile
@@ -116,7 +121,10 @@ class Runner:
                 if last >= 0:
                     self.metrics.records_in.inc(taken)
                     offsets[tp] = last + 1
-            jobs = [self._commit(part, outputs, offsets) for part, (outputs, offsets) in work.items() if offsets]
+            if tick:  # timers' outputs join the partition's transaction (or make one of their own)
+                self.ticks.run(assignment.parts.values(), work)
+            jobs = [self._commit(part, outputs, offsets) for part, (outputs, offsets) in work.items()
+                    if offsets or outputs]
             if jobs:
                 await asyncio.gather(*jobs)
 
