@@ -39,9 +39,12 @@ async def serve(settings: DedupSettings, stop: asyncio.Event) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", help="dedup window, e.g. 7d (VOICECALL_DEDUP_WINDOW)")
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers (VOICECALL_KAFKA_BOOTSTRAP)")
+    parser.add_argument("--metrics-port", type=int, help="port of /metrics, /healthz, /readyz "
+                                                         "(VOICECALL_METRICS_PORT)")
 
 
 def main(args: argparse.Namespace) -> int:
-    settings = config.load(DedupSettings, dedup_window=args.window, kafka_bootstrap=args.bootstrap)
+    settings = config.load(DedupSettings, dedup_window=args.window, kafka_bootstrap=args.bootstrap,
+                           metrics_port=args.metrics_port)
     vlog.setup(settings.log_level, settings.log_format)
     return lifecycle.run(lambda stop: serve(settings, stop))
