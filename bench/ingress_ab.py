@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ingress import Result, run_wrk, start_server, stop_server, wait_port, warm  # bench/ingress.py
+from ingress import Result, run_wrk, start_server, stop_server, wait_kafka, wait_port, warm  # bench/ingress.py
 from voicecall import topics
 from voicecall.devenv.broker import start_broker
 from voicecall.devenv.ports import free_port
@@ -80,6 +80,7 @@ def main() -> int:
                                        "0", env, work / f"{name}.log")
         for port in ports.values():
             wait_port(port)
+            wait_kafka(port)
             warm(f"http://127.0.0.1:{port}/notify/fee")
         results: dict[str, list[Result]] = {name: [] for name in code}
         for index in range(args.rounds):

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ingress import run_wrk, start_server, stop_server, wait_port, warm  # bench/ingress.py
+from ingress import run_wrk, start_server, stop_server, wait_kafka, wait_port, warm  # bench/ingress.py
 from voicecall import topics
 from voicecall.devenv.broker import start_broker
 from voicecall.devenv.ports import free_port
@@ -78,6 +78,7 @@ def main() -> int:
         proc = start_server([sys.executable, "-m", "voicecall", "ingress", "--port", str(port)], "0", env,
                             work / "ingress.log")
         wait_port(port)
+        wait_kafka(port)
         url = f"http://127.0.0.1:{port}/notify/fee"
         warm(url)
         if args.kafka == "down":
