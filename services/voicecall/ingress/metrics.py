@@ -1,4 +1,6 @@
-"""The ingress's Prometheus metrics (label children cached: ``labels()`` per request costs more than the count)."""
+"""The ingress's Prometheus metrics. The per-push counts are :class:`Tally` (plain integers: the handlers, the
+drainer and ``/metrics`` share the event loop thread); the histogram's label children are cached (``labels()`` per
+request costs more than the observation)."""
 
 from __future__ import annotations
 
@@ -6,10 +8,12 @@ from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge, Histogram
 
-REQUESTS = Counter("voicecall_ingress_requests_total", "HTTP requests by route and status", ["path", "status"])
+from voicecall.runtime.metrics import Tally
+
+REQUESTS = Tally("voicecall_ingress_requests_total", "HTTP requests by route and status", ["path", "status"])
 DURABLE = Histogram("voicecall_ingress_durable_seconds", "push received → every record durable",
                     ["via"], buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 2.5, 5))
-RECORDS = Counter("voicecall_ingress_records_published_total", "records acknowledged by Kafka, by topic", ["topic"])
+RECORDS = Tally("voicecall_ingress_records_published_total", "records acknowledged by Kafka, by topic", ["topic"])
 SPOOLED = Counter("voicecall_ingress_spooled_pushes_total", "pushes written to the local spool")
 SPOOL_DRAINED = Counter("voicecall_ingress_spool_drained_entries_total", "spool entries sent on to Kafka")
 SPOOL_BYTES = Gauge("voicecall_ingress_spool_bytes", "bytes in the local spool")
@@ -25,23 +29,19 @@ QUARANTINED = Counter("voicecall_ingress_spool_quarantined_records_total",
 QUARANTINE_RECORDS = Gauge("voicecall_ingress_spool_quarantine_records",
                            "records in the spool's quarantine file, waiting for a human")
 
-_requests: dict[tuple[str, int], Counter] = {}
-_records: dict[str, Counter] = {}
+_requests: dict[tuple[str, int], tuple[str, str]] = {}
 _durable: dict[str, Histogram] = {}
 
 
 def count_request(path: str, status: int) -> None:
-    child = _requests.get((path, status))
-    if child is None:
-        child = _requests[(path, status)] = REQUESTS.labels(path, str(status))
-    child.inc()
+    labels = _requests.get((path, status))
+    if labels is None:
+        labels = _requests[(path, status)] = (path, str(status))
+    REQUESTS.add(labels)
 
 
 def count_record(topic: str, n: int = 1) -> None:
-    child = _records.get(topic)
-    if child is None:
-        child = _records[topic] = RECORDS.labels(topic)
-    child.inc(n)
+    RECORDS.add((topic,), n)
 
 
 def observe_durable(via: str, seconds: float) -> None:
