@@ -1,10 +1,11 @@
 """Where the ingress's CPU goes under load: py-spy samples ``voicecall ingress`` while ``wrk`` drives it.
 
-Starts its own Apache Kafka broker, one ingress pinned to core 0 (``--services`` picks another checkout's code, for
-a before/after), warms it, then records it with ``py-spy record --format raw`` (``--native`` on request) for the
-length of one ``wrk -c64`` run of bench/ingress.py's ~1 KB fee push from core 1. Prints the top frames by own time
-and by total time (share of samples) and the run's req/s and CPU per push. ``--kafka down`` measures the spool
-path instead: the broker is stopped after the ingress has started, so every push goes to the spool.
+Starts its own Apache Kafka broker and one server pinned to core 0: the ingress (``--services`` picks another
+checkout's code, for a before/after) or ``--server naive`` (bench/ingress_baselines.py), warms it, then records it
+with ``py-spy record --format raw`` (``--native`` on request) for the length of one ``wrk -c64`` run of
+bench/ingress.py's ~1 KB fee push from core 1. Prints the top frames by own time and by total time (share of
+samples) and the run's req/s and CPU per push. ``--kafka down`` measures the spool path instead: the broker is
+stopped after the ingress has started, so every push goes to the spool.
 
     .venv/bin/python bench/ingress_profile.py [--services <checkout>/services] [--duration 20] [--native]
 """
@@ -62,6 +63,8 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--native", action="store_true", help="py-spy --native (C frames too)")
     parser.add_argument("--kafka", choices=("up", "down"), default="up")
+    parser.add_argument("--server", choices=("ingress", "naive"), default="ingress",
+                        help="naive: bench/ingress_baselines.py's aiohttp + aiokafka handler, to compare frames")
     parser.add_argument("--out", type=Path, default=None, help="keep the raw profile here")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-ingress-profile-"))
@@ -75,10 +78,13 @@ def main() -> int:
                    VOICECALL_TOPIC_PREFIX="bench.", VOICECALL_INGRESS_HOST="127.0.0.1", VOICECALL_LOG_FORMAT="json",
                    VOICECALL_INGRESS_SPOOL_DIR=str(work / "spool"))
         port = free_port()
-        proc = start_server([sys.executable, "-m", "voicecall", "ingress", "--port", str(port)], "0", env,
-                            work / "ingress.log")
+        argv = ([sys.executable, "-m", "voicecall", "ingress", "--port", str(port)] if args.server == "ingress" else
+                [sys.executable, str(HERE / "ingress_baselines.py"), "naive", str(port), broker.bootstrap,
+                 "bench.fee.raw"])
+        proc = start_server(argv, "0", env, work / "server.log")
         wait_port(port)
-        wait_kafka(port)
+        if args.server == "ingress":
+            wait_kafka(port)
         url = f"http://127.0.0.1:{port}/notify/fee"
         warm(url)
         if args.kafka == "down":
