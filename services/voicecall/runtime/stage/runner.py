@@ -20,7 +20,7 @@ from voicecall.runtime import config, deadletter, logging as vlog
 from voicecall.runtime.kafka import group_id, make_consumer
 from voicecall.runtime.record import Record
 from voicecall.runtime.stage import inputs, oversize
-from voicecall.runtime.stage.assignment import READY, Assignment, Listener, Partition, sticky_assignor
+from voicecall.runtime.stage.assignment import READY, Assignment, Listener, Partition
 from voicecall.runtime.stage.contract import Stage, StageSettings
 from voicecall.runtime.stage.metrics import StageMetrics
 from voicecall.runtime.stage.ticks import Ticks
@@ -44,12 +44,10 @@ class Runner:
             settings, group_id=self.group, wait=stop, session_timeout_ms=session_ms,
             # Members learn of a rebalance at their next heartbeat, and it waits for the last of them.
             heartbeat_interval_ms=max(100, min(1000, session_ms // 3)),
-            # Survivors keep their partitions through a rebalance (see the assignment module).
-            partition_assignment_strategy=(sticky_assignor(),),
+            partition_assignment_strategy=inputs.assignors(stage.inputs),
             group_instance_id=self.opts.consumer_instance_id,
             # A restore may hold the main loop for a while; only a stuck process should lose its partitions.
-            max_poll_interval_ms=max(300_000, int(self.opts.prepare_timeout * 2000)),
-            **inputs.consumer_overrides(stage.inputs))
+            max_poll_interval_ms=max(300_000, int(self.opts.prepare_timeout * 2000)))
         self.assignment = Assignment(settings, self.opts, stage, self.consumer, self.group, self.metrics)
         self.ticks = Ticks(stage, self.opts.batch_records, self.consumer, self.log)
 
