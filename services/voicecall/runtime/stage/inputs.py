@@ -19,14 +19,15 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 
 from voicecall.runtime import config
+from voicecall.runtime.failures import Refusal
 from voicecall.runtime.kafka import make_admin
 from voicecall.runtime.stage.assignment import sticky_assignor
 
 _POLL = 2.0
 
 
-class InputsMismatch(RuntimeError):
-    """The inputs do not have the same partition count: the stage refuses to run."""
+class InputsMismatch(Refusal):
+    """The inputs do not have the same partition count: the stage refuses to run (one line, exit 2)."""
 
 
 def assignors(inputs: Sequence[str]) -> tuple[type[AbstractPartitionAssignor], ...]:

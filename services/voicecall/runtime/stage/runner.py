@@ -16,7 +16,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord
 
-from voicecall.runtime import config, deadletter, logging as vlog
+from voicecall.runtime import config, deadletter, logging as vlog, metrics
 from voicecall.runtime.kafka import group_id, make_consumer
 from voicecall.runtime.record import Record
 from voicecall.runtime.stage import inputs, oversize
@@ -52,7 +52,6 @@ class Runner:
         self.ticks = Ticks(stage, self.opts.batch_records, self.consumer, self.log)
 
     async def run(self) -> None:
-        await inputs.check(self.settings, self.stage.inputs, self.stop, self.log)  # raises InputsMismatch
         await self.consumer.start()
         self.consumer.subscribe(list(self.stage.inputs), listener=Listener(self.assignment))
         self.log.info("stage started", group=self.group, inputs=list(self.stage.inputs),
@@ -202,5 +201,21 @@ class Runner:
 
 async def run_stage(settings: config.CommonSettings, stage: Stage, stop: asyncio.Event, *,
                     ready: asyncio.Event | None = None) -> None:
-    """Run ``stage`` exactly once until ``stop`` is set (see :mod:`voicecall.runtime.stage` for the contract)."""
+    """Run ``stage`` exactly once until ``stop`` is set (see :mod:`voicecall.runtime.stage` for the contract).
+    Inputs of different partition counts are refused before any client is made (:class:`inputs.InputsMismatch`)."""
+    await inputs.check(settings, stage.inputs, stop, vlog.get("processor", stage=stage.name))
     await Runner(settings, stage, stop, ready).run()
+
+
+async def serve_stage(settings: config.CommonSettings, stage: Stage, stop: asyncio.Event,
+                      ready: asyncio.Event | None = None, **started: Any) -> None:
+    """A stage's process: ``/metrics``, ``/healthz`` and ``/readyz`` (ready once every partition is) beside
+    :func:`run_stage`; ``started`` are logged with the ops port once it listens."""
+    ready = ready or asyncio.Event()
+    runner = await metrics.serve_ops(settings.metrics_host, settings.metrics_port,
+                                     lambda: (ready.is_set(), {"stage": stage.name}))
+    vlog.get(stage.name).info(f"{stage.name} started", ops_port=metrics.bound_port(runner), **started)
+    try:
+        await run_stage(settings, stage, stop, ready=ready)
+    finally:
+        await runner.cleanup()
