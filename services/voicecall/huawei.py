@@ -113,3 +113,24 @@ def parse_x_aksk(header: str) -> dict[str, str]:
     if head == "UsernameToken":
         fields["UsernameToken"] = ""
     return fields
+
+
+# The documented layout (fields in this order, optional space after each comma): one match instead of a scan.
+_USUAL = re.compile(r'\s*UsernameToken Username="([^"]*)", ?PasswordDigest="([^"]*)", ?Nonce="([^"]*)", ?'
+                    r'Created="([^"]*)"\s*').fullmatch
+
+
+def x_aksk_fields(header: str) -> tuple[str, str, str, str] | None:
+    """``(Username, PasswordDigest, Nonce, Created)`` of an ``X-AKSK`` value (fields in any order), or None when
+    it is not ``UsernameToken`` or lacks one of them."""
+    usual = _USUAL(header)
+    if usual is not None:
+        return usual.group(1, 2, 3, 4)  # type: ignore[return-value]
+    fields = parse_x_aksk(header)
+    if "UsernameToken" not in fields:
+        return None
+    try:
+        return fields["Username"], fields["PasswordDigest"], fields["Nonce"], fields["Created"]
+    except KeyError:
+        return None
+
