@@ -23,9 +23,11 @@ SKEW = 300.0
 keys = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.", min_size=1, max_size=40)
 secrets = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=64)
 nonces = st.text("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", min_size=1, max_size=128)
-urls = st.builds(lambda scheme, host, port, path: f"{scheme}://{host}{port}/{path}", st.sampled_from(["http", "https"]),
-                 st.text("abcdefghijklmnopqrstuvwxyz0123456789-.", min_size=1, max_size=30),
-                 st.sampled_from(["", ":443", ":8080"]), st.text("abcdefghijklmnopqrstuvwxyz0123456789-:./", max_size=60))
+urls = st.builds(lambda scheme, host, port, path: f"{scheme}://{host}{port}/{path}",
+                 st.sampled_from(["http", "https"]), st.text("abcdefghijklmnopqrstuvwxyz0123456789-.", min_size=1,
+                                                             max_size=30),
+                 st.sampled_from(["", ":443", ":8080"]), st.text("abcdefghijklmnopqrstuvwxyz0123456789-:./",
+                                                                 max_size=60))
 
 
 def created(moment: datetime, zone: str = "utc") -> str:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 from yarl import URL
 
+from voicecall.apps import AppsSettings
 from voicecall.runtime import config
 
 # Huawei Cloud's own domains: where recordFileDownloadUrl and the record API's Location point in production.
@@ -12,10 +13,8 @@ HUAWEI_DOMAINS = ("*.myhuaweicloud.com", "*.myhuaweicloud.cn", "*.huaweicloud.co
                   "*.huaweicaas.com", "*.myhuaweicloud.eu")
 
 
-class RecordingsSettings(config.CommonSettings):
+class RecordingsSettings(AppsSettings):
     huawei_base_url: str = Field("https://rtccall.cn-north-1.myhuaweicloud.cn:443", pattern=r"^https?://[^/]+")
-    huawei_app_key: str = ""
-    huawei_app_secret: SecretStr = SecretStr("")
     recordings_store: str = Field(".state/recordings", min_length=1)
     # Empty = the host of the base URL plus Huawei Cloud's domains (see :func:`allowed_hosts`).
     recordings_allowed_hosts: config.CommaList = Field(default_factory=list)
