@@ -234,3 +234,16 @@ def test_a_broken_file_at_start_stops_with_the_variable_named_and_no_secret(
     assert "s3cr3t" not in str(error.value) and "line 1" in str(error.value)
     settings = AppsSettings(huawei_app_key="k", huawei_app_secret="s3cr3t-one")  # type: ignore[arg-type]
     assert "s3cr3t" not in repr(settings) and settings.single_app() == ("k", "s3cr3t-one")
+
+
+def test_the_matching_secret_and_form_are_tried_first_afterwards() -> None:
+    check = verifier({"app": ("old", "new")})
+    now = NOW.timestamp()
+    assert check.forms == ("newline", "concat")
+    assert check.verify(header("app", "new", nonce="P1", form="concat"), URL, now)[:2] == ("valid", "concat")
+    assert check.forms == ("concat", "newline")
+    assert [mac.copy().digest() for mac in check._keys["app"]] == [
+        huawei.push_mac(secret).digest() for secret in ("new", "old")]
+    # both still verify, in both forms
+    assert check.verify(header("app", "old", nonce="P2"), URL, now)[:2] == ("valid", "newline")
+    assert check.verify(header("app", "new", nonce="P3", form="concat"), URL, now)[:2] == ("valid", "concat")

@@ -24,7 +24,6 @@ and holds at most ``nonce_cap`` of them; a push evicted early by the cap is coun
 from __future__ import annotations
 
 import binascii
-import hashlib
 import hmac
 import re
 from collections import OrderedDict
@@ -58,16 +57,12 @@ _DIGEST_SIZE = 32  # SHA-256
 _MAX_NONCE = 128  # "1–128 digits and letters"
 
 
-def keyed(secret: str) -> Any:
-    """An HMAC-SHA256 keyed with ``secret``, copied per push (half the cost of keying it again)."""
-    return hmac.new(secret.encode(), digestmod=hashlib.sha256)
-
-
-def verify_digest(mac: Any, url: str, nonce: str, created: str, expected: bytes) -> str:
-    """The message form (``newline`` or ``concat``) under which the keyed ``mac`` gives ``expected``, or ""."""
-    for form, message in (("newline", f"{url}\n{nonce}\n{created}"), ("concat", f"{url}{nonce}{created}")):
+def verify_digest(mac: Any, url: str, nonce: str, created: str, expected: bytes, forms: tuple[str, ...] = FORMS
+                  ) -> str:
+    """The message form (of ``forms``, in that order) under which the keyed ``mac`` gives ``expected``, or ""."""
+    for form in forms:
         one = mac.copy()
-        one.update(message.encode())
+        one.update(huawei.push_message(url, nonce, created, form))
         if hmac.compare_digest(one.digest(), expected):
             return form
     return ""
@@ -87,12 +82,13 @@ class Verifier:
         self.nonces: OrderedDict[str, float] = OrderedDict()
         self._seen: Apps | None = None
         self._keys: dict[str, tuple[Any, ...]] = {}
-        self._created = ("", 0.0)  # the last Created read: a burst of pushes shares a second
+        self._created = ("", 0.0)
+        self.forms: tuple[str, ...] = FORMS  # the last Created read: a burst of pushes shares a second
 
     def _secrets(self) -> dict[str, tuple[Any, ...]]:
         apps = self.apps()
         if apps is not self._seen:
-            self._keys = {key: tuple(keyed(secret) for secret in secrets) for key, secrets in apps.items()}
+            self._keys = {key: tuple(huawei.push_mac(secret) for secret in secrets) for key, secrets in apps.items()}
             self._seen = apps
         return self._keys
 
@@ -140,9 +136,10 @@ class Verifier:
             return _SKEW
         form = ""
         if len(expected) == _DIGEST_SIZE:
-            for secret in secrets:
-                form = verify_digest(secret, url, nonce, created, expected)
+            for index, secret in enumerate(secrets):
+                form = verify_digest(secret, url, nonce, created, expected, self.forms)
                 if form:
+                    self._prefer(app, secrets, index, form)
                     break
         if not form:
             return _DIGEST
@@ -150,6 +147,14 @@ class Verifier:
         if not self._remember(key, now):
             return _REPLAYED
         return VALID, form, zone, key
+
+    def _prefer(self, app: str, secrets: tuple[Any, ...], index: int, form: str) -> None:
+        """The secret and form that matched are tried first from now on: a platform sends one form, and after a
+        rotation signs with the new secret only, so a valid push costs one HMAC again."""
+        if index:
+            self._keys[app] = (secrets[index], *secrets[:index], *secrets[index + 1:])
+        if form != self.forms[0]:
+            self.forms = (form, *(other for other in self.forms if other != form))
 
     def _remember(self, key: str, now: float) -> bool:
         """False when ``key`` is in the window already; otherwise it is kept for twice the skew."""

@@ -19,6 +19,8 @@ from voicecall.runtime import config, kafka, lifecycle, logging as vlog, metrics
 SETTINGS = """settings (VOICECALL_* environment variables, default in brackets):
   VOICECALL_HUAWEI_BASE_URL              the record API's APP access address [https://rtccall.cn-north-1.myhuaweicloud.cn:443]
   VOICECALL_HUAWEI_APP_KEY / _APP_SECRET the AK/SK of the record API (the secret is never logged)
+  VOICECALL_HUAWEI_APPS_FILE             several apps: JSON {"<appKey>": "<secret>" | ["<s1>", "<s2>"]}, re-read
+                                         on change; the CDR's appKey picks the app
   VOICECALL_RECORDINGS_STORE             file:///path, a path, or s3://bucket/prefix [.state/recordings]
   VOICECALL_RECORDINGS_ALLOWED_HOSTS     download hosts, comma-separated names or *.suffix
                                          [the base URL's host and Huawei Cloud's domains]
