@@ -39,6 +39,8 @@ class Gate:
         self.apps = AppRegistry.from_settings(settings)
         self.verifier = signature.Verifier(self.apps.current, settings.ingress_signature_skew,
                                            settings.ingress_signature_nonces, on_evict=metrics.NONCE_EVICTIONS.add)
+        for mode in signature.MODES:
+            metrics.SIGNATURE_MODE.labels(mode).set(1 if mode == self.mode else 0)
         metrics.NONCES.set_function(lambda: len(self.verifier.nonces))
         for labels in _LABELS.values():
             metrics.SIGNATURES.add(labels, 0)  # every outcome shows from the start (alerts on rate() need it)

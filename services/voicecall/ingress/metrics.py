@@ -33,6 +33,8 @@ SIGNATURES_VALID = Tally("voicecall_ingress_signature_valid_total", "valid pushe
                          "(newline, concat) and how Created was read (utc, beijing)", ["form", "created"])
 NONCE_EVICTIONS = Tally("voicecall_ingress_signature_nonce_evictions_total",
                         "nonces forgotten before their window ended because the cache was full")
+SIGNATURE_MODE = Gauge("voicecall_ingress_signature_mode", "1 for the VOICECALL_INGRESS_SIGNATURE mode in use",
+                       ["mode"])
 NONCES = Gauge("voicecall_ingress_signature_nonces", "nonces remembered to catch replayed pushes")
 
 _requests: dict[tuple[str, int], Counter] = {}
