@@ -5,17 +5,22 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv clean kafka bench bench-ingress bench-dedup bench-billing bench-recordings image
+.PHONY: run test lint venv clean kafka docs bench bench-ingress bench-dedup bench-billing bench-recordings bench-calls image
+
+# pip's own lines, shortened to one per package fetched: progress without pages of "Requirement already satisfied".
+PIP_PROGRESS := sed -un -e 's/^Collecting \([^ ;]*\).*/  fetching \1/p' -e 's/^Successfully installed.*/  installed/p'
 
 $(STAMP): pyproject.toml
 	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "voicecall-pipeline needs Python 3.11 or newer; $(PY) is $$($(PY) -V 2>&1). Use make PY=python3.11" >&2; exit 1; }
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
-	# noida-db: the fallback broker where Java is absent; always installed (hash-pinned) so its test runs too.
-	$(BIN)/pip install -q -r deploy/dev/noida-requirements.txt
-	touch $(STAMP)
+	@echo "==> $(VENV): installing voicecall-pipeline and its tools (the first time: about a minute)"
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@set -o pipefail; $(BIN)/pip install --progress-bar off --upgrade pip | $(PIP_PROGRESS)
+	@set -o pipefail; $(BIN)/pip install --progress-bar off -e '.[dev]' | $(PIP_PROGRESS)
+	@# noida-db: the fallback broker where Java is absent; always installed (hash-pinned) so its test runs too.
+	@set -o pipefail; $(BIN)/pip install --progress-bar off -r deploy/dev/noida-requirements.txt | $(PIP_PROGRESS)
+	@touch $(STAMP)
+	@echo "==> $(VENV) ready"
 
 venv: $(STAMP)
 
@@ -25,18 +30,23 @@ run: $(STAMP)
 
 ## test: the whole suite against a real Apache Kafka broker the suite starts itself
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	@echo "==> tests against $${VOICECALL_TEST_BOOTSTRAP:-an Apache Kafka $$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' deploy/dev/kafka/pom.xml) broker (KRaft, one node) the suite starts itself; VOICECALL_TEST_BOOTSTRAP=host:port uses a running cluster instead}"
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check services tests bench
 	$(BIN)/mypy
 	if [ -f Dockerfile ]; then $(BIN)/hadolint Dockerfile; fi
 
+## docs: docs/configuration.md from the settings classes (each field's description); a test checks it is current
+docs: $(STAMP)
+	$(BIN)/python -m voicecall.settingsdoc docs/configuration.md
+
 ## kafka: download the Apache Kafka jars once (the test suite does this on demand as well)
 kafka:
 	mvn -q -f deploy/dev/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=lib
 
-bench: bench-ingress bench-dedup bench-billing bench-recordings
+bench: bench-ingress bench-dedup bench-billing bench-recordings bench-calls
 
 bench-ingress: $(STAMP)
 	$(BIN)/python bench/ingress.py
@@ -49,6 +59,9 @@ bench-billing: $(STAMP)
 
 bench-recordings: $(STAMP)
 	$(BIN)/python bench/recordings.py
+
+bench-calls: $(STAMP)
+	$(BIN)/python bench/calls.py
 
 ## image: the container image, built without a registry (deploy/image/build.sh: a Debian base of its own, a wheelhouse)
 image:

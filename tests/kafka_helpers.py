@@ -115,12 +115,12 @@ async def read_all(settings: CommonSettings, suffix: str, *, idle: float = 1.0, 
                    expect: int | None = None) -> list[Any]:
     """Every committed record of a topic, for output that is still arriving: reads until ``expect`` records
     arrived (if given) and then nothing new came for ``idle`` seconds, or ``timeout`` passed."""
+    topic = topics.name(settings, suffix)
+    tps = [TopicPartition(topic, p) for p in (await names.partitions(settings))[topic]]
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
-    topic = topics.name(settings, suffix)
     try:
-        tps = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or range(PARTITIONS))]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         result: list[Any] = []

@@ -200,7 +200,7 @@ def test_broker_cli_taken_port_names_the_variable(tmp_path: Path) -> None:
         result = subprocess.run([sys.executable, "-m", "voicecall", "broker", "--broker", "noida", "--state-dir",
                                  str(tmp_path)], env={**os.environ, "VOICECALL_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}"},
                                 capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert f"VOICECALL_KAFKA_BOOTSTRAP=127.0.0.1:{port}" in result.stderr and "already in use" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -233,8 +233,8 @@ def test_kafka_jars_fetched_once_with_a_message(tmp_path: Path, monkeypatch: pyt
     assert "fetching" not in capsys.readouterr().err  # cached (re-fetched only when the pom changes)
 
 
-def test_auto_falls_back_to_noida_when_the_kafka_jars_cannot_be_had(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_auto_falls_back_to_noida_when_the_kafka_jars_cannot_be_had(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     # java and mvn present, but Maven fails (offline machine): `auto` runs noida-db and says why
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
@@ -248,6 +248,36 @@ def test_auto_falls_back_to_noida_when_the_kafka_jars_cannot_be_had(tmp_path: Pa
         wait_for_kafka(handle.bootstrap, timeout=10)
     finally:
         handle.stop()
-    err = capsys.readouterr().err
-    assert "Apache Kafka is not available" in err and "offline" in err and "using noida-db" in err
+    # why: Maven failed, and what it said (the dev CLIs print this in one line)
+    assert handle.fallback is not None and "failed (exit 1)" in handle.fallback and "offline" in handle.fallback
+    line = handle.fallback_line()
+    assert line is not None and "\n" not in line and "offline" in line
     assert handle.pid is not None and not alive(handle.pid)
+
+
+def test_cluster_nodes_are_voters_with_replication_three_and_min_isr_two(tmp_path: Path) -> None:
+    from voicecall.devenv.broker.apache import Node, server_properties
+
+    nodes = [Node(i, 19090 + i, 19190 + i, tmp_path / f"node-{i}") for i in (1, 2, 3)]
+    props = server_properties(nodes[1], nodes, nodes[1].data_dir)
+    assert props["node.id"] == "2" and props["process.roles"] == "broker,controller"
+    assert props["controller.quorum.bootstrap.servers"] == "127.0.0.1:19191,127.0.0.1:19192,127.0.0.1:19193"
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19192"
+    for key in ("offsets.topic.replication.factor", "transaction.state.log.replication.factor",
+                "default.replication.factor"):
+        assert props[key] == "3", key
+    assert props["transaction.state.log.min.isr"] == props["min.insync.replicas"] == "2"
+    single = server_properties(nodes[0], nodes[:1], nodes[0].data_dir)
+    assert single["transaction.state.log.replication.factor"] == "1" and single["min.insync.replicas"] == "1"
+
+
+def test_nodes_are_refused_where_they_cannot_be(tmp_path: Path) -> None:
+    for kind in ("noida", "external"):
+        with pytest.raises(BrokerError, match="only the apache broker runs a local cluster"):
+            start_broker(kind, state_dir=tmp_path, nodes=3, bootstrap="127.0.0.1:1")
+    with pytest.raises(BrokerError, match="at least one node"):
+        start_broker("apache", state_dir=tmp_path, nodes=0)
+    for bad in ("0", "10", "three"):
+        result = subprocess.run([sys.executable, "-m", "voicecall", "broker", "--nodes", bad], capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 2 and "--nodes" in result.stderr and "1 to 9 nodes" in result.stderr, result

@@ -7,8 +7,9 @@ import argparse
 import importlib
 import sys
 
-from voicecall import __version__
+from voicecall import __version__, settingsdoc
 from voicecall.commands import COMMANDS
+from voicecall.runtime import failures, streams
 
 
 def _top_parser() -> argparse.ArgumentParser:
@@ -25,6 +26,7 @@ def _top_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    streams.protect()  # no log line or report may raise: stderr closed, `| tee` ended
     argv = list(sys.argv[1:] if argv is None else argv)
     top = _top_parser()
     if not argv:
@@ -38,7 +40,15 @@ def main(argv: list[str] | None = None) -> int:
         top.error(f"unknown command {name!r}")
     command = COMMANDS[name]
     module = importlib.import_module(command.module)
-    parser = argparse.ArgumentParser(prog=f"voicecall {name}", description=command.help)
+    parser = argparse.ArgumentParser(prog=f"voicecall {name}", description=command.help,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(parser)
+    if command.settings:  # after the command's own epilog, if it has one
+        parser.epilog = "\n\n".join(part for part in (parser.epilog, settingsdoc.help_epilog(name)) if part)
     args = parser.parse_args(rest)
-    return int(module.main(args) or 0)
+    try:
+        return int(module.main(args) or 0)
+    except failures.Refusal as refusal:
+        action = getattr(args, "action", None)  # replay reset, topics create, …
+        print(f"voicecall {name}{f' {action}' if action else ''}: {refusal}", file=sys.stderr, flush=True)
+        return failures.EXIT_CONFIG

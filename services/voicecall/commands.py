@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 class Command:
     module: str
     help: str
-    settings: str | None = None  # "module:Class": validated by `voicecall dev` before it starts anything
+    # "module:Class": listed in its --help and docs/configuration.md; a service's (and the simulator's) are
+    # validated by `voicecall dev` before it starts anything
+    settings: str | None = None
     service: bool = False  # a long-running service: `voicecall dev` runs one process of it
 
 
@@ -32,14 +34,21 @@ COMMANDS: dict[str, Command] = {
                        "voicecall.billing.config:BillingSettings", service=True),
     "recordings": Command("voicecall.recordings.cli", "the recording downloader (fee.unique → storage + recording.*)",
                           "voicecall.recordings.config:RecordingsSettings", service=True),
-    "topics": Command("voicecall.topics.cli", "create every topic (idempotent) or render its manifests"),
-    "replay": Command("voicecall.replay.cli", "re-processing of a time window (reset a group, copy a window)"),
-    "tail": Command("voicecall.replay.tail", "print the events of a topic as JSON lines"),
+    "calls": Command("voicecall.calls.cli", "the call view (status.raw, fee.unique, billing, recording.* → calls)",
+                     "voicecall.calls.config:CallsSettings", service=True),
+    "topics": Command("voicecall.topics.cli", "create every topic (idempotent) or render its manifests",
+                      "voicecall.topics.table:TopicSettings"),
+    "replay": Command("voicecall.replay.cli", "re-processing of a time window (reset a group, copy a window)",
+                      "voicecall.runtime.config:CommonSettings"),
+    "tail": Command("voicecall.replay.tail", "print the events of a topic as JSON lines",
+                    "voicecall.runtime.config:CommonSettings"),
     "simulate": Command("voicecall.simulator.cli",
                         "a stand-in for the Huawei platform: pushes, re-pushes, recording API",
                         "voicecall.simulator.cli:SimulateSettings"),
-    "broker": Command("voicecall.devenv.broker.cli", "run the embedded Kafka broker (Apache Kafka or noida-db)"),
-    "dev": Command("voicecall.devenv.dev", "the embedded default: broker, topics and every service in one command"),
+    "broker": Command("voicecall.devenv.broker.cli", "run the embedded Kafka broker (Apache Kafka or noida-db)",
+                      "voicecall.devenv.broker.config:BrokerSettings"),
+    "dev": Command("voicecall.devenv.dev", "the embedded default: broker, topics and every service in one command",
+                   "voicecall.devenv.plan:DevSettings"),
 }
 
 SERVICES = tuple(name for name, command in COMMANDS.items() if command.service)

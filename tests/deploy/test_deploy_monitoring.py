@@ -109,7 +109,8 @@ def declared_labels() -> dict[str, set[str]]:
     from prometheus_client import REGISTRY
 
     for module in ("voicecall.ingress.metrics", "voicecall.apps", "voicecall.runtime.stage",
-                   "voicecall.recordings.metrics", "voicecall.dedup.metrics", "voicecall.billing.metrics"):
+                   "voicecall.recordings.metrics", "voicecall.dedup.metrics", "voicecall.billing.metrics",
+                   "voicecall.calls.metrics"):
         importlib.import_module(module)
     # a Counter's label names, or a Tally's (runtime.metrics: plain-integer counters of hot paths)
     return {name: set(getattr(collector, "_labelnames", None) or getattr(collector, "labelnames", ()) or ())

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 
 from voicecall import topics
 from voicecall.billing.config import BillingSettings
 from voicecall.billing.core import BillingCore
 from voicecall.billing.metrics import MeteredCore
-from voicecall.runtime import config, lifecycle, logging as vlog, metrics
-from voicecall.runtime.stage import Stage, run_stage
+from voicecall.runtime import config, lifecycle, logging as vlog
+from voicecall.runtime.lifecycle import tune_gc
+from voicecall.runtime.stage import Stage, serve_stage
+
+__all__ = ["add_arguments", "main", "serve", "stage", "tune_gc"]  # tune_gc: bench/billing.py applies it too
 
 
 def stage(settings: BillingSettings) -> Stage:
@@ -32,25 +34,7 @@ def stage(settings: BillingSettings) -> Stage:
 
 
 async def serve(settings: BillingSettings, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
-    ready = ready or asyncio.Event()
-    log = vlog.get("billing")
-    runner = await metrics.serve_ops(settings.metrics_host, settings.metrics_port,
-                                     lambda: (ready.is_set(), {"stage": "billing"}))
-    log.info("billing started", tariff=settings.make_tariff().describe(), ops_port=metrics.bound_port(runner))
-    try:
-        await run_stage(settings, stage(settings), stop, ready=ready)
-    finally:
-        await runner.cleanup()
-
-
-def tune_gc() -> None:
-    """Run CPython's cyclic collector less often: the hot path allocates a few dozen container objects per record
-    and makes no cycles, while the default gen-0 threshold (700) ran the collector every few dozen records over the
-    shell's in-flight batch, a large share of the stage's CPU (bench/RESULTS.md, Billing). Reference counting still
-    frees everything at once; only the rare cycle waits longer."""
-    gc.collect()
-    gc.freeze()  # what start-up allocated stays: never scan it again
-    gc.set_threshold(50_000, 20, 20)
+    await serve_stage(settings, stage(settings), stop, ready, tariff=settings.make_tariff().describe())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -22,9 +22,11 @@ Rates = Annotated[dict[str, int], NoDecode, BeforeValidator(_rates)]
 class BillingSettings(StageSettings):
     """The shell's settings (batch size and time, timeouts) plus the tariff."""
 
-    # ``002=18,001=18`` or ``{"002": 18, "001": 18}``: minor units (fen) per billed minute and leg, per serviceType.
-    billing_tariff: Rates = Field(default_factory=lambda: dict(tariff.DEFAULT_RATES))
-    billing_currency: str = Field(tariff.DEFAULT_CURRENCY, pattern=r"^[A-Z]{3}$")
+    billing_tariff: Rates = Field(default_factory=lambda: dict(tariff.DEFAULT_RATES),
+                                  description='minor units (fen) per billed minute and leg, per serviceType: '
+                                              '002=18,001=18 or {"002": 18, "001": 18}')
+    billing_currency: str = Field(tariff.DEFAULT_CURRENCY, pattern=r"^[A-Z]{3}$",
+                                  description="ISO 4217 code of the tariff")
 
     def make_tariff(self) -> tariff.Tariff:
         return tariff.Tariff(self.billing_currency, dict(self.billing_tariff))

@@ -224,11 +224,23 @@ class DedupCore:
         return result
 
     def restore(self, record: ConsumerRecord) -> None:
-        key = int.from_bytes(record.key, "big")
-        value = record.value
+        """Apply one changelog record; raises ``ValueError``, state unchanged, on one this core did not write (a
+        key that is not a non-zero 8-byte hash, a value neither a tombstone nor 12 bytes). A tombstone of a key no
+        entry can have is nothing to forget: that is how a foreign record is cleared from the changelog."""
+        raw_key, value = record.key, record.value
+        fits = raw_key is not None and len(raw_key) == _KEY.size
         if value is None:
-            self.state.delete(key)
+            if fits:
+                self.state.delete(int.from_bytes(raw_key, "big"))
             return
+        if not fits:
+            raise ValueError(f"the key is not an 8-byte sessionId hash: "
+                             f"{'none' if raw_key is None else f'{len(raw_key)} bytes'}")
+        key = int.from_bytes(raw_key, "big")
+        if key == 0:  # marks an empty slot of the state table; id_hash never returns it
+            raise ValueError("the key is 0, which no sessionId hashes to")
+        if len(value) != _ENTRY.size:
+            raise ValueError(f"the value is {len(value)} bytes, not a 12-byte entry (fingerprint, window time)")
         fp, moment = _unpack_entry(value)
         self.state.put(key, fp, moment)
         if moment > self.clock:

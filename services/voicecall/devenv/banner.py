@@ -26,8 +26,21 @@ def relative(path: Path) -> Path:
     return path
 
 
-def print_next_steps(settings: DevSettings, children: Sequence[Child], state: Path, broker: BrokerHandle,
-                     recording_api: str | None, *, name_bootstrap: bool) -> None:
+EXAMPLE = "fee-push-callback-recorded.json"
+INLINE_EXAMPLE = ('{"eventType":"callout","statusInfo":{"sessionId":"example-1@callenabler245.huaweicaas.com",'
+                  '"timestamp":"2026-11-23 10:00:00"}}')
+
+
+def find_examples() -> Path | None:
+    """examples/ of the source tree (where `make run` runs), if there is one."""
+    for base in (Path.cwd(), *Path(__file__).resolve().parents):
+        if (base / "examples" / EXAMPLE).is_file():
+            return base / "examples"
+    return None
+
+
+def next_steps(settings: DevSettings, children: Sequence[Child], state: Path, broker: BrokerHandle,
+               recording_api: str | None, *, name_bootstrap: bool) -> str:
     """``name_bootstrap``: the broker is not where a plain ``voicecall tail`` looks, so the command says where."""
     base = f"http://{settings.ingress_host}:{settings.ingress_port}"
     lines = ["", "voicecall dev is running:"]
@@ -48,16 +61,29 @@ def print_next_steps(settings: DevSettings, children: Sequence[Child], state: Pa
         env_prefix.append(f"VOICECALL_TOPIC_PREFIX={settings.topic_prefix}")
     script = relative(Path(sys.executable).parent / "voicecall")
     tail = " ".join([*env_prefix, f"{script} tail billing"])
+    # The token is never printed: the shell fills it in from the variable the user set.
+    token = any((child.env or {}).get("VOICECALL_INGRESS_PATH_TOKEN") for child in children if child.name == "ingress")
+    notify = f"{base}/notify/$VOICECALL_INGRESS_PATH_TOKEN" if token else f"{base}/notify"
+    examples = find_examples()
+    if examples is not None:
+        push = f"--data-binary @{relative(examples / EXAMPLE)}"
+        more = f"             (more in {relative(examples)}/: a status push, a voice notification CDR, a bad body)"
+    else:
+        push = f"--data-binary '{INLINE_EXAMPLE}'"
+        more = ""
     lines += [
-        f"  pushes:     curl -X POST {base}/notify -d @your-push.json",
-        f"  events:     {tail}   (or status.raw, fee.unique, recording.stored, deadletter)",
+        f"  pushes:     curl -sS {notify} {push}",
+        *([more] if more else []),
+        f"  events:     {tail}   (or calls, status.raw, fee.unique, recording.stored, deadletter)",
         f"  recordings: {state / 'recordings'}",
+        f"  replay:     kill -TERM $(cat {relative(state / 'pids')}/billing.pid) stops a service and leaves it stopped "
+        f"(reset its group meanwhile); kill -USR1 $(cat {relative(state / 'pids')}/dev.pid) starts it again",
         "  stop:       Ctrl-C", "",
     ]
-    print("\n".join(lines), flush=True)
+    return "\n".join(lines)
 
 
-def print_simulator_summary(children: Sequence[Child]) -> None:
+def simulator_summary(children: Sequence[Child]) -> str | None:
     """The simulator's own summary (calls, pushes, re-pushes, answers, what the receiver lost) from its log."""
     for child in children:
         if child.name != "simulate":
@@ -65,4 +91,5 @@ def print_simulator_summary(children: Sequence[Child]) -> None:
         text = child.log_since_start()
         at = text.rfind("simulated platform: seed")
         if at >= 0:
-            print(text[at:].rstrip(), flush=True)
+            return text[at:].rstrip()
+    return None

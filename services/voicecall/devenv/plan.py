@@ -8,24 +8,33 @@ import os
 import sys
 from pathlib import Path
 
+from pydantic import Field
+
 from voicecall import topics
 from voicecall.commands import SERVICES
 from voicecall.devenv.broker.config import BrokerSettings
 from voicecall.devenv.ports import free_port, port_is_free
+from voicecall.runtime.failures import Refusal
 
-CONSUMERS = tuple(name for name in SERVICES if name != "ingress")  # /metrics on base, base+1, base+2
+CONSUMERS = tuple(name for name in SERVICES if name != "ingress")  # /metrics on base, base+1, …
 DEFAULT_RECORDING_PORT = 18080
 DEV_APP_KEY = "dev-app-key"
 DEV_APP_SECRET = "dev-app-secret"  # the simulator's recording API checks signatures made with it
+# --simulate: calls whose CDR the simulator withholds show as missing after this (simulator and calls stage read
+# the same variable), unless the user set one; and some status pushes arrive late or twice.
+DEV_CDR_GRACE = "10m"
+DEV_FAULTS = ("--out-of-order-share", "0.05", "--duplicate-share", "0.02")
 
 
 class DevSettings(BrokerSettings, topics.TopicSettings):
-    ingress_host: str = "127.0.0.1"
-    ingress_port: int = 8080
+    topic_partitions: int = Field(3, ge=1, le=10_000, description="partitions per topic (--partitions)")
+    topic_replication: int = Field(1, ge=1, le=32, description="replicas per partition: dev runs one broker")
+    ingress_host: str = Field("127.0.0.1", description="the ingress's listen address (dev: loopback only)")
+    ingress_port: int = Field(8080, ge=0, le=65535, description="the ingress's port")
 
 
-class PortInUse(Exception):
-    pass
+class PortInUse(Refusal):
+    """Every port ``voicecall dev`` needs and cannot have, each with the setting that chose it."""
 
 
 def metrics_ports(base: int) -> dict[str, int]:
@@ -35,8 +44,12 @@ def metrics_ports(base: int) -> dict[str, int]:
 def choose_ports(settings: DevSettings, args: argparse.Namespace) -> tuple[int, int | None]:
     """Check the ports the services will listen on before anything starts; returns (metrics base, recording API
     port). A taken port stops ``voicecall dev`` with a message naming the setting to change; only the recording
-    API's default port (an internal detail of --simulate) is replaced by a free one."""
+    API's default port (an internal detail of --simulate) is replaced by a free one. Every taken port is reported
+    at once, the broker's included."""
     problems = []
+    broker_problem = settings.port_problem(args.broker)
+    if broker_problem:
+        problems.append(broker_problem)
     if settings.ingress_port and not port_is_free(settings.ingress_port, settings.ingress_host):
         problems.append(f"VOICECALL_INGRESS_PORT={settings.ingress_port}: {settings.ingress_host}:"
                         f"{settings.ingress_port} is already in use")
@@ -55,7 +68,8 @@ def choose_ports(settings: DevSettings, args: argparse.Namespace) -> tuple[int, 
         elif not port_is_free(recording_port):
             problems.append(f"--recording-port={recording_port}: 127.0.0.1:{recording_port} is already in use")
     if problems:
-        raise PortInUse("\n  ".join(problems))
+        raise PortInUse("ports it needs are taken:\n  " + "\n  ".join(problems) if len(problems) > 1
+                        else problems[0])
     return base, recording_port
 
 
@@ -82,6 +96,7 @@ def child_env(settings: DevSettings, state: Path, recording_api: str | None) -> 
             "VOICECALL_HUAWEI_APP_SECRET": DEV_APP_SECRET,
             "VOICECALL_RECORDINGS_ALLOWED_HOSTS": "127.0.0.1,localhost",
         })
+        env.setdefault("VOICECALL_CALLS_CDR_GRACE", DEV_CDR_GRACE)
     return env
 
 
@@ -94,4 +109,5 @@ def simulator_argv(settings: DevSettings, args: argparse.Namespace, recording_po
     return [*service_argv("simulate"),
             "--status-url", f"{base}/notify/status", "--fee-url", f"{base}/notify/fee",
             "--serve-recordings", f"127.0.0.1:{recording_port}",
-            "--rate", str(args.rate), "--duration", str(args.duration)]
+            "--rate", str(args.rate), "--duration", str(args.duration),
+            "--lost-cdr-share", str(args.lost_cdr_share), *DEV_FAULTS]

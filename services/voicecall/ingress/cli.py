@@ -17,7 +17,7 @@ from aiohttp import web
 
 from voicecall.ingress.app import create_app, make_runner
 from voicecall.ingress.config import IngressSettings
-from voicecall.runtime import children, config, lifecycle, logging as vlog
+from voicecall.runtime import children, config, lifecycle, logging as vlog, metrics
 from voicecall.runtime.children import Child
 
 
@@ -49,6 +49,9 @@ def spool_slot(base: Path, workers: int) -> Path:
 
 async def serve(settings: IngressSettings, stop: asyncio.Event, reuse_port: bool = False) -> None:
     log = vlog.get("ingress")
+    # The port first: when it is taken, nothing else (spool, producer) has started yet.
+    sock = metrics.bind(settings.ingress_host, settings.ingress_port, ("VOICECALL_INGRESS_PORT", "--port"),
+                        reuse_port=reuse_port)
     app = create_app(settings, spool_slot(Path(settings.ingress_spool_dir), settings.ingress_workers))
     runner = make_runner(app, settings)
     await runner.setup()
@@ -58,11 +61,9 @@ async def serve(settings: IngressSettings, stop: asyncio.Event, reuse_port: bool
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    site = web.TCPSite(runner, settings.ingress_host, settings.ingress_port, reuse_address=True,
-                       reuse_port=reuse_port or None, backlog=1024)
-    await site.start()
-    log.info("ingress listening", host=settings.ingress_host, port=settings.ingress_port,
-             path_token=bool(settings.ingress_path_token), pid=os.getpid())
+    await web.SockSite(runner, sock, backlog=1024).start()
+    log.info("ingress listening", host=settings.ingress_host, port=sock.getsockname()[1],
+             path_token_enabled=settings.ingress_path_token is not None, pid=os.getpid())
     watchdog = asyncio.create_task(_watch_parent(stop)) if reuse_port else None
     await stop.wait()
     if watchdog is not None:
@@ -82,6 +83,9 @@ async def _watch_parent(stop: asyncio.Event) -> None:
 def run_workers(settings: IngressSettings, argv: list[str]) -> int:
     """Parent of N worker processes: one SIGTERM to each on SIGTERM/SIGINT; exits 0 once every worker stopped
     cleanly. A worker that dies is not started again (the others keep serving); when none is left, it exits 1."""
+    # A taken port is one refusal here, not one per worker.
+    metrics.bind(settings.ingress_host, settings.ingress_port, ("VOICECALL_INGRESS_PORT", "--port"),
+                 reuse_port=True).close()
     env = dict(os.environ, VOICECALL_INGRESS_WORKER="1")
     # Own process groups: a signal to the parent's group reaches each worker once, through the parent (a second
     # one means "exit now"); a worker whose parent vanished stops by itself.

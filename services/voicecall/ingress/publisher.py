@@ -33,7 +33,8 @@ from voicecall.ingress.failures import is_fatal_for_producer, is_permanent
 from voicecall.ingress.limits import Limits
 from voicecall.ingress.spool import Spool, SpoolError
 from voicecall.runtime import logging as vlog
-from voicecall.runtime.kafka import make_producer
+from voicecall.runtime.failures import BrokerUnreachable
+from voicecall.runtime.kafka import Throttle, make_producer
 from voicecall.runtime.partition import partitioner
 from voicecall.runtime.record import Record
 
@@ -158,6 +159,7 @@ class Publisher:
         """A new producer, started: retried while Kafka is away, each attempt with a producer of its own (and, until
         the broker has told them, a new try at learning its limits)."""
         delay = 0.5
+        notice = Throttle()  # once, then at most once a minute: an outage is one line, not one per attempt
         while True:
             if not self.limits.learned:
                 await broker_limits.learn(self.settings, self.limits)
@@ -168,11 +170,18 @@ class Publisher:
             try:
                 await producer.start()
                 return producer
+            except asyncio.CancelledError:  # stopping while Kafka is away: the half-started producer is closed too
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
             except Exception as error:
                 with contextlib.suppress(Exception):
                     await producer.stop()
-                self.broker_error = repr(error)
-                log.warning("Kafka producer cannot start yet, spooling meanwhile", error=repr(error), retry_in=delay)
+                self.broker_error = str(getattr(error, "reason", "")) or repr(error)
+                if notice.due():  # the ingress outlives a broker outage (and a credentials fix): it keeps trying
+                    what = "broker unreachable" if isinstance(error, BrokerUnreachable) else "Kafka producer failed"
+                    log.warning(f"{what}, retrying; spooling pushes meanwhile",
+                                bootstrap=self.settings.kafka_bootstrap, error=self.broker_error)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 

@@ -21,14 +21,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     reset_p = sub.add_parser(
         "reset", help="rewind a stopped service's consumer group to the first record at/after a time",
         description="Rewind the consumer group of a service on its input topic (dedup ← fee.raw, billing and "
-                    "recordings ← fee.unique) to the first record at or after --from, per partition, so it "
-                    "reprocesses everything from then on when it next starts. Refuses while the group has "
-                    "active members.")
+                    "recordings ← fee.unique, calls ← status.raw, fee.unique, billing and recording.*) to the "
+                    "first record at or after --from, per partition, so it reprocesses everything from then on "
+                    "when it next starts. Refuses while the group has active members.")
     reset_p.add_argument("--service", required=True, choices=sorted(replay_reset.INPUTS))
-    reset_p.add_argument("--from", dest="since", required=True, metavar="T", help=window.FORMS)
+    reset_p.add_argument("--from", dest="since", required=True, metavar="T", help=window.forms("--from"))
     reset_p.add_argument("--dry-run", action="store_true",
                          help="print per partition the current and new offsets and how many records would be "
                               "reprocessed; commit nothing")
+    reset_p.add_argument("--wait", default="0", metavar="DURATION",
+                         help="wait up to this long (e.g. 60s) for the group's members to leave, as a stage just "
+                              "sent SIGTERM does, before refusing (default 0: refuse at once)")
     reset_p.add_argument("--bootstrap", dest="bootstrap_sub", help=argparse.SUPPRESS)
 
     copy_p = sub.add_parser(
@@ -37,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     "per partition, with their keys and headers plus voicecall-replay-id.")
     copy_p.add_argument("--from-topic", required=True, help="source topic (suffix such as fee.unique, or full name)")
     copy_p.add_argument("--to-topic", required=True, help="target topic (suffix such as fee.raw, or full name)")
-    copy_p.add_argument("--from", dest="since", required=True, metavar="T1", help="inclusive; " + window.FORMS)
+    copy_p.add_argument("--from", dest="since", required=True, metavar="T1",
+                        help="inclusive; " + window.forms("--from"))
     copy_p.add_argument("--to", dest="until", metavar="T2", help="exclusive (default: now)")
     copy_p.add_argument("--key", metavar="SID", help="only the records of this key (a call's sessionId)")
     copy_p.add_argument("--replay-id", help="the voicecall-replay-id header value (default: a new random id)")
@@ -46,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how far past --to to keep reading for records with out-of-order timestamps "
                              "(default 60s)")
     copy_p.add_argument("--dry-run", action="store_true", help="count what would be copied; produce nothing")
+    copy_p.add_argument("--from-internal", action="store_true",
+                        help="allow an internal topic (a stage's state, e.g. dedup.changelog) as --from-topic; "
+                             "one is never allowed as --to-topic")
     copy_p.add_argument("--bootstrap", dest="bootstrap_sub", help=argparse.SUPPRESS)
 
 
@@ -62,7 +69,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"voicecall replay {args.action}: {error}", file=sys.stderr)
         return 2
     if args.action == "reset":
-        return asyncio.run(replay_reset.reset(settings, args.service, since, args.dry_run))
+        try:
+            wait = config.parse_duration(args.wait)
+        except ValueError as error:
+            print(f"voicecall replay reset: --wait: {error}", file=sys.stderr)
+            return 2
+        return asyncio.run(replay_reset.reset(settings, args.service, since, args.dry_run, wait=wait))
     if args.batch < 1:
         print("voicecall replay copy: --batch must be at least 1", file=sys.stderr)
         return 2
@@ -71,6 +83,11 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"voicecall replay copy: --grace: {error}", file=sys.stderr)
         return 2
+    try:  # before anything starts: the refusal is the one line printed
+        names.check_copy(args.from_topic, args.to_topic, settings.topic_prefix, from_internal=args.from_internal)
+    except names.InternalTopic as error:
+        print(f"voicecall replay copy: {error}", file=sys.stderr)
+        return 2
     outcome: list[replay_copy.Summary] = []
     problems: list[str] = []
 
@@ -78,8 +95,9 @@ def main(args: argparse.Namespace) -> int:
         try:
             outcome.append(await replay_copy.copy(
                 settings, args.from_topic, args.to_topic, win, only_key=args.key, replay_id=args.replay_id,
-                dry_run=args.dry_run, batch=args.batch, grace_ms=grace_ms, stop=stop))
-        except names.UnknownTopic as error:
+                dry_run=args.dry_run, batch=args.batch, grace_ms=grace_ms, stop=stop,
+                from_internal=args.from_internal))
+        except (names.UnknownTopic, names.InternalTopic) as error:
             problems.append(str(error))
 
     code = lifecycle.run(service)

@@ -136,19 +136,20 @@ class Progress:
 async def copy(settings: CommonSettings, source: str, target: str, win: window.Window, *,
                only_key: str | None = None, replay_id: str | None = None, dry_run: bool = False,
                batch: int = 1000, grace_ms: int = 60_000, stop: asyncio.Event | None = None,
-               err: TextIO = sys.stderr) -> Summary:
+               from_internal: bool = False, err: TextIO = sys.stderr) -> Summary:
+    names.check_copy(source, target, settings.topic_prefix, from_internal=from_internal)
     replay_id = replay_id or uuid.uuid4().hex
     stop = stop or asyncio.Event()
     key = only_key.encode() if only_key is not None else None
     consumer = make_consumer(settings, group_id=None, client_id=f"{settings.kafka_client_id}-replay",
                              # Small fetches: the copy's memory is these buffers plus one batch.
                              max_partition_fetch_bytes=1024 * 1024, fetch_max_bytes=4 * 1024 * 1024)
-    producer = make_producer(settings, client_suffix="-replay")
+    producer = None if dry_run else make_producer(settings, client_suffix="-replay")  # a dry run sends nothing
     started = time.monotonic()
-    await consumer.start()
-    if not dry_run:
-        await producer.start()
     try:
+        await consumer.start()  # an unreachable broker: BrokerUnreachable, one line (exit 2)
+        if producer is not None:
+            await producer.start()
         existing = await names.partitions(settings)
         source = names.resolve(source, settings.topic_prefix, existing)
         target = names.resolve(target, settings.topic_prefix, existing)
@@ -173,9 +174,9 @@ async def copy(settings: CommonSettings, source: str, target: str, win: window.W
         progress.finish()
         summary.seconds = time.monotonic() - started
         return summary
-    finally:
+    finally:  # also after a failed start: a client made and not stopped is reported as unclosed
         await consumer.stop()
-        if not dry_run:
+        if producer is not None:
             await producer.stop()
 
 

@@ -5,20 +5,23 @@ group by a consumer that is *assigned* the partitions (it never joins the group)
 the group has no members — so the command first refuses while any member is active.
 
 The new offset of a partition is that of its first record stamped at/after the time (a transaction marker that
-``offsets_for_times`` may answer is skipped), or the partition's end when there is none. ``--dry-run`` counts the
-records from there to the end by reading them (``read_committed``, so neither markers nor aborted records count)
-when there are at most :data:`COUNT_LIMIT` offsets to look at; beyond that it prints the offset span as an upper
-bound.
+``offsets_for_times`` may answer is skipped), or the partition's end when there is none. The plan printed (by
+``--dry-run`` and by the reset itself) counts the records from there to the end by reading them
+(``read_committed``, so neither markers nor aborted records count) when there are at most :data:`COUNT_LIMIT`
+offsets to look at; beyond that it prints the offset span as an upper bound.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
 from aiokafka import TopicPartition
+from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError
 from aiokafka.structs import OffsetAndMetadata
 
 from voicecall import topics
@@ -27,13 +30,16 @@ from voicecall.runtime import times
 from voicecall.runtime.config import CommonSettings
 from voicecall.runtime.kafka import group_id, make_admin, make_consumer
 
-# service → the topic suffix it consumes
-INPUTS: dict[str, str] = {"dedup": "fee.raw", "billing": "fee.unique", "recordings": "fee.unique"}
+# service → the topic suffix it consumes (the first one, for a service with several)
+INPUTS: dict[str, str] = {"dedup": "fee.raw", "billing": "fee.unique", "recordings": "fee.unique",
+                          "calls": "status.raw"}
+# service → its other inputs: its group is moved on all of them, to the same time
+MORE_INPUTS: dict[str, tuple[str, ...]] = {"calls": ("fee.unique", "billing", "recording.stored", "recording.failed")}
 
 EXIT_ACTIVE = 3  # the group has members: nothing was changed
 
 
-# --dry-run counts the records to reprocess exactly (by reading them) up to this many offsets in all; beyond it, it
+# The plan counts the records to reprocess exactly (by reading them) up to this many offsets in all; beyond it, it
 # prints the offset span, an upper bound (transaction markers of fee.unique occupy offsets too).
 COUNT_LIMIT = 1_000_000
 
@@ -140,9 +146,11 @@ def refusal(service: str, group: str, members: list[Member]) -> str:
     return (f"refusing to reset: consumer group {group} has {len(members)} active member(s): {who}.\n"
             f"Stop every `voicecall {service}` process first — on Kubernetes, hold its autoscaler at zero: "
             f"kubectl annotate scaledobject/voicecall-{service} autoscaling.keda.sh/paused-replicas=0 (without "
-            f"KEDA: kubectl scale deployment/voicecall-{service} --replicas=0); otherwise send SIGTERM to the "
-            f"process (it commits and exits) — wait until it has left the group, run this command again, then "
-            f"start the service again (remove the annotation: autoscaling.keda.sh/paused-replicas-).")
+            f"KEDA: kubectl scale deployment/voicecall-{service} --replicas=0); under voicecall dev: kill -TERM "
+            f"$(cat .state/pids/{service}.pid) (it stays stopped until kill -USR1 $(cat .state/pids/dev.pid)); "
+            f"otherwise send SIGTERM to the process (it commits and exits). Then run this command again with "
+            f"--wait 60s (it waits for the member to leave), then start the service again (remove the "
+            f"annotation: autoscaling.keda.sh/paused-replicas-).")
 
 
 def members_of(described: list[Any], group: str) -> list[Member]:
@@ -157,46 +165,69 @@ def members_of(described: list[Any], group: str) -> list[Member]:
     return found
 
 
-async def active_members(settings: CommonSettings, group: str) -> list[Member]:
+async def active_members(settings: CommonSettings, group: str, coordinator_wait: float = 30.0) -> list[Member]:
+    """The group's members. A broker where no group was ever used answers "coordinator not available" until it has
+    created its offsets topic (on this very request): asked again for up to ``coordinator_wait`` seconds."""
     admin = make_admin(settings)
-    await admin.start()
     try:
-        return members_of(await admin.describe_consumer_groups([group]), group)
+        await admin.start()
+        deadline = time.monotonic() + coordinator_wait
+        while True:
+            try:
+                return members_of(await admin.describe_consumer_groups([group]), group)
+            except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.5)
     finally:
         await admin.close()
 
 
+async def _plan(consumer: Any, topic: str, partitions: list[int], since_ms: int) -> list[PartitionPlan]:
+    tps = [TopicPartition(topic, p) for p in partitions]
+    consumer.assign(tps)
+    committed = {tp.partition: await consumer.committed(tp) for tp in tps}
+    found = await consumer.offsets_for_times({tp: since_ms for tp in tps})
+    ends = await consumer.end_offsets(tps)
+    firsts: dict[int, int | None] = {}
+    for tp in tps:
+        hit = found.get(tp)
+        firsts[tp.partition] = (None if hit is None or hit.offset >= ends[tp] else
+                                await first_record_at(consumer, tp, hit.offset, ends[tp], since_ms))
+    consumer.assign(tps)
+    rows = plan(partitions, committed, firsts, {tp.partition: offset for tp, offset in ends.items()})
+    if sum(row.span for row in rows) <= COUNT_LIMIT:
+        rows = await count_records(consumer, tps, rows)
+    return rows
+
+
 async def reset(settings: CommonSettings, service: str, since_ms: int, dry_run: bool,
-                out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+                out: TextIO = sys.stdout, err: TextIO = sys.stderr, wait: float = 0.0) -> int:
+    """``wait``: seconds to wait for the group's members to leave before refusing."""
     group = group_id(settings, service)
-    topic = topics.name(settings, INPUTS[service])
+    inputs = [topics.name(settings, suffix) for suffix in (INPUTS[service], *MORE_INPUTS.get(service, ()))]
     members = await active_members(settings, group)
+    if members and wait > 0:
+        print(f"waiting up to {wait:.0f} s for {len(members)} member(s) of {group} to leave", file=err)
+        deadline = time.monotonic() + wait
+        while members and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            members = await active_members(settings, group)
     if members:
         print(refusal(service, group, members), file=err)
         return EXIT_ACTIVE
     consumer = make_consumer(settings, group_id=group)
-    await consumer.start()
     try:
+        await consumer.start()
         existing = await names.partitions(settings)
-        if topic not in existing:
-            print(f"topic {topic} does not exist (is VOICECALL_TOPIC_PREFIX right?)", file=err)
-            return 2
-        partitions = existing[topic]
-        tps = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(tps)
-        committed = {tp.partition: await consumer.committed(tp) for tp in tps}
-        found = await consumer.offsets_for_times({tp: since_ms for tp in tps})
-        ends = await consumer.end_offsets(tps)
-        firsts: dict[int, int | None] = {}
-        for tp in tps:
-            hit = found.get(tp)
-            firsts[tp.partition] = (None if hit is None or hit.offset >= ends[tp] else
-                                    await first_record_at(consumer, tp, hit.offset, ends[tp], since_ms))
-        consumer.assign(tps)
-        rows = plan(partitions, committed, firsts, {tp.partition: offset for tp, offset in ends.items()})
-        if dry_run and sum(row.span for row in rows) <= COUNT_LIMIT:
-            rows = await count_records(consumer, tps, rows)
-        print(format_plan(topic, group, since_ms, rows), file=out)
+        for topic in inputs:
+            if topic not in existing:
+                print(f"topic {topic} does not exist (is VOICECALL_TOPIC_PREFIX right?)", file=err)
+                return 2
+        plans = {}
+        for topic in inputs:
+            plans[topic] = await _plan(consumer, topic, existing[topic], since_ms)
+            print(format_plan(topic, group, since_ms, plans[topic]), file=out)
         if dry_run:
             print("dry run: nothing committed", file=out)
             return 0
@@ -205,10 +236,11 @@ async def reset(settings: CommonSettings, service: str, since_ms: int, dry_run: 
         if members:
             print(refusal(service, group, members), file=err)
             return EXIT_ACTIVE
-        await consumer.commit({TopicPartition(topic, row.partition): OffsetAndMetadata(row.new, "replay-reset")
-                               for row in rows})
+        offsets = {TopicPartition(topic, row.partition): OffsetAndMetadata(row.new, "replay-reset")
+                   for topic, rows in plans.items() for row in rows}
+        consumer.assign(list(offsets))  # a consumer commits only for what it is assigned: every input at once
+        await consumer.commit(offsets)
         print(f"committed new offsets for group {group}; start `voicecall {service}` to reprocess", file=out)
         return 0
     finally:
         await consumer.stop()
-

@@ -21,7 +21,10 @@ from aiokafka import TopicPartition
 
 from voicecall.replay import names, window
 from voicecall.runtime import config, lifecycle, logging as vlog, times
-from voicecall.runtime.kafka import make_consumer
+from voicecall.runtime.kafka import Throttle, make_consumer, unreachable
+
+PROBE_IDLE = 5.0  # seconds without a record before tail checks that the broker is still there
+log = vlog.get("tail")
 
 
 def render(record: Any, with_headers: bool) -> dict[str, Any]:
@@ -61,17 +64,22 @@ def _text(raw: bytes | None) -> str | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Print the records of a topic as JSON lines on stdout. Starts at the end of the topic "
+                          "(only records written from now on) unless --from-beginning or --since; stops on "
+                          "Ctrl-C/SIGTERM, after --max records or after --timeout seconds without one.")
     parser.add_argument("topic", metavar="TOPIC",
                         help="a topic suffix such as billing or fee.unique (the prefix is added) or a full name")
     start = parser.add_mutually_exclusive_group()
-    start.add_argument("--from-beginning", action="store_true", help="start at the oldest retained record")
+    start.add_argument("--from-beginning", action="store_true",
+                       help="start at the oldest retained record (default: at the end, new records only)")
     start.add_argument("--since", metavar="T",
-                       help=f"start at the first record at/after T: {window.FORMS}")
+                       help=f"start at the first record at/after T: {window.forms('--since')}")
     parser.add_argument("--key", metavar="SID", help="only records with this key (a call's sessionId)")
     parser.add_argument("--headers", action="store_true", help="include the record headers (CloudEvents)")
     parser.add_argument("--max", type=int, metavar="N", help="exit after printing N records")
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
-                        help="exit when no record has arrived for this many seconds")
+                        help="exit 0 when no record has arrived for this many seconds (also while the broker "
+                             "is unreachable)")
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers (VOICECALL_KAFKA_BOOTSTRAP)")
 
 
@@ -80,8 +88,8 @@ async def tail(settings: config.CommonSettings, args: argparse.Namespace, stop: 
     since = window.parse(args.since) if args.since else None
     only_key = args.key.encode() if args.key is not None else None
     consumer = make_consumer(settings, group_id=None, client_id=f"{settings.kafka_client_id}-tail")
-    await consumer.start()
     try:
+        await consumer.start()
         existing = await names.partitions(settings)
         topic = names.resolve(args.topic, settings.topic_prefix, existing)
         tps = [TopicPartition(topic, p) for p in existing[topic]]
@@ -98,12 +106,19 @@ async def tail(settings: config.CommonSettings, args: argparse.Namespace, stop: 
         else:
             await consumer.seek_to_end(*tps)
         printed = 0
-        last_seen = time.monotonic()
+        last_seen = last_probe = time.monotonic()
+        notice = Throttle()
         while not stop.is_set():
+            now = time.monotonic()
             if args.max is not None and printed >= args.max:
                 return
-            if args.timeout is not None and time.monotonic() - last_seen >= args.timeout:
+            if args.timeout is not None and now - last_seen >= args.timeout:
                 return
+            if now - max(last_seen, last_probe) >= PROBE_IDLE:  # quiet: a quiet topic, or no broker?
+                last_probe = now
+                reason = await unreachable(settings)
+                if reason is not None and notice.due():
+                    log.warning("broker unreachable, retrying", bootstrap=settings.kafka_bootstrap, error=reason)
             fetched = await consumer.getmany(timeout_ms=200, max_records=500)
             lines: list[bytes] = []
             for records in fetched.values():

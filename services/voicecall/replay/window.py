@@ -18,8 +18,12 @@ class BadTime(ValueError):
     """A command-line time that cannot be read; the message says which forms are accepted."""
 
 
-FORMS = ("ISO 8601 (2026-11-23T10:00:00Z), 'YYYY-MM-DD HH:MM:SS' (UTC), 'now' or relative like -2h, -30m, -7d "
-         "(write --from=-2h with an = sign)")
+FORMS = "ISO 8601 (2026-11-23T10:00:00Z), 'YYYY-MM-DD HH:MM:SS' (UTC), 'now' or relative like -2h, -30m, -7d"
+
+
+def forms(flag: str) -> str:
+    """:data:`FORMS` for the help of ``flag``: a relative time needs the = sign there (``-2h`` looks like a flag)."""
+    return f"{FORMS} (write {flag}=-2h with an = sign)"
 
 
 def to_ms(moment: datetime) -> int:

@@ -5,6 +5,8 @@ lives in the runtime, which every one of them may import.
 
 Each child leads its own process group: a terminal's Ctrl-C reaches only the supervisor, which then gives each
 child exactly one SIGTERM (a second signal would make a service skip its drain) and a SIGKILL only after a timeout.
+
+A child may have a pid file (written at each start, removed once it exited), so that an operator can signal it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from voicecall.runtime import logging as vlog
 
@@ -34,8 +37,10 @@ class Child:
     log_path: Path | None = None  # stdout and stderr are appended here; None: they are this process's own
     cwd: Path | None = None
     oneshot: bool = False  # finishes by itself (the simulator's --duration): it is not started again
+    pid_file: Path | None = None  # holds the running child's pid
     restarts: int = 0
     retired: bool = False  # the supervisor will not start it again
+    held: bool = False  # stopped cleanly by someone else: not started again until asked (see supervise)
     log_start: int | None = None  # size of the log before the first start: what follows is this supervisor's
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -52,6 +57,14 @@ class Child:
                 self.process = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
                                                 stderr=subprocess.STDOUT, start_new_session=True)
         _started.add(self)
+        if self.pid_file is not None:
+            self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+            self.pid_file.write_text(f"{self.process.pid}\n")
+
+    def forget_pid(self) -> None:
+        """Remove the pid file of a child that exited (its pid may be reused by anything after it is reaped)."""
+        if self.pid_file is not None:
+            self.pid_file.unlink(missing_ok=True)
 
     @property
     def pid(self) -> int | None:
@@ -77,6 +90,7 @@ class Child:
         self.signal(signal.SIGKILL)
         if self.process is not None:
             self.process.wait()
+        self.forget_pid()
         _started.discard(self)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
@@ -89,6 +103,7 @@ class Child:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
+        self.forget_pid()
         _started.discard(self)
         return process.returncode
 
@@ -126,16 +141,26 @@ def kill_all(children: Iterable[Child]) -> None:
 
 
 async def supervise(children: Sequence[Child], stop: asyncio.Event, *, restarts: int = 5,
-                    on_refused: Callable[[Child], None] | None = None) -> None:
+                    on_refused: Callable[[Child], None] | None = None, resume: asyncio.Event | None = None,
+                    on_held: Callable[[Child], None] | None = None) -> None:
     """Until ``stop`` is set or no child is left to run: start again a child that died on its own, at most
     ``restarts`` times (like a Deployment would). Not started again: a ``oneshot`` child that finished, and one
-    that refused its configuration (exit 2; ``on_refused`` is told)."""
+    that refused its configuration (exit 2; ``on_refused`` is told).
+
+    With ``resume`` (``voicecall dev``): a child that exits 0 was stopped on purpose by someone else (every service
+    exits 0 only after a stop signal, and this supervisor sends none while it runs) — an operator about to rewind
+    its consumer group. It is *held*, not restarted (``on_held`` is told), until ``resume`` is set, which starts
+    every held child again."""
     log = vlog.get("children")
     while not stop.is_set():
+        if resume is not None and resume.is_set():
+            resume.clear()
+            _resume(children, log)
         for child in children:
             code = child.poll()
-            if code is None or child.retired:
+            if code is None or child.retired or child.held:
                 continue
+            child.forget_pid()
             if child.oneshot:
                 log.info("child finished", child=child.name, code=code, log=str(child.log_path))
                 child.retired = True
@@ -145,6 +170,12 @@ async def supervise(children: Sequence[Child], stop: asyncio.Event, *, restarts:
                 child.retired = True
                 if on_refused is not None:
                     on_refused(child)
+            elif code == 0 and resume is not None:
+                log.warning("child stopped cleanly by someone else: held until asked to start again",
+                            child=child.name, log=str(child.log_path))
+                child.held = True
+                if on_held is not None:
+                    on_held(child)
             elif child.restarts < restarts:
                 child.restarts += 1
                 log.warning("child exited, restarting", child=child.name, code=code, log=str(child.log_path))
@@ -157,6 +188,16 @@ async def supervise(children: Sequence[Child], stop: asyncio.Event, *, restarts:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
+
+
+def _resume(children: Sequence[Child], log: Any) -> None:
+    held = [child for child in children if child.held]
+    if not held:
+        log.info("asked to start held children again: none is held")
+    for child in held:
+        child.held = False
+        log.info("starting held child again", child=child.name)
+        child.start()
 
 
 _started: weakref.WeakSet[Child] = weakref.WeakSet()

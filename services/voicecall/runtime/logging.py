@@ -9,6 +9,8 @@ from typing import Any
 import orjson
 import structlog
 
+from voicecall.runtime import kafkalog
+
 SECRET_KEYS = ("secret", "password", "token", "authorization", "x-aksk", "x_aksk", "credential")
 
 
@@ -31,7 +33,7 @@ def _scrub(value: Any, depth: int = 0) -> Any:
 def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     """Last line of defence: never print a value whose key looks like a secret."""
     for key, value in event.items():
-        if is_secret_key(key):
+        if is_secret_key(key) and not isinstance(value, bool):  # whether a secret is set (True/False) is no secret
             event[key] = "***"
         elif isinstance(value, dict | list | tuple):
             event[key] = _scrub(value)
@@ -69,6 +71,9 @@ def setup(level: str = "INFO", fmt: str = "auto") -> None:
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
     ))
+    # aiokafka's retries while a broker is away: one line per broker and change of state, not one per retry
+    handler.addFilter(kafkalog.WATCH)
+    kafkalog.watch_connections()
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.INFO) if numeric < logging.INFO else numeric)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
+
+from voicecall.runtime.failures import port_refusal
 
 Readiness = Callable[[], tuple[bool, dict[str, object]]]
 
@@ -33,13 +37,44 @@ def add_ops_routes(app: web.Application, ready: Readiness | None = None) -> None
 
 
 async def serve_ops(host: str, port: int, ready: Readiness | None = None) -> web.AppRunner:
-    """Start an ops server; the caller awaits ``runner.cleanup()`` on shutdown."""
+    """Start an ops server; the caller awaits ``runner.cleanup()`` on shutdown. A port it cannot listen on is a
+    :class:`Refusal` naming VOICECALL_METRICS_PORT."""
     app = web.Application()
     add_ops_routes(app, ready)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    await listen(runner, host, port, ("VOICECALL_METRICS_PORT", "--metrics-port"), reuse_address=True)
     return runner
+
+
+def bind(host: str, port: int, setting: tuple[str, str | None], *, reuse_port: bool = False) -> socket.socket:
+    """A socket bound to ``host:port`` (for ``web.SockSite``), taken before anything else starts: a port it cannot
+    have is a :class:`Refusal` naming ``setting`` (the variable and flag that chose it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise port_refusal(host, port, error, *setting) from None
+    return sock
+
+
+async def listen(runner: web.AppRunner, host: str, port: int, setting: tuple[str, str | None], **site_options: Any
+                 ) -> web.TCPSite:
+    """A started site of ``runner`` on ``host:port``; when it cannot listen there (taken, privileged, no such
+    address) the runner is cleaned up and the :class:`Refusal` names ``setting`` (the variable and flag that chose
+    the port)."""
+    site = web.TCPSite(runner, host, port, **site_options)
+    try:
+        await site.start()
+    except OSError as error:
+        await runner.cleanup()
+        raise port_refusal(host, port, error, *setting) from None
+    return site
 
 
 def bound_port(runner: web.AppRunner) -> int:

@@ -33,6 +33,7 @@ import orjson
 from aiohttp import web
 
 from voicecall import huawei
+from voicecall.runtime import metrics
 from voicecall.simulator import wav
 from voicecall.simulator.calls import FILES_PATH, WAV_HEADER_BYTES
 
@@ -198,8 +199,7 @@ class RecordingApi:
     async def start(self) -> RecordingApi:
         self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        await metrics.listen(self._runner, self.host, self.port, ("--serve-recordings", None))
         self.port = int(self._runner.addresses[0][1])
         self.base_url = f"http://{self.host}:{self.port}"
         return self

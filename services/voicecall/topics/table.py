@@ -34,16 +34,21 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("recording.failed", "one record per recording given up on, with the reason", "sessionId", None),
     TopicSpec("deadletter", "anything rejected or failed at any stage, with the reason and origin",
               "as received", 30 * DAY_MS),
+    TopicSpec("calls", "the whole current record of each call after every change (compacted)", "sessionId", -1,
+              compacted=True),
     TopicSpec("dedup.changelog", "dedup state: fingerprint and window time per call (compacted)",
               "8-byte hash of the sessionId", -1, compacted=True, internal=True),
 )
 
 
 class TopicSettings(config.CommonSettings):
-    topic_partitions: int = Field(12, ge=1, le=10_000)
-    topic_replication: int = Field(3, ge=1, le=32)
-    topic_min_insync: int = Field(2, ge=1, le=32)
-    topic_retention: config.Duration = 14 * 86400.0  # raw and derived topics: replay needs history
+    topic_partitions: int = Field(12, ge=1, le=10_000, description="partitions per topic: the most instances "
+                                                                   "of a stage that can share the work")
+    topic_replication: int = Field(3, ge=1, le=32, description="replicas per partition (capped at the broker count)")
+    topic_min_insync: int = Field(2, ge=1, le=32, description="min.insync.replicas: replicas that must have a "
+                                                              "write before it is acknowledged (capped likewise)")
+    topic_retention: config.Duration = Field(14 * 86400.0, description="retention of the event topics (replay "
+                                                                       "needs history; deadletter keeps 30d)")
 
 
 SUFFIXES = frozenset(spec.suffix for spec in TOPICS)
@@ -74,7 +79,8 @@ def plan(settings: TopicSettings, brokers: int | None = None) -> list[PlannedTop
     for spec in TOPICS:
         configs = {"min.insync.replicas": str(min_isr)}
         if spec.compacted:
-            # Tombstones of expired dedup keys must stay long enough for a restoring reader to see them.
+            # Tombstones (expired dedup keys, calls past their retention) must stay long enough for a restoring
+            # reader to see them.
             configs.update({"cleanup.policy": "compact", "delete.retention.ms": str(DAY_MS),
                             "min.compaction.lag.ms": "0", "segment.ms": str(DAY_MS)})
         else:

@@ -4,7 +4,8 @@
 broker has succeeded:
 
 ``"apache"``
-    Apache Kafka (KRaft, one combined broker+controller node) assembled from Maven Central with
+    Apache Kafka (KRaft, combined broker+controller nodes: one, or ``nodes`` voters of one cluster with
+    replication 3 and min ISR 2 for the internal topics) assembled from Maven Central with
     ``deploy/dev/kafka/pom.xml`` (:mod:`.jars`, :mod:`.apache`). The version is the one in the pom (4.4.0): the
     newest release served, and tests/test_kafka_compat.py shows the project's aiokafka works against it
     (idempotent and transactional producers, groups, offsets_for_times, the admin calls we use) although Kafka 4
@@ -14,8 +15,8 @@ broker has succeeded:
 ``"external"``
     An already running cluster at ``bootstrap``; ``stop()`` does nothing.
 ``"auto"``
-    ``"apache"`` when ``java`` and ``mvn`` are on PATH and the jars can be had, otherwise ``"noida"`` (said on
-    stderr).
+    ``"apache"`` when there is a ``java`` and the jars are cached or can be fetched (with ``mvn``), otherwise
+    ``"noida"``; the handle's ``fallback`` says why.
 
 Everything a broker writes lives under ``state_dir``: starting again on the same ``state_dir`` (``restart()``,
 or a new ``start_broker`` call) keeps the data and, unless another port is asked for, the port. Nothing here reads
@@ -24,8 +25,6 @@ the environment: ``voicecall broker`` and ``voicecall dev`` pass what their sett
 
 from __future__ import annotations
 
-import shutil
-import sys
 from pathlib import Path
 
 from voicecall.devenv.broker.apache import java, start_apache
@@ -55,17 +54,28 @@ def start_broker(
     bootstrap: str | None = None,
     kafka_lib: Path | None = None,
     wait_timeout: float = 90,
+    nodes: int = 1,
 ) -> BrokerHandle:
-    """Start (or, for ``"external"``, reach ``bootstrap``) a Kafka broker; return once it answers Metadata requests.
+    """Start (or, for ``"external"``, reach ``bootstrap``) a Kafka broker; return once it answers Metadata requests
+    (a cluster: once every node is listed).
 
-    ``port`` is the client (PLAINTEXT) port on 127.0.0.1; by default the port of the previous run on this
-    ``state_dir``, else a free one. ``kafka_lib`` holds the Apache Kafka jars (default deploy/dev/kafka/lib).
+    ``port`` is the client (PLAINTEXT) port on 127.0.0.1 (of the first node); by default the port of the previous
+    run on this ``state_dir``, else a free one. ``kafka_lib`` holds the Apache Kafka jars (default
+    deploy/dev/kafka/lib). ``nodes`` > 1 needs Apache Kafka (``"auto"`` then means ``"apache"``).
     Raises :class:`BrokerError` with the tail of the broker's log on failure.
     """
     if kind not in KINDS:
         raise BrokerError(f"unknown broker kind {kind!r}; expected one of {', '.join(KINDS)}")
-    if kind == "auto":
-        kind = _auto(kafka_lib)
+    if nodes < 1:
+        raise BrokerError(f"a cluster needs at least one node, not {nodes}")
+    if nodes > 1 and kind in ("noida", "external"):
+        raise BrokerError(f"{nodes} nodes: only the apache broker runs a local cluster")
+    fallback = None
+    if kind == "auto" and nodes > 1:
+        kind = "apache"
+    elif kind == "auto":
+        fallback = _apache_missing(kafka_lib)
+        kind = "noida" if fallback else "apache"
     if kind == "external":
         if not bootstrap:
             raise BrokerError("external broker: no bootstrap address given (VOICECALL_KAFKA_BOOTSTRAP)")
@@ -73,21 +83,21 @@ def start_broker(
     state_dir = Path(state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     if kind == "apache":
-        return start_apache(state_dir=state_dir, port=port, kafka_lib=kafka_lib, wait_timeout=wait_timeout)
-    return start_noida(state_dir=state_dir, port=port, wait_timeout=wait_timeout)
+        return start_apache(state_dir=state_dir, port=port, kafka_lib=kafka_lib, wait_timeout=wait_timeout,
+                            nodes=nodes)
+    handle = start_noida(state_dir=state_dir, port=port, wait_timeout=wait_timeout)
+    handle.fallback = fallback
+    return handle
 
 
-def _auto(kafka_lib: Path | None) -> str:
-    if not (shutil.which("java") and shutil.which("mvn")):
-        return "noida"
-    try:  # the jars (Maven Central, once) and a JVM: without them, fall back rather than fail
-        ensure_kafka_jars(kafka_lib)
+def _apache_missing(kafka_lib: Path | None) -> str | None:
+    """Why Apache Kafka cannot run here (no java, the jars neither cached nor fetchable), or None when it can."""
+    try:  # a JVM, and the jars (cached, or fetched once with mvn from Maven Central)
         java()
+        ensure_kafka_jars(kafka_lib)
     except BrokerError as exc:
-        print(f"auto broker: Apache Kafka is not available ({exc}); using noida-db instead", file=sys.stderr,
-              flush=True)
-        return "noida"
-    return "apache"
+        return str(exc).removeprefix("apache broker: ")
+    return None
 
 
 def _reach(bootstrap: str, wait_timeout: float) -> BrokerHandle:

@@ -1,7 +1,9 @@
 """Apache Kafka in KRaft mode from the Maven Central jars: each node is a combined broker and controller.
 
-Today one node (the quorum's only voter, formatted ``--standalone``). The pieces take a node and the quorum's
-voters, so a cluster of N nodes is N of them sharing one cluster id and one voter list.
+One node is the quorum's only voter (formatted ``--standalone``) and keeps its files directly in the state
+directory. A cluster of N nodes is N of them, each in ``node-<id>/`` of the state directory, formatted once with
+one cluster id and the same ``--initial-controllers`` (every node a voter), with replication 3 and min ISR 2 for
+the internal topics when there are three nodes or more.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import shutil
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -31,6 +34,15 @@ class Node:
     node_id: int
     port: int  # the client (PLAINTEXT) listener on 127.0.0.1
     controller_port: int  # part of the formatted quorum: it never changes for a state directory
+    home: Path = field(default=Path(), compare=False)  # where its properties, data and logs live
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "kafka-data"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
 
 
 def java() -> str:
@@ -89,8 +101,8 @@ def server_properties(node: Node, voters: Sequence[Node], data_dir: Path) -> dic
         "transaction.state.log.segment.bytes": _SEGMENT,
         "log.cleaner.dedupe.buffer.size": _SEGMENT,
         "log.retention.check.interval.ms": "60000",
-        "num.network.threads": "3",
-        "num.io.threads": "4",
+        "num.network.threads": "3" if len(voters) == 1 else "2",
+        "num.io.threads": "4" if len(voters) == 1 else "2",
     }
 
 
@@ -110,10 +122,13 @@ def jvm_command(lib: Path, logs_dir: Path, *options: str) -> list[str]:
     return [*jvm, *options, "-cp", str(lib / "*")]
 
 
-def format_storage(jvm: Sequence[str], props: Path, console: Path, *extra: str) -> None:
-    """Format a single-voter node's storage (``--standalone``) under a new cluster id; ``extra`` is passed on
-    (e.g. ``--add-scram``). Its output is appended to ``console``."""
-    cmd = [*jvm, "kafka.tools.StorageTool", "format", "--standalone", "--cluster-id", random_cluster_id(),
+def format_storage(jvm: Sequence[str], props: Path, console: Path, *extra: str, cluster_id: str | None = None,
+                   initial_controllers: str | None = None) -> None:
+    """Format a node's storage: a single voter (``--standalone``) under a new cluster id, or one of the
+    ``initial_controllers`` (``id@host:port:directory-id,...``, the same for every node) of ``cluster_id``.
+    ``extra`` is passed on (e.g. ``--add-scram``). Its output is appended to ``console``."""
+    quorum = ["--initial-controllers", initial_controllers] if initial_controllers else ["--standalone"]
+    cmd = [*jvm, "kafka.tools.StorageTool", "format", *quorum, "--cluster-id", cluster_id or random_cluster_id(),
            "--config", str(props), *extra]
     try:
         res = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
@@ -127,37 +142,95 @@ def format_storage(jvm: Sequence[str], props: Path, console: Path, *extra: str) 
                           + "\n".join((res.stdout + res.stderr).splitlines()[-_TAIL_LINES:]))
 
 
-def _plan(state_dir: Path, port: int | None) -> Node:
+def node_home(state_dir: Path, node_id: int, count: int) -> Path:
+    return state_dir if count == 1 else state_dir / f"node-{node_id}"
+
+
+def _port_keys(node_id: int) -> tuple[str, str]:
+    return ("port", "controller_port") if node_id == 1 else (f"port_{node_id}", f"controller_port_{node_id}")
+
+
+def _plan(state_dir: Path, port: int | None, count: int) -> list[Node]:
+    """The nodes with their ports: those of the previous run on ``state_dir``, else free ones; ``port`` is the
+    first node's client port."""
     saved = load_ports(state_dir)
-    port = port or saved.get("port") or free_port()
-    controller_port = saved.get("controller_port") or free_port()
-    while controller_port == port:
-        controller_port = free_port()
-    for p, what in ((port, "client"), (controller_port, "controller")):
-        if not port_is_free(p):
-            raise BrokerError(f"apache broker: {what} port 127.0.0.1:{p} is already in use")
-    save_ports(state_dir, {"port": port, "controller_port": controller_port})
-    return Node(1, port, controller_port)
+    if saved and saved.get("nodes", 1) != count:
+        raise BrokerError(f"apache broker: {state_dir} holds a {saved.get('nodes', 1)}-node cluster, not {count} "
+                          "nodes; ask for that many or remove the directory")
+    taken: set[int] = set()
+
+    def pick(value: int | None) -> int:
+        while value is None or value in taken:
+            value = free_port()
+        taken.add(value)
+        return value
+
+    nodes = []
+    for node_id in range(1, count + 1):
+        port_key, controller_key = _port_keys(node_id)
+        client = pick((port if node_id == 1 else None) or saved.get(port_key))
+        nodes.append(Node(node_id, client, pick(saved.get(controller_key)), node_home(state_dir, node_id, count)))
+    for node in nodes:
+        for p, what in ((node.port, "client"), (node.controller_port, "controller")):
+            if not port_is_free(p):
+                raise BrokerError(f"apache broker: {what} port 127.0.0.1:{p} of node {node.node_id} is already in use")
+    ports = {key: p for node in nodes for key, p in zip(_port_keys(node.node_id), (node.port, node.controller_port),
+                                                        strict=True)}
+    save_ports(state_dir, ports if count == 1 else {**ports, "nodes": count})
+    return nodes
 
 
-def start_apache(*, state_dir: Path, port: int | None, kafka_lib: Path | None, wait_timeout: float) -> BrokerHandle:
-    """One node on ``state_dir``: its storage is formatted on the first start, kept on every later one."""
+def _format(lib: Path, nodes: Sequence[Node], props: dict[int, Path]) -> None:
+    """Format every node on the first start; a cluster formatted only in part cannot be repaired here."""
+    formatted = [(n.data_dir / "meta.properties").is_file() for n in nodes]
+    if all(formatted):
+        return
+    if any(formatted):
+        raise BrokerError(f"apache broker: only some nodes of the cluster under {nodes[0].home.parent} are "
+                          "formatted (an interrupted first start); remove the directory and start again")
+    if len(nodes) == 1:
+        node = nodes[0]
+        format_storage(jvm_command(lib, node.logs_dir), props[node.node_id], node.logs_dir / "console.log")
+        return
+    cluster_id = random_cluster_id()
+    controllers = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}:{random_cluster_id()}" for n in nodes)
+
+    def format_node(node: Node) -> None:
+        format_storage(jvm_command(lib, node.logs_dir), props[node.node_id], node.logs_dir / "console.log",
+                       cluster_id=cluster_id, initial_controllers=controllers)
+
+    with ThreadPoolExecutor(len(nodes)) as pool:  # a JVM each: side by side
+        list(pool.map(format_node, nodes))
+
+
+def start_apache(*, state_dir: Path, port: int | None, kafka_lib: Path | None, wait_timeout: float,
+                 nodes: int = 1) -> BrokerHandle:
+    """``nodes`` nodes on ``state_dir``: the storage is formatted on the first start, kept on every later one.
+    Returns once every node is listed in the cluster's metadata."""
     started = time.monotonic()
     lib = ensure_kafka_jars(kafka_lib)
-    node = _plan(state_dir, port)
-    data_dir, logs_dir = state_dir / "kafka-data", state_dir / "logs"
-    logs_dir.mkdir(parents=True, exist_ok=True)
-    props = write_properties(state_dir / "server.properties", server_properties(node, [node], data_dir))
-    console = logs_dir / "console.log"
-    if not (data_dir / "meta.properties").is_file():
-        format_storage(jvm_command(lib, logs_dir), props, console)
-    jvm = jvm_command(lib, logs_dir, "-Xms256m", "-Xmx512m", "-XX:+ExitOnOutOfMemoryError")
-    process = start_node(f"kafka-{node.node_id}", [*jvm, "kafka.Kafka", str(props)], console=console, cwd=state_dir)
-    relaunch = partial(_relaunch, state_dir, kafka_lib)
-    handle = BrokerHandle(kind="apache", bootstrap=f"127.0.0.1:{node.port}", relaunch=relaunch, state_dir=state_dir,
-                          nodes=[process], log_path=logs_dir / "server.log", console_path=console)
+    cluster = _plan(state_dir, port, nodes)
+    props: dict[int, Path] = {}
+    for node in cluster:
+        node.logs_dir.mkdir(parents=True, exist_ok=True)
+        props[node.node_id] = write_properties(node.home / "server.properties",
+                                               server_properties(node, cluster, node.data_dir))
+    _format(lib, cluster, props)
+    # Three JVMs share the machine with the tests: smaller heaps and fewer GC threads per node of a cluster.
+    heap = ("-Xms256m", "-Xmx512m") if nodes == 1 else ("-Xms128m", "-Xmx384m", "-XX:ParallelGCThreads=1",
+                                                        "-XX:ConcGCThreads=1")
+    children = []
+    for node in cluster:
+        jvm = jvm_command(lib, node.logs_dir, *heap, "-XX:+ExitOnOutOfMemoryError")
+        children.append(start_node(f"kafka-{node.node_id}", [*jvm, "kafka.Kafka", str(props[node.node_id])],
+                                   console=node.logs_dir / "console.log", cwd=node.home))
+    first = cluster[0]
+    handle = BrokerHandle(kind="apache", bootstrap=",".join(f"127.0.0.1:{n.port}" for n in cluster),
+                          relaunch=partial(_relaunch, state_dir, kafka_lib, nodes), state_dir=state_dir,
+                          nodes=children, log_path=first.logs_dir / "server.log",
+                          console_path=first.logs_dir / "console.log")
     return await_ready(handle, "Apache Kafka", max(1.0, wait_timeout - (time.monotonic() - started)))
 
 
-def _relaunch(state_dir: Path, kafka_lib: Path | None, port: int, wait_timeout: float) -> BrokerHandle:
-    return start_apache(state_dir=state_dir, port=port, kafka_lib=kafka_lib, wait_timeout=wait_timeout)
+def _relaunch(state_dir: Path, kafka_lib: Path | None, nodes: int, port: int, wait_timeout: float) -> BrokerHandle:
+    return start_apache(state_dir=state_dir, port=port, kafka_lib=kafka_lib, wait_timeout=wait_timeout, nodes=nodes)

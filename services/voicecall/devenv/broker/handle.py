@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from voicecall.devenv.broker.probe import BrokerError, wait_for_kafka
+from voicecall.devenv.broker.probe import BrokerError, active_controller, wait_for_kafka
 from voicecall.runtime import config
 from voicecall.runtime.children import Child, read_log
 
@@ -19,7 +20,9 @@ Relaunch = Callable[[int, float], "BrokerHandle"]
 
 class BrokerHandle:
     """A running broker: one process per node (none for an external cluster). ``stop()`` is idempotent;
-    ``restart()`` starts it again on the same state and port."""
+    ``restart()`` starts it again on the same state and port. Node ``i`` (1-based, the Kafka node id) is
+    ``nodes[i - 1]`` listening on the ``i``-th address of ``bootstrap``; ``kill_node``/``start_node`` crash and
+    bring back one node of a cluster."""
 
     def __init__(self, *, kind: str, bootstrap: str, relaunch: Relaunch | None, state_dir: Path | None = None,
                  nodes: Sequence[Child] = (), log_path: Path | None = None,
@@ -30,6 +33,7 @@ class BrokerHandle:
         self.nodes = list(nodes)
         self.log_path = log_path
         self.console_path = console_path
+        self.fallback: str | None = None  # why "auto" chose noida-db over Apache Kafka (maybe Maven's output too)
         self._relaunch = relaunch
 
     def __repr__(self) -> str:
@@ -49,7 +53,10 @@ class BrokerHandle:
         return all(node.running for node in self.nodes)
 
     def stop(self, timeout: float = 20) -> None:
-        """SIGTERM each node's process group, wait up to ``timeout`` seconds, then SIGKILL it. Idempotent."""
+        """SIGTERM every node's process group at once, wait up to ``timeout`` seconds, then SIGKILL. Idempotent.
+        (One after the other, the last nodes of a cluster would wait for a quorum that is already gone.)"""
+        for node in self.nodes:
+            node.signal(signal.SIGTERM)
         for node in self.nodes:
             node.stop(timeout)
 
@@ -64,6 +71,47 @@ class BrokerHandle:
             raise BrokerError(f"a {self.kind} broker cannot be restarted")
         self.stop(stop_timeout)
         self.__dict__.update(self._relaunch(self.port, wait_timeout).__dict__)
+
+    def address(self, node_id: int) -> tuple[str, int]:
+        """The client address of node ``node_id``."""
+        return config.parse_bootstrap(self.bootstrap)[node_id - 1]
+
+    def kill_node(self, node_id: int) -> None:
+        """SIGKILL one node (a crash); the others keep running."""
+        self.nodes[node_id - 1].kill()
+
+    def start_node(self, node_id: int, wait_timeout: float = 90) -> None:
+        self.start_nodes([node_id], wait_timeout)
+
+    def start_nodes(self, node_ids: Sequence[int], wait_timeout: float = 90) -> None:
+        """Start stopped or killed nodes again on their state (all at once); returns once each answers Metadata
+        requests listing every running node."""
+        started = [i for i in node_ids if not self.nodes[i - 1].running]
+        for node_id in started:
+            self.nodes[node_id - 1].start()
+        deadline = time.monotonic() + wait_timeout
+        for node_id in started:
+            host, port = self.address(node_id)
+            wait_for_kafka(f"{host}:{port}", timeout=max(1.0, deadline - time.monotonic()),
+                           processes=[self.nodes[node_id - 1]], brokers=sum(n.running for n in self.nodes))
+
+    def active_controller(self) -> int:
+        """The node id of the active KRaft controller, asked of the first running node."""
+        errors = []
+        for node_id, node in enumerate(self.nodes, start=1):
+            if node.running:
+                try:
+                    return active_controller(*self.address(node_id))
+                except (OSError, BrokerError) as error:
+                    errors.append(f"node {node_id}: {error}")
+        raise BrokerError("no node named the active controller: " + "; ".join(errors or ["none running"]))
+
+    def fallback_line(self) -> str | None:
+        """Why noida-db, in one line: the first line of the reason and, from a failed Maven run, its last."""
+        if not self.fallback:
+            return None
+        lines = [line.strip() for line in self.fallback.splitlines() if line.strip()]
+        return lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         parts = []
@@ -102,7 +150,7 @@ def start_node(name: str, argv: Sequence[str], *, console: Path, cwd: Path) -> C
 def await_ready(handle: BrokerHandle, what: str, timeout: float) -> BrokerHandle:
     """``handle`` once it answers Metadata requests; else it is stopped and the error carries its log."""
     try:
-        wait_for_kafka(handle.bootstrap, timeout=timeout, process=handle.nodes[0])
+        wait_for_kafka(handle.bootstrap, timeout=timeout, processes=handle.nodes, brokers=len(handle.nodes))
     except BrokerError as exc:
         handle.stop(timeout=10)
         raise BrokerError(f"{what} on {handle.bootstrap} did not come up: {exc}\n{handle.log_tail()}") from None

@@ -4,26 +4,38 @@ A partition is *pending* from its assignment (or a failure) until it is prepared
 fenced the previous owner, its committed offset is read, its core is restored from the changelog, and the consumer
 is positioned there. Only then is it resumed (it stays paused meanwhile, so nothing is read too early).
 Partitions are kept by partition number: the unit that owns one producer, one core and one changelog partition.
+
+Rebalances are eager (aiokafka has no cooperative protocol): every member gives up every partition, then gets its
+new assignment. The sticky assignor gives survivors their partitions back, and a ready partition given back is kept
+as it was — same producer, core and position — when nobody committed to it in between (its committed offsets are
+not past ours); so a survivor stops only for the rebalance itself, not for fencing and restoring.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from aiokafka.errors import IllegalStateError, ProducerFenced
 
 from voicecall.runtime import config, logging as vlog
 from voicecall.runtime.stage.contract import Core, Stage, StageSettings
 from voicecall.runtime.stage.metrics import StageMetrics
-from voicecall.runtime.stage.restore import restore
+from voicecall.runtime.stage.restore import Skipped, restore
 from voicecall.runtime.stage.transaction import Layouts, PartitionProducer
 
 PENDING, READY = "pending", "ready"
 _RETRY_BACKOFF = 1.0
+
+
+def sticky_assignor() -> type[StickyPartitionAssignor]:
+    """aiokafka's sticky assignor keeps its member's last assignment on the class: one class per consumer."""
+    return type("StickyAssignor", (StickyPartitionAssignor,), {"member_assignment": None})
 
 
 @dataclass(eq=False)
@@ -39,6 +51,7 @@ class Partition:
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     retry_at: float = 0.0
     failures: int = 0
+    check_sizes: bool = False  # a transaction failed on an oversized output: check outputs until it is found
     lag: Any = field(default=None, repr=False)  # the lag gauge's child
 
 
@@ -56,6 +69,7 @@ class Assignment:
         self.log = vlog.get("processor", stage=stage.name)
         self.lock = asyncio.Lock()
         self.parts: dict[int, Partition] = {}
+        self.parked: dict[int, Partition] = {}  # ready partitions between a revocation and the next assignment
         self.generation = 0  # moves on at every rebalance: a batch fetched before one is thrown away
         self.joined = False
         self.layouts = Layouts()
@@ -72,11 +86,13 @@ class Assignment:
         # Waiting for the lock means the batch in flight commits (or aborts) before anyone else may own it.
         async with self.lock:
             self.generation += 1
+            # A ready partition is parked, not closed: given back by the assignment, it resumes at once.
             for number in {tp.partition for tp in revoked}:
                 part = self.parts.pop(number, None)
-                if part is not None:
-                    await self.close(part)
-                    self.metrics.forget_lag(number)
+                if part is not None and part.state == READY:
+                    self.parked[number] = part
+                elif part is not None:
+                    await self.forget(part)
             self._count_ready()
             if revoked:
                 self.log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
@@ -85,14 +101,56 @@ class Assignment:
         async with self.lock:
             self.generation += 1
             self.joined = True
+            inputs: dict[int, set[TopicPartition]] = {}
             for tp in assigned:
+                inputs.setdefault(tp.partition, set()).add(tp)
+            parked, self.parked = self.parked, {}
+            kept = await self._unchanged([p for n, p in parked.items() if set(p.inputs) == inputs.get(n)])
+            for part in parked.values():
+                if part not in kept:
+                    await self.forget(part)
+            for part in kept:
+                self.parts[part.number] = part
+                for tp in part.inputs:
+                    self.consumer.seek(tp, part.offsets[tp])
+            new = [tp for tp in assigned if tp.partition not in {part.number for part in kept}]
+            for tp in new:
                 part = self.parts.setdefault(tp.partition, Partition(tp.partition, []))
                 if tp not in part.inputs:
                     part.inputs.append(tp)
-            # Nothing is read from a partition until its producer has fenced the old owner and its state is back.
+            # Nothing is read from a new partition until its producer has fenced the old owner and its state is back.
+            if new:
+                self.consumer.pause(*new)
+            self._count_ready()
             if assigned:
-                self.consumer.pause(*assigned)
-                self.log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
+                self.log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned),
+                              kept=sorted(part.number for part in kept))
+
+    async def _unchanged(self, parts: list[Partition]) -> list[Partition]:
+        """The parked partitions nobody committed to since we did (a member that dropped out of the group may have
+        lost them meanwhile); the others are prepared again. A committed offset behind ours is our own last
+        transaction's, not yet visible."""
+        kept = []
+        for part in parts:
+            try:
+                for tp in part.inputs:
+                    committed = await asyncio.wait_for(self.consumer.committed(tp), self.opts.prepare_timeout)
+                    if committed is not None and committed > part.offsets[tp]:
+                        break
+                else:
+                    kept.append(part)
+            except Exception as error:  # prepared like a new one, which will tell what the broker says
+                self.log.info("partition prepared again", partition=part.number, error=repr(error))
+        return kept
+
+    def rewind(self, tps: Iterable[TopicPartition]) -> None:
+        """Records of these partitions were fetched but thrown away (a rebalance came in between): a kept partition
+        must read them again, from the first one it did not process (a new one starts at its committed offset)."""
+        assigned = self.consumer.assignment()
+        for tp in tps:
+            part = self.parts.get(tp.partition)
+            if part is not None and part.state == READY and tp in assigned and tp in part.offsets:
+                self.consumer.seek(tp, part.offsets[tp])
 
     # -- preparing: fence, committed offsets, restore, seek ----------------------------------------------------
 
@@ -103,7 +161,7 @@ class Assignment:
             return
         async with self.lock:
             now = time.monotonic()
-            todo = [p for p in self.parts.values() if p.state == PENDING and p.retry_at <= now]
+            todo = [p for p in self.parts.values() if p.state == PENDING and p.retry_at <= now and self._whole(p)]
             if not todo:
                 return
             started = await self._start_producers(todo)
@@ -136,6 +194,16 @@ class Assignment:
             if ready:
                 self.log.info("partitions ready", partitions=ready)
             self._count_ready()
+
+    def _whole(self, part: Partition) -> bool:
+        """Whether this member holds partition ``part.number`` of every input: state and transactions are per
+        number, so a number is never processed with some of its inputs elsewhere (it waits for a rebalance)."""
+        missing = set(self.stage.inputs) - {tp.topic for tp in part.inputs}
+        if missing and part.retry_at != float("inf"):
+            self.log.warning("partition held: not every input's partition of this number is assigned here",
+                             partition=part.number, missing=sorted(missing))
+            part.retry_at = float("inf")  # logged once; the next assignment makes a new Partition
+        return not missing
 
     async def _start_producers(self, parts: list[Partition]) -> list[Partition]:
         for part in parts:
@@ -189,11 +257,13 @@ class Assignment:
         if changelog is None or not parts:
             return cores
         started = time.monotonic()
-        applied = await restore(self.settings, changelog, cores, timeout=self.opts.prepare_timeout)
+        skipped = Skipped(self.metrics.restore_errors, self.log, changelog)
+        applied = await restore(self.settings, changelog, cores, timeout=self.opts.prepare_timeout, skipped=skipped)
         elapsed = time.monotonic() - started
         self.metrics.restore_seconds.observe(elapsed)
         self.metrics.restored.inc(applied)
-        self.log.info("state restored", partitions=sorted(cores), records=applied, seconds=round(elapsed, 3))
+        self.log.info("state restored", partitions=sorted(cores), records=applied, skipped=skipped.count,
+                      seconds=round(elapsed, 3))
         return cores
 
     # -- failing and closing ------------------------------------------------------------------------------------
@@ -226,9 +296,14 @@ class Assignment:
         part.core = None
         part.state = PENDING
 
+    async def forget(self, part: Partition) -> None:
+        """A partition no longer ours: closed, and its lag is another instance's to report."""
+        await self.close(part)
+        self.metrics.forget_lag(part.number)
+
     async def close_all(self) -> None:
         async with self.lock:
-            for part in self.parts.values():
+            for part in [*self.parts.values(), *self.parked.values()]:
                 await self.close(part)
         self.metrics.assigned.set(0)
 

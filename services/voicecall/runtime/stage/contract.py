@@ -18,7 +18,15 @@ class Core(Protocol):
 
     def process(self, record: ConsumerRecord) -> list[Record]: ...
 
-    def restore(self, record: ConsumerRecord) -> None: ...  # one changelog record; value None = tombstone
+    # One changelog record (value None = tombstone); raises, state unchanged, on one it cannot decode (skipped).
+    def restore(self, record: ConsumerRecord) -> None: ...
+
+
+class Ticking(Protocol):
+    """A core with timers: its timers live in its state (restored like the rest of it), and :meth:`tick` fires the
+    due ones. Same rules as ``process``: no I/O, and no state change when it raises."""
+
+    def tick(self, now: float) -> list[Record]: ...  # now = wall clock, seconds since the epoch
 
 
 @dataclass
@@ -30,13 +38,30 @@ class Stage:
     make_core: Callable[[int], Core]  # input partition number → a fresh core
     deadletter_topic: str  # where a record whose processing raised goes
     changelog_topic: str | None = None  # compacted, as many partitions as the input: the core's state
+    # More input topics, co-partitioned with ``input_topic`` (same partition count, same keys): partition n of
+    # every input belongs to the one core, producer and transaction of partition number n.
+    more_inputs: tuple[str, ...] = ()
+    tick_interval: float | None = None  # seconds between ``Ticking.tick`` calls; None = the core has no timers
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input_topic, *self.more_inputs)
 
 
 class StageSettings(config.CommonSettings):
     """Settings of the shell; a stage's settings subclass this (a plain CommonSettings gets these defaults)."""
 
-    batch_records: int = Field(2000, ge=1, le=100_000)  # VOICECALL_BATCH_RECORDS: records per transaction
-    batch_time: config.Duration = Field(0.1, le=60)  # VOICECALL_BATCH_TIME: longest wait to fill a batch
-    consumer_session_timeout: config.Duration = Field(10.0, ge=1, le=300)  # VOICECALL_CONSUMER_SESSION_TIMEOUT
-    transaction_timeout: config.Duration = Field(60.0, ge=1, le=900)  # VOICECALL_TRANSACTION_TIMEOUT
-    prepare_timeout: config.Duration = Field(60.0, ge=1)  # VOICECALL_PREPARE_TIMEOUT: producer init + offsets
+    batch_records: int = Field(2000, ge=1, le=100_000, description="most records per transaction")
+    batch_time: config.Duration = Field(0.1, le=60, description="longest wait to fill a batch")
+    # 6 s is the brokers' least (group.min.session.timeout.ms); a heartbeat a second keeps it far from a busy
+    # event loop's pauses.
+    consumer_session_timeout: config.Duration = Field(6.0, ge=1, le=300, description="the group's session timeout: "
+                                                      "how soon a vanished instance's partitions move on")
+    consumer_instance_id: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9._-]{1,200}$",
+        description="static group membership: a restarted instance of this id gets its partitions back without a "
+                    "rebalance; unique per instance (e.g. a StatefulSet pod's name); unset: dynamic membership")
+    transaction_timeout: config.Duration = Field(60.0, ge=1, le=900, description="the broker aborts a transaction "
+                                                                                 "left open this long")
+    prepare_timeout: config.Duration = Field(60.0, ge=1, description="longest wait to take over a partition "
+                                                                     "(producer init, offsets, state restore)")

@@ -23,6 +23,8 @@ LAG = Gauge("voicecall_stage_consumer_lag", "Records between the committed posit
 RESTORE_SECONDS = Histogram("voicecall_stage_restore_seconds", "Time to restore partitions' state from the changelog",
                             ["stage"], buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
 RESTORED = Counter("voicecall_stage_restored_records_total", "Changelog records applied during restores", ["stage"])
+RESTORE_ERRORS = Counter("voicecall_stage_restore_errors_total",
+                         "Changelog records the core could not apply during a restore (skipped)", ["stage"])
 ASSIGNED = Gauge("voicecall_stage_assigned_partitions", "Input partitions owned and ready", ["stage"])
 
 
@@ -39,6 +41,7 @@ class StageMetrics:
         self.fenced = FENCED.labels(stage)
         self.restore_seconds = RESTORE_SECONDS.labels(stage)
         self.restored = RESTORED.labels(stage)
+        self.restore_errors = RESTORE_ERRORS.labels(stage)
         self.assigned = ASSIGNED.labels(stage)
         self._out: dict[str, Any] = {}
 

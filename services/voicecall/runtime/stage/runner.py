@@ -13,14 +13,17 @@ from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
+from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord
 
-from voicecall.runtime import config, deadletter, logging as vlog
+from voicecall.runtime import config, deadletter, logging as vlog, metrics
 from voicecall.runtime.kafka import group_id, make_consumer
 from voicecall.runtime.record import Record
+from voicecall.runtime.stage import inputs, oversize
 from voicecall.runtime.stage.assignment import READY, Assignment, Listener, Partition
 from voicecall.runtime.stage.contract import Stage, StageSettings
 from voicecall.runtime.stage.metrics import StageMetrics
+from voicecall.runtime.stage.ticks import Ticks
 
 Batch = dict[TopicPartition, list[ConsumerRecord]]
 
@@ -38,16 +41,20 @@ class Runner:
         self.metrics = StageMetrics(stage.name)
         session_ms = int(self.opts.consumer_session_timeout * 1000)
         self.consumer = make_consumer(
-            settings, group_id=self.group, session_timeout_ms=session_ms,
-            heartbeat_interval_ms=max(100, session_ms // 3),
+            settings, group_id=self.group, wait=stop, session_timeout_ms=session_ms,
+            # Members learn of a rebalance at their next heartbeat, and it waits for the last of them.
+            heartbeat_interval_ms=max(100, min(1000, session_ms // 3)),
+            partition_assignment_strategy=inputs.assignors(stage.inputs),
+            group_instance_id=self.opts.consumer_instance_id,
             # A restore may hold the main loop for a while; only a stuck process should lose its partitions.
             max_poll_interval_ms=max(300_000, int(self.opts.prepare_timeout * 2000)))
         self.assignment = Assignment(settings, self.opts, stage, self.consumer, self.group, self.metrics)
+        self.ticks = Ticks(stage, self.opts.batch_records, self.consumer, self.log)
 
     async def run(self) -> None:
         await self.consumer.start()
-        self.consumer.subscribe([self.stage.input_topic], listener=Listener(self.assignment))
-        self.log.info("stage started", group=self.group, input=self.stage.input_topic,
+        self.consumer.subscribe(list(self.stage.inputs), listener=Listener(self.assignment))
+        self.log.info("stage started", group=self.group, inputs=list(self.stage.inputs),
                       changelog=self.stage.changelog_topic)
         try:
             while not self.stop.is_set():
@@ -55,9 +62,10 @@ class Runner:
                 if self.ready is not None and not self.ready.is_set() and self.assignment.all_ready():
                     self.ready.set()
                 generation, batch = await self._fetch()
-                if batch:
-                    await self._process(generation, batch)
-                self._update_lag()  # also when idle or stuck: a lag alert must see a stage that stopped moving
+                tick = self.ticks.due()
+                if batch or tick:
+                    await self._process(generation, batch, tick)
+                await self._update_lag()  # also when idle or stuck: a lag alert must see a stage that stopped moving
         finally:
             await self._shutdown()
 
@@ -78,11 +86,12 @@ class Runner:
                     or generation != self.assignment.generation):
                 return generation, batch
 
-    async def _process(self, generation: int, batch: Batch) -> None:
+    async def _process(self, generation: int, batch: Batch, tick: bool = False) -> None:
         assignment = self.assignment
         async with assignment.lock:
-            if generation != assignment.generation:
-                return  # a rebalance happened meanwhile: positions were reset to the committed offsets
+            if generation != assignment.generation:  # a rebalance happened meanwhile
+                assignment.rewind(batch)
+                return
             work: dict[Partition, tuple[list[Record], dict[TopicPartition, int]]] = {}
             for tp, records in batch.items():
                 part = assignment.parts.get(tp.partition)
@@ -91,21 +100,28 @@ class Runner:
                 outputs, offsets = work.setdefault(part, ([], {}))
                 start = part.offsets.get(tp, 0)
                 process = part.core.process
+                check = part.check_sizes
                 last = -1
                 taken = 0
                 for record in records:
                     if record.offset < start:
                         continue
                     try:
-                        outputs.extend(process(record))
+                        produced = process(record)
                     except Exception as error:
-                        outputs.append(self._failed(record, error))
+                        produced = [self._failed(record, error)]
+                    if check:
+                        produced = self._fit(part, record, produced)
+                    outputs.extend(produced)
                     last = record.offset
                     taken += 1
                 if last >= 0:
                     self.metrics.records_in.inc(taken)
                     offsets[tp] = last + 1
-            jobs = [self._commit(part, outputs, offsets) for part, (outputs, offsets) in work.items() if offsets]
+            if tick:  # timers' outputs join the partition's transaction (or make one of their own)
+                self.ticks.run(assignment.parts.values(), work)
+            jobs = [self._commit(part, outputs, offsets) for part, (outputs, offsets) in work.items()
+                    if offsets or outputs]
             if jobs:
                 await asyncio.gather(*jobs)
 
@@ -116,6 +132,8 @@ class Runner:
             await part.producer.commit(records, offsets)
         except Exception as error:
             self.metrics.aborts.inc()
+            if oversize.caused(error):  # the same input would make the same output: find it on the next try
+                part.check_sizes = True
             await self.assignment.fail(part, "transaction failed, partition will be prepared again", error)
             return
         self.metrics.transaction_seconds.observe(time.monotonic() - started)
@@ -139,17 +157,35 @@ class Runner:
                                      self.stage.deadletter_topic, detail=f"{type(error).__name__}: {error}"[:2000],
                                      parsed=parsed, max_bytes=self.settings.deadletter_max_payload)
 
-    def _update_lag(self) -> None:
-        for part in self.assignment.parts.values():
+    def _fit(self, part: Partition, record: ConsumerRecord, produced: list[Record]) -> list[Record]:
+        fitted, replaced = oversize.fit(record, produced, self.stage.name, self.stage.deadletter_topic,
+                                        self.settings.deadletter_max_payload)
+        if replaced:
+            part.check_sizes = False
+            self.metrics.errors.inc()
+            self.log.warning("output too large, deadlettered", partition=record.partition, offset=record.offset,
+                             outputs=replaced)
+        return fitted
+
+    async def _update_lag(self) -> None:
+        for part in list(self.assignment.parts.values()):
             if part.state != READY or part.lag is None:
                 continue
             lag: int | None = None
-            for tp, position in part.offsets.items():
+            for tp, offset in part.offsets.items():
                 end = self.consumer.last_stable_offset(tp)
                 if end is None:
                     end = self.consumer.highwater(tp)
-                if end is not None:
-                    lag = (lag or 0) + max(0, end - position)
+                if end is None:
+                    continue
+                # Every record the consumer handed over is processed by now; its position is past the transaction
+                # markers too (not records): without it an idle transactional input would show a lag of 1.
+                try:
+                    position = await self.consumer.position(tp)
+                except IllegalStateError:  # no longer assigned: a rebalance is under way
+                    lag = None
+                    break
+                lag = (lag or 0) + max(0, end - max(offset, position))
             if lag is not None:
                 part.lag.set(lag)
 
@@ -157,11 +193,29 @@ class Runner:
         # No transaction is open here: every batch commits or aborts before the loop looks at ``stop`` again.
         await self.assignment.close_all()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.consumer.stop(), 30)  # leaves the group: partitions move on at once
+            # leaves the group, so its partitions move on at once (a static member does not: they wait for it to
+            # come back, or for the session timeout)
+            await asyncio.wait_for(self.consumer.stop(), 30)
         self.log.info("stage stopped")
 
 
 async def run_stage(settings: config.CommonSettings, stage: Stage, stop: asyncio.Event, *,
                     ready: asyncio.Event | None = None) -> None:
-    """Run ``stage`` exactly once until ``stop`` is set (see :mod:`voicecall.runtime.stage` for the contract)."""
+    """Run ``stage`` exactly once until ``stop`` is set (see :mod:`voicecall.runtime.stage` for the contract).
+    Inputs of different partition counts are refused before any client is made (:class:`inputs.InputsMismatch`)."""
+    await inputs.check(settings, stage.inputs, stop, vlog.get("processor", stage=stage.name))
     await Runner(settings, stage, stop, ready).run()
+
+
+async def serve_stage(settings: config.CommonSettings, stage: Stage, stop: asyncio.Event,
+                      ready: asyncio.Event | None = None, **started: Any) -> None:
+    """A stage's process: ``/metrics``, ``/healthz`` and ``/readyz`` (ready once every partition is) beside
+    :func:`run_stage`; ``started`` are logged with the ops port once it listens."""
+    ready = ready or asyncio.Event()
+    runner = await metrics.serve_ops(settings.metrics_host, settings.metrics_port,
+                                     lambda: (ready.is_set(), {"stage": stage.name}))
+    vlog.get(stage.name).info(f"{stage.name} started", ops_port=metrics.bound_port(runner), **started)
+    try:
+        await run_stage(settings, stage, stop, ready=ready)
+    finally:
+        await runner.cleanup()
