@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from ingress_helpers import Ingress, fee_push, ingress_settings, start_ingress, status_push, wait_ready
 
+from contract_helpers import validate_record
 from kafka_helpers import create_topics, read_all
 from voicecall import apps as apps_module, huawei
 from voicecall.ingress import metrics
@@ -78,6 +79,8 @@ async def test_enforce_answers_401_and_keeps_the_push_in_deadletter_with_its_che
         dead = await read_all(ingress.settings, "deadletter", expect=len(cases), idle=0.5)
         by_key = {record.key.decode(): record for record in dead}
         assert set(by_key) == set(cases)
+        for record in [*statuses, *dead]:  # the header fits the published contract (schemas/asyncapi.yaml)
+            validate_record(record.topic, record.key, record.value, record.headers, ingress.settings.topic_prefix)
         for outcome, (_, detail) in cases.items():
             value = orjson.loads(by_key[outcome].value)
             assert (value["reason"], value["detail"], value["stage"]) == ("bad-signature", detail, "ingress")

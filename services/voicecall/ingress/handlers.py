@@ -155,7 +155,10 @@ def make_handler(notify: Notify, route: str, path: str, path_label: str) -> Hand
             log.debug("push durable", event_type=outcome.event_type, session_ids=outcome.session_ids, via=via)
         if outcome.status == 200:
             return web.Response(body=OK_BODY, content_type="application/json", charset="UTF-8")  # fastest form
-        return _refusal(outcome)
+        refusal = _refusal(outcome)
+        if not fits:
+            refusal.force_close()  # a 401 before the whole body came: the rest is not worth reading either
+        return refusal
 
     return handle
 
