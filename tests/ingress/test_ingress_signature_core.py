@@ -131,6 +131,11 @@ def test_skew_edges(offset: float, zone: str, outcome: str) -> None:
         assert got[2] == zone
 
 
+def test_created_with_a_fraction_of_a_second_verifies() -> None:
+    assert verifier().verify(header("app", "secret", when="2026-03-01T08:00:00.123Z"), URL,
+                             NOW.timestamp())[0] == "valid"
+
+
 def test_beijing_time_is_eight_hours_ahead() -> None:
     assert BEIJING == 8 * 3600
     assert created(NOW, "beijing") == "2026-03-01T16:00:00Z"

@@ -52,7 +52,8 @@ _MALFORMED, _UNKNOWN, _SKEW, _DIGEST, _REPLAYED = ((f"invalid:{check}", "", "", 
 ABSENT_VERDICT: Verdict = (ABSENT, "", "", "")
 UNCHECKED_VERDICT: Verdict = (UNCHECKED, "", "", "")
 
-_CREATED = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})Z", re.ASCII).fullmatch
+# The documented form; fractions of a second tolerated (the digest covers Created as sent, so it stays exact).
+_CREATED = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?Z", re.ASCII).fullmatch
 _DIGEST_SIZE = 32  # SHA-256
 _MAX_NONCE = 128  # "1–128 digits and letters"
 
