@@ -76,7 +76,7 @@ def test_alerts_cover_what_the_issue_asks() -> None:
 
 def test_every_voicecall_metric_in_the_rules_is_exposed_by_a_service() -> None:
     sources = "\n".join(p.read_text() for p in (ROOT / "services" / "voicecall").rglob("*.py"))
-    declared = set(re.findall(r'(?:Counter|Gauge|Histogram|Summary)\(\s*"(voicecall_\w+)"', sources))
+    declared = set(re.findall(r'(?:Counter|Gauge|Histogram|Summary|Tally)\(\s*"(voicecall_\w+)"', sources))
     declared |= {name.removesuffix("_total") + "_total" for name in declared}
     used = set(re.findall(r"\b(voicecall_[a-z0-9_]+)", " ".join(a["expr"] for a in alerts())))
     assert used, "the rules use the services' metrics"
@@ -108,10 +108,12 @@ def declared_labels() -> dict[str, set[str]]:
 
     from prometheus_client import REGISTRY
 
-    for module in ("voicecall.ingress.metrics", "voicecall.runtime.stage", "voicecall.recordings.metrics",
-                   "voicecall.dedup.metrics", "voicecall.billing.metrics", "voicecall.calls.metrics"):
+    for module in ("voicecall.ingress.metrics", "voicecall.apps", "voicecall.runtime.stage",
+                   "voicecall.recordings.metrics", "voicecall.dedup.metrics", "voicecall.billing.metrics",
+                   "voicecall.calls.metrics"):
         importlib.import_module(module)
-    return {name: set(getattr(collector, "_labelnames", ()) or ())
+    # a Counter's label names, or a Tally's (runtime.metrics: plain-integer counters of hot paths)
+    return {name: set(getattr(collector, "_labelnames", None) or getattr(collector, "labelnames", ()) or ())
             for name, collector in REGISTRY._names_to_collectors.items() if name.startswith("voicecall_")}
 
 
