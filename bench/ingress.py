@@ -6,6 +6,9 @@ connections of ~1.1 KB fee pushes from ``wrk`` (core 1), in rounds alternating b
 - bare:     aiohttp + orjson.loads + 200, no Kafka (bench/ingress_baselines.py)
 - naive:    aiohttp + one aiokafka send_and_wait per record, acks=all (bench/ingress_baselines.py)
 - ingress:  ``voicecall ingress`` (validation, split, CloudEvents headers, metrics, spool fallback)
+- signed:   the same ingress with X-AKSK-signed pushes (each verified ``valid``; ``ingress`` gets unsigned ones,
+  outcome ``absent`` in the default ``log`` mode): the difference in CPU per request is what verification costs on
+  the whole path (bench/signature.py measures the verifier alone)
 - baseline: with ``--baseline <checkout>/services``, another version's ingress (e.g. main's) alongside
 
 then each ingress at about half the ingress's median rate (wrk's per-connection delay, 3 runs), and
@@ -45,6 +48,32 @@ LUA = HERE / "ingress_push.lua"
 PREFIX = "bench."
 
 
+APP_KEY, APP_SECRET = "bench-app", "bench-secret"
+
+
+def signatures(url: str, path: Path, count: int) -> dict[str, str]:
+    """``count`` X-AKSK values for ``url``, each with its own nonce, for one wrk run (wrk's env)."""
+    from voicecall import huawei
+
+    created = huawei.created_now()
+    with path.open("w") as out:
+        for _ in range(count):
+            nonce = huawei.new_nonce()
+            digest = huawei.push_digest(APP_SECRET, url, nonce, created)
+            out.write(huawei.format_x_aksk(APP_KEY, digest, nonce, created) + "\n")
+    return {"INGRESS_SIGNATURES": str(path)}
+
+
+def signature_outcomes(port: int) -> dict[str, float]:
+    """voicecall_ingress_signature_total of a server, by outcome (the non-zero ones)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found = re.findall(r'^voicecall_ingress_signature_total\{outcome="([^"]+)"\} (\S+)$', text, re.MULTILINE)
+    return {outcome: float(value) for outcome, value in found if float(value)}
+
+
 @dataclass
 class Result:
     name: str
@@ -67,8 +96,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 def run_wrk(name: str, url: str, duration: int, connections: int, delay_ms: float = 0.0,
-            cores: str = "1", pid: int | None = None) -> Result:
-    env = dict(os.environ, INGRESS_DELAY_MS=str(delay_ms))
+            cores: str = "1", pid: int | None = None, extra_env: dict[str, str] | None = None) -> Result:
+    env = dict(os.environ, INGRESS_DELAY_MS=str(delay_ms), **(extra_env or {}))
     cpu_before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(["taskset", "-c", cores, "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
                           "-s", str(LUA), url], env=env, capture_output=True, text=True, check=True).stdout
@@ -174,7 +203,7 @@ def main() -> int:
     loads = [os.getloadavg()[0]]
     try:
         py = sys.executable
-        prefixes = {"ingress": PREFIX, "baseline": "baseline."}
+        prefixes = {"ingress": PREFIX, "signed": "signed.", "baseline": "baseline."}
         for prefix in (*prefixes.values(), "naive."):
             settings = topics.TopicSettings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix,
                                             topic_partitions=6, topic_replication=1, topic_min_insync=1)
@@ -182,7 +211,9 @@ def main() -> int:
         env = dict(os.environ, VOICECALL_KAFKA_BOOTSTRAP=broker.bootstrap, VOICECALL_TOPIC_PREFIX=PREFIX,
                    VOICECALL_INGRESS_HOST="127.0.0.1", VOICECALL_LOG_FORMAT="json",
                    VOICECALL_INGRESS_SPOOL_DIR=str(work / "spool"))
-        envs = {"ingress": env}
+        signed = dict(env, VOICECALL_HUAWEI_APP_KEY=APP_KEY, VOICECALL_HUAWEI_APP_SECRET=APP_SECRET,
+                      VOICECALL_TOPIC_PREFIX="signed.", VOICECALL_INGRESS_SPOOL_DIR=str(work / "spool-signed"))
+        envs = {"ingress": env, "signed": signed}
         if args.baseline:
             envs["baseline"] = dict(env, PYTHONPATH=str(args.baseline.resolve()), VOICECALL_TOPIC_PREFIX="baseline.",
                                     VOICECALL_INGRESS_SPOOL_DIR=str(work / "spool-baseline"))
@@ -206,15 +237,17 @@ def main() -> int:
         results = {name: [] for name in names}
         for index in range(args.rounds):
             for name in names if index % 2 == 0 else reversed(names):
-                result = run_wrk(name, f"http://127.0.0.1:{ports[name]}/notify/fee", args.duration, args.connections,
-                                 pid=pids[name])
+                url = f"http://127.0.0.1:{ports[name]}/notify/fee"
+                extra = signatures(url, work / "signatures.txt", 10_000 * args.duration) if name == "signed" else None
+                result = run_wrk(name, url, args.duration, args.connections, pid=pids[name], extra_env=extra)
                 results[name].append(result)
                 print(f"round {index} {name:<8} {result.rps:>8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
                       f"p99 {result.p99_ms:6.2f} ms  {result.cpu_us:5.0f} µs CPU/req  errors {result.errors}",
                       flush=True)
             loads.append(os.getloadavg()[0])
+        outcomes = signature_outcomes(ports["signed"])
         half = statistics.median(r.rps for r in results["ingress"]) / 2
-        for name in envs:
+        for name in envs.keys() - {"signed"}:
             url = f"http://127.0.0.1:{ports[name]}/notify/fee"
             delay = max(0.0, args.connections * 1000.0 / half - statistics.median(r.p50_ms for r in results[name]))
             results[f"{name}@half"] = [run_wrk(f"{name}@half", url, args.duration, args.connections, delay,
@@ -256,7 +289,11 @@ def main() -> int:
         _goal("CPU/push ÷ baseline", _ratios(results, "ingress", "baseline", cpu=True), lambda v: v <= 1.0, "≤ 1.0")
         _goal("req/s ÷ baseline", _ratios(results, "ingress", "baseline"), lambda v: v >= 1.0, "≥ 1.0")
         _goal("baseline CPU ÷ naive", _ratios(results, "baseline", "naive", cpu=True), lambda v: v <= 1.0, "≤ 1.0")
-    for name in envs:
+    signed_cost = [(s.cpu_us or 0.0) - (i.cpu_us or 0.0) for s, i in zip(results["signed"], results["ingress"],
+                                                                           strict=True)]
+    _goal("signed − unsigned CPU µs", signed_cost, lambda v: v <= 10.0, "≤ 10 µs")
+    print(f"the signed server's outcomes: {outcomes}")
+    for name in envs.keys() - {"signed"}:
         p99 = [r.p99_ms for r in results[f"{name}@half"]]
         _goal(f"{name} p99 ms @ {half:.0f}/s", p99, lambda v: v <= 15.0, "≤ 15 ms")
     one = statistics.median(r.rps for r in results["ingress×1"])

@@ -108,9 +108,11 @@ def declared_labels() -> dict[str, set[str]]:
 
     from prometheus_client import REGISTRY
 
-    for module in ("voicecall.ingress.metrics", "voicecall.runtime.stage", "voicecall.recordings.metrics",
-                   "voicecall.dedup.metrics", "voicecall.billing.metrics", "voicecall.calls.metrics"):
+    for module in ("voicecall.ingress.metrics", "voicecall.apps", "voicecall.runtime.stage",
+                   "voicecall.recordings.metrics", "voicecall.dedup.metrics", "voicecall.billing.metrics",
+                   "voicecall.calls.metrics"):
         importlib.import_module(module)
+    # a Counter's label names, or a Tally's (runtime.metrics: plain-integer counters of hot paths)
     return {name: set(getattr(collector, "_labelnames", None) or getattr(collector, "labelnames", ()) or ())
             for name, collector in REGISTRY._names_to_collectors.items() if name.startswith("voicecall_")}
 

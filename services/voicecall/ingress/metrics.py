@@ -28,6 +28,16 @@ QUARANTINED = Counter("voicecall_ingress_spool_quarantined_records_total",
                       "spooled records Kafka refuses for good, moved to the quarantine file", ["reason"])
 QUARANTINE_RECORDS = Gauge("voicecall_ingress_spool_quarantine_records",
                            "records in the spool's quarantine file, waiting for a human")
+# Counted per push on the event loop's thread: plain-integer tallies (a Counter's lock costs more than the count).
+SIGNATURES = Tally("voicecall_ingress_signature_total", "pushes by X-AKSK signature outcome (valid, absent, "
+                   "invalid:<check>, unchecked)", ["outcome"])
+SIGNATURES_VALID = Tally("voicecall_ingress_signature_valid_total", "valid pushes by the digest's message form "
+                         "(newline, concat) and how Created was read (utc, beijing)", ["form", "created"])
+NONCE_EVICTIONS = Tally("voicecall_ingress_signature_nonce_evictions_total",
+                        "nonces forgotten before their window ended because the cache was full")
+SIGNATURE_MODE = Gauge("voicecall_ingress_signature_mode", "1 for the VOICECALL_INGRESS_SIGNATURE mode in use",
+                       ["mode"])
+NONCES = Gauge("voicecall_ingress_signature_nonces", "nonces remembered to catch replayed pushes")
 
 _requests: dict[tuple[str, int], tuple[str, str]] = {}
 _durable: dict[str, Histogram] = {}
