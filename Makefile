@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@echo "==> $(VENV): installing voicecall-pipeline and its tools (the first time: about a minute)"
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@set -o pipefail; $(BIN)/pip install --progress-bar off --upgrade pip | $(PIP_PROGRESS)
-	@set -o pipefail; $(BIN)/pip install --progress-bar off -e '.[dev]' | $(PIP_PROGRESS)
+	@set -o pipefail; $(BIN)/pip install --progress-bar off -e '.[dev,tracing]' | $(PIP_PROGRESS)
 	@# noida-db: the fallback broker where Java is absent; always installed (hash-pinned) so its test runs too.
 	@set -o pipefail; $(BIN)/pip install --progress-bar off -r deploy/dev/noida-requirements.txt | $(PIP_PROGRESS)
 	@touch $(STAMP)

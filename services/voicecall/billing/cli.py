@@ -14,7 +14,7 @@ import gc
 from voicecall import topics
 from voicecall.billing.config import BillingSettings
 from voicecall.billing.core import BillingCore
-from voicecall.billing.metrics import MeteredCore
+from voicecall.billing.metrics import SLO_SECONDS, MeteredCore
 from voicecall.runtime import config, lifecycle, logging as vlog, metrics
 from voicecall.runtime.stage import Stage, run_stage
 
@@ -34,6 +34,7 @@ def stage(settings: BillingSettings) -> Stage:
 async def serve(settings: BillingSettings, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
     ready = ready or asyncio.Event()
     log = vlog.get("billing")
+    SLO_SECONDS.set(settings.slo_billing_seconds)
     runner = await metrics.serve_ops(settings.metrics_host, settings.metrics_port,
                                      lambda: (ready.is_set(), {"stage": "billing"}))
     log.info("billing started", tariff=settings.make_tariff().describe(), ops_port=metrics.bound_port(runner))

@@ -21,7 +21,7 @@ from voicecall.ingress.body import Undecodable, decode, read_body
 from voicecall.ingress.config import IngressSettings
 from voicecall.ingress.parse import Outcome, Parser
 from voicecall.ingress.publisher import Publisher, Unavailable
-from voicecall.runtime import logging as vlog, times
+from voicecall.runtime import logging as vlog, times, tracing
 from voicecall.runtime.deadletter import Reason
 
 log = vlog.get("ingress")
@@ -105,6 +105,21 @@ def make_handler(notify: Notify, route: str, path_label: str) -> Handler:
     """The handler of one notify path; ``path_label`` is what logs and deadletter records show of it."""
 
     async def handle(request: web.Request) -> web.Response:
+        if tracing.ACTIVE:
+            return await traced(request)
+        return await serve(request)
+
+    async def traced(request: web.Request) -> web.Response:
+        span = tracing.server_span(request.headers, request.method, path_label)
+        with tracing.current(span):
+            response = await serve(request)
+        span.set_attribute("http.response.status_code", response.status)
+        if response.status >= 500:
+            tracing.fail(span, f"HTTP {response.status}")
+        span.end()
+        return response
+
+    async def serve(request: web.Request) -> web.Response:
         started = time.perf_counter()
         client = notify.clients.client(request)
         if not notify.clients.allowed(client):
@@ -122,15 +137,22 @@ def make_handler(notify: Notify, route: str, path_label: str) -> Handler:
         origin: dict[str, Any] = {"path": path_label, "client": client}
         outcome = notify.outcome(body, fits, request.headers.get(hdrs.CONTENT_ENCODING), request, origin,
                                  notify.clock.now(), notify.push_id())
+        sending = tracing.send_span(outcome.records, outcome.session_ids) if tracing.ACTIVE else None
         try:
             via = await notify.publisher.publish(outcome.records)
         except Unavailable as error:
+            if sending is not None:
+                tracing.fail(sending, error)
+                sending.end()
             metrics.UNAVAILABLE.inc()
             metrics.count_request(route, 503)
             log.error("push not durable, answering 503", error=str(error), event_type=outcome.event_type,
                       session_ids=outcome.session_ids[:5])
             return web.Response(status=503, body=error_body("temporarily unavailable"),
                                 content_type="application/json", headers={"Retry-After": "5"})
+        if sending is not None:
+            sending.set_attribute("voicecall.durable_via", via)
+            sending.end()
         metrics.observe_durable(via, time.perf_counter() - started)
         if via == "kafka":
             metrics.count_record(outcome.records[0].topic, len(outcome.records))

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import structlog
 
-from voicecall.runtime import kafkalog
+from voicecall.runtime import kafkalog, tracing
 
 SECRET_KEYS = ("secret", "password", "token", "authorization", "x-aksk", "x_aksk", "credential")
 
@@ -50,6 +50,7 @@ def setup(level: str = "INFO", fmt: str = "auto") -> None:
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        tracing.add_trace_ids,  # trace_id/span_id while a record's span is current (tracing on)
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -16,7 +17,8 @@ from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord
 
-from voicecall.runtime import config, deadletter, logging as vlog
+from voicecall.runtime import config, deadletter, logging as vlog, tracing
+from voicecall.runtime.age import AGE
 from voicecall.runtime.kafka import group_id, make_consumer
 from voicecall.runtime.record import Record
 from voicecall.runtime.stage import oversize
@@ -25,6 +27,16 @@ from voicecall.runtime.stage.contract import Stage, StageSettings
 from voicecall.runtime.stage.metrics import StageMetrics
 
 Batch = dict[TopicPartition, list[ConsumerRecord]]
+
+
+@dataclass(eq=False)
+class Work:
+    """One partition's share of a batch: what its transaction commits, and what is observed once it did."""
+
+    outputs: list[Record] = field(default_factory=list)
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    headers: list[Any] = field(default_factory=list)  # each input's headers: its age is observed on commit
+    spans: list[Any] = field(default_factory=list)  # each input's span (tracing on), ended on commit
 
 
 class Runner:
@@ -90,12 +102,14 @@ class Runner:
             if generation != assignment.generation:  # a rebalance happened meanwhile
                 assignment.rewind(batch)
                 return
-            work: dict[Partition, tuple[list[Record], dict[TopicPartition, int]]] = {}
+            work: dict[Partition, Work] = {}
+            traced = tracing.ACTIVE
             for tp, records in batch.items():
                 part = assignment.parts.get(tp.partition)
                 if part is None or part.state != READY or part.core is None:
                     continue
-                outputs, offsets = work.setdefault(part, ([], {}))
+                job = work.get(part) or work.setdefault(part, Work())
+                outputs, inputs = job.outputs, job.headers
                 start = part.offsets.get(tp, 0)
                 process = part.core.process
                 check = part.check_sizes
@@ -104,28 +118,51 @@ class Runner:
                 for record in records:
                     if record.offset < start:
                         continue
-                    try:
-                        produced = process(record)
-                    except Exception as error:
-                        produced = [self._failed(record, error)]
+                    if traced:
+                        produced = self._traced(record, process, job.spans)
+                    else:
+                        try:
+                            produced = process(record)
+                        except Exception as error:
+                            produced = [self._failed(record, error)]
                     if check:
                         produced = self._fit(part, record, produced)
                     outputs.extend(produced)
+                    inputs.append(record.headers)
                     last = record.offset
                     taken += 1
                 if last >= 0:
                     self.metrics.records_in.inc(taken)
-                    offsets[tp] = last + 1
-            jobs = [self._commit(part, outputs, offsets) for part, (outputs, offsets) in work.items() if offsets]
+                    job.offsets[tp] = last + 1
+            jobs = [self._commit(part, job) for part, job in work.items() if job.offsets]
             if jobs:
                 await asyncio.gather(*jobs)
 
-    async def _commit(self, part: Partition, records: list[Record], offsets: dict[TopicPartition, int]) -> None:
+    def _traced(self, record: ConsumerRecord, process: Any, spans: list[Any]) -> list[Record]:
+        """``process`` inside the record's consumer span; the outputs carry that span's context."""
+        span = tracing.consumer_span(record, self.group, self.stage.name)
+        spans.append(span)
+        with tracing.current(span):
+            try:
+                produced: list[Record] = process(record)
+            except Exception as error:
+                tracing.fail(span, error)
+                produced = [self._failed(record, error)]
+        for out in produced:
+            if out.topic != self.stage.changelog_topic:
+                out.headers = tracing.stamped(out.headers, span)
+        return produced
+
+    async def _commit(self, part: Partition, job: Work) -> None:
         assert part.producer is not None
+        records, offsets = job.outputs, job.offsets
         started = time.monotonic()
         try:
             await part.producer.commit(records, offsets)
         except Exception as error:
+            for span in job.spans:
+                tracing.fail(span, f"transaction aborted: {error!r}")
+                span.end()
             self.metrics.aborts.inc()
             if oversize.caused(error):  # the same input would make the same output: find it on the next try
                 part.check_sizes = True
@@ -133,6 +170,9 @@ class Runner:
             return
         self.metrics.transaction_seconds.observe(time.monotonic() - started)
         self.metrics.commits.inc()
+        AGE.observe(self.stage.name, job.headers, time.time())
+        for span in job.spans:
+            span.end()
         part.offsets.update(offsets)
         per_topic: dict[str, int] = {}
         for out in records:
@@ -197,4 +237,5 @@ class Runner:
 async def run_stage(settings: config.CommonSettings, stage: Stage, stop: asyncio.Event, *,
                     ready: asyncio.Event | None = None) -> None:
     """Run ``stage`` exactly once until ``stop`` is set (see :mod:`voicecall.runtime.stage` for the contract)."""
+    tracing.setup(stage.name)  # on only when the OTEL_* variables ask for it
     await Runner(settings, stage, stop, ready).run()
