@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv clean kafka docs bench bench-ingress bench-dedup bench-billing bench-recordings image
+.PHONY: run test lint venv clean kafka docs bench bench-ingress bench-dedup bench-billing bench-recordings bench-calls image
 
 # pip's own lines, shortened to one per package fetched: progress without pages of "Requirement already satisfied".
 PIP_PROGRESS := sed -un -e 's/^Collecting \([^ ;]*\).*/  fetching \1/p' -e 's/^Successfully installed.*/  installed/p'
@@ -46,7 +46,7 @@ docs: $(STAMP)
 kafka:
 	mvn -q -f deploy/dev/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=lib
 
-bench: bench-ingress bench-dedup bench-billing bench-recordings
+bench: bench-ingress bench-dedup bench-billing bench-recordings bench-calls
 
 bench-ingress: $(STAMP)
 	$(BIN)/python bench/ingress.py
@@ -59,6 +59,9 @@ bench-billing: $(STAMP)
 
 bench-recordings: $(STAMP)
 	$(BIN)/python bench/recordings.py
+
+bench-calls: $(STAMP)
+	$(BIN)/python bench/calls.py
 
 ## image: the container image, built without a registry (deploy/image/build.sh: a Debian base of its own, a wheelhouse)
 image:

@@ -34,6 +34,8 @@ COMMANDS: dict[str, Command] = {
                        "voicecall.billing.config:BillingSettings", service=True),
     "recordings": Command("voicecall.recordings.cli", "the recording downloader (fee.unique → storage + recording.*)",
                           "voicecall.recordings.config:RecordingsSettings", service=True),
+    "calls": Command("voicecall.calls.cli", "the call view (status.raw, fee.unique, billing, recording.* → calls)",
+                     "voicecall.calls.config:CallsSettings", service=True),
     "topics": Command("voicecall.topics.cli", "create every topic (idempotent) or render its manifests",
                       "voicecall.topics.table:TopicSettings"),
     "replay": Command("voicecall.replay.cli", "re-processing of a time window (reset a group, copy a window)",

@@ -23,6 +23,10 @@ _CANONICAL = re.compile(r"\d{4}-\d{2}-\d{2} (?:[01]\d|2[0-3]):\d{2}:\d{2}", re.A
 
 AUTHORIZATION = 'AKSK realm="SDP",profile="UsernameToken",type="Appkey"'
 
+# Recordings: only voice callbacks (serviceType "002") record, and the platform makes no recording of a call whose
+# talk time (for a callback the B leg: callEndTime - fwdAnswerTime) is under 3 seconds.
+MIN_RECORDED_SECONDS = 3.0
+
 
 class BadTime(ValueError):
     """A time field that is present and not empty but cannot be read."""
@@ -113,3 +117,23 @@ def parse_x_aksk(header: str) -> dict[str, str]:
     if head == "UsernameToken":
         fields["UsernameToken"] = ""
     return fields
+
+
+def record_flag_set(value: object) -> bool:
+    """A CDR's ``recordFlag`` says recorded: 1, also ``"1"``, ``true`` or ``"true"`` (the exact form is
+    UNCONFIRMED)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value == 1
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true")
+    return False
+
+
+def is_callback(service_type: object) -> bool:
+    """``serviceType`` "002" (voice callback). Absent: a record with recordFlag and fwd* times is one, since only
+    callbacks carry them."""
+    if service_type is None or service_type == "":
+        return True
+    return str(service_type).strip().lstrip("0") == "2"

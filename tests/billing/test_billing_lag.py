@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
-import billing_samples as samples
 import orjson
 from aiokafka import TopicPartition
-from billing_kafka import BillingSettings, read_all
+from billing_helpers import BillingSettings, notification
 from prometheus_client import REGISTRY
 
+from kafka_helpers import read_all
 from voicecall import topics
 from voicecall.billing import cli
 from voicecall.runtime import cloudevents
@@ -31,7 +31,7 @@ async def test_lag_is_zero_once_a_transactional_input_is_processed(settings: Bil
         for batch in range(2):  # two transactions, each ending every partition it wrote to with a marker
             await producer.begin_transaction()
             for partition in (0, 1):
-                fee = samples.notification(sessionId=f"lag-{batch}-{partition}")
+                fee = notification(sessionId=f"lag-{batch}-{partition}")
                 await producer.send(topic, orjson.dumps(fee), key=fee["sessionId"].encode(), headers=HEADERS,
                                     partition=partition)
             await producer.commit_transaction()

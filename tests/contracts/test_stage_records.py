@@ -76,7 +76,7 @@ async def test_records_of_every_stage_fit_their_contract(kafka_bootstrap: str, t
     }
     # dedup feeds fee.unique when this build has it; otherwise fee.raw is copied there with `voicecall replay copy`.
     has_dedup = importlib.util.find_spec("voicecall.dedup.cli") is not None
-    services = ["ingress", "billing", "recordings"] + (["dedup"] if has_dedup else [])
+    services = ["ingress", "billing", "recordings", "calls"] + (["dedup"] if has_dedup else [])
     procs = {name: await asyncio.create_subprocess_exec(
         sys.executable, "-m", "voicecall", name, env=env, stdout=subprocess.DEVNULL,
         stderr=open(tmp_path / f"{name}.log", "wb"))  # noqa: SIM115, ASYNC230 - the child owns it

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from dedup_helpers import DedupSettings, cdr, env_for, fee_record, produce, read_all
+from dedup_helpers import DedupSettings, cdr, env_for, fee_record
 
+from kafka_helpers import produce, read_all
 from voicecall import topics
 
 CALLS = 20

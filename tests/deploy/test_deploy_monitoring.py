@@ -109,7 +109,7 @@ def declared_labels() -> dict[str, set[str]]:
     from prometheus_client import REGISTRY
 
     for module in ("voicecall.ingress.metrics", "voicecall.runtime.stage", "voicecall.recordings.metrics",
-                   "voicecall.dedup.metrics", "voicecall.billing.metrics"):
+                   "voicecall.dedup.metrics", "voicecall.billing.metrics", "voicecall.calls.metrics"):
         importlib.import_module(module)
     return {name: set(getattr(collector, "_labelnames", ()) or ())
             for name, collector in REGISTRY._names_to_collectors.items() if name.startswith("voicecall_")}

@@ -25,7 +25,7 @@ def test_every_command_module_runs_the_command_interface(name: str) -> None:
 
 
 def test_dev_runs_the_services_of_the_table() -> None:
-    assert commands.SERVICES == ("ingress", "dedup", "billing", "recordings")
+    assert commands.SERVICES == ("ingress", "dedup", "billing", "recordings", "calls")
     assert all(commands.COMMANDS[name].settings for name in commands.SERVICES)
 
 

@@ -19,7 +19,7 @@ import orjson
 from process_helpers import alive, free_port_run, taken_port
 from voicecall.devenv.ports import free_port, port_is_free
 
-CONSUMERS = ("dedup", "billing", "recordings")
+CONSUMERS = ("dedup", "billing", "recordings", "calls")
 SERVICES = ("ingress", *CONSUMERS)
 
 
@@ -55,7 +55,7 @@ def child_pids(output: str) -> dict[str, int]:
 def test_dev_runs_every_service_and_stops_cleanly_on_sigterm(kafka_bootstrap: str, tmp_path: Path) -> None:
     ingress_port, metrics_base = free_port(), free_port_run(len(CONSUMERS))
     env = dev_env(ingress_port, f"t{uuid.uuid4().hex[:8]}.")
-    env["VOICECALL_METRICS_PORT"] = str(metrics_base)  # the consumers' ports: this one and the next two
+    env["VOICECALL_METRICS_PORT"] = str(metrics_base)  # the consumers' ports: this one and the next three
     process = subprocess.Popen(
         [sys.executable, "-m", "voicecall", "dev", "--broker", "external", "--bootstrap", kafka_bootstrap,
          "--state-dir", str(tmp_path), "--partitions", "2"],
@@ -93,11 +93,14 @@ def test_dev_simulate_delivers_billing_and_ctrl_c_leaves_nothing_behind(kafka_bo
                                                                          tmp_path: Path) -> None:
     prefix = f"t{uuid.uuid4().hex[:8]}."
     ingress_port, metrics_base, recording_port = free_port(), free_port_run(len(CONSUMERS)), free_port()
-    env = dev_env(ingress_port, prefix)
+    # A third of the CDRs withheld, and a grace of 1 s shared by the simulator and the calls stage: missing calls
+    # show within seconds of their disconnect.
+    env = {**dev_env(ingress_port, prefix), "VOICECALL_CALLS_CDR_GRACE": "1s"}
     process = subprocess.Popen(
         [sys.executable, "-m", "voicecall", "dev", "--simulate", "--rate", "5", "--broker", "external",
          "--bootstrap", kafka_bootstrap, "--state-dir", str(tmp_path), "--partitions", "2",
-         "--metrics-base-port", str(metrics_base), "--recording-port", str(recording_port)],
+         "--metrics-base-port", str(metrics_base), "--recording-port", str(recording_port),
+         "--lost-cdr-share", "0.34"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True)  # its own process group, like a shell job: Ctrl-C goes to the whole group
     pids: dict[str, int] = {}
@@ -126,6 +129,15 @@ def test_dev_simulate_delivers_billing_and_ctrl_c_leaves_nothing_behind(kafka_bo
         assert record["topic"] == prefix + "billing"
         assert record["value"]["sessionId"] == record["key"]
         assert {"legs", "totalSeconds", "totalBilledMinutes", "answered"} <= set(record["value"])
+        assert b"--lost-cdr-share\x000.34\x00--out-of-order-share" in cmdline
+        calls = subprocess.run(
+            [sys.executable, "-m", "voicecall", "tail", "calls", "--from-beginning", "--max", "2000",
+             "--timeout", "20"],
+            env={**env, "VOICECALL_KAFKA_BOOTSTRAP": kafka_bootstrap}, capture_output=True, text=True, timeout=120)
+        records = [orjson.loads(line) for line in calls.stdout.splitlines()]
+        missing = [r["value"] for r in records if r["value"] and r["value"]["cdr"]["status"] == "missing"]
+        assert missing, f"{len(records)} calls records, none missing"
+        assert all(m["state"] == "ended" and not m["complete"] for m in missing)
     finally:
         os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         code = process.wait(timeout=90)

@@ -12,8 +12,9 @@ import uuid
 from typing import Any
 
 import pytest
-from replay_helpers import Area, fee_headers, fee_value, read_all
+from replay_helpers import Area, fee_headers, fee_value
 
+from kafka_helpers import read_to_end
 from voicecall.replay import names
 from voicecall.runtime import times
 from voicecall.runtime.kafka import make_transactional_producer
@@ -68,7 +69,7 @@ async def test_copy_refuses_an_internal_topic_as_target_and_as_source_unless_ask
         code, _, err = await voicecall(area, "replay", "copy", "--from-topic", "fee.unique", "--to-topic", target,
                                        "--from=-10m", "--from-internal", "--dry-run")
         assert code == 2 and len(err.splitlines()) == 1 and "refusing to copy into" in err, err
-    assert await read_all(area, "dedup.changelog") == []
+    assert await read_to_end(area.settings, "dedup.changelog") == []
 
     code, _, err = await voicecall(area, "replay", "copy", "--from-topic", "dedup.changelog", "--to-topic",
                                    "fee.raw", "--from=-10m")

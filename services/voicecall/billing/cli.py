@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 
 from voicecall import topics
 from voicecall.billing.config import BillingSettings
 from voicecall.billing.core import BillingCore
 from voicecall.billing.metrics import SLO_SECONDS, MeteredCore
 from voicecall.runtime import config, lifecycle, logging as vlog, metrics
+from voicecall.runtime.lifecycle import tune_gc
 from voicecall.runtime.stage import Stage, run_stage
+
+__all__ = ["add_arguments", "main", "serve", "stage", "tune_gc"]  # tune_gc: bench/billing.py applies it too
 
 
 def stage(settings: BillingSettings) -> Stage:
@@ -42,16 +44,6 @@ async def serve(settings: BillingSettings, stop: asyncio.Event, ready: asyncio.E
         await run_stage(settings, stage(settings), stop, ready=ready)
     finally:
         await runner.cleanup()
-
-
-def tune_gc() -> None:
-    """Run CPython's cyclic collector less often: the hot path allocates a few dozen container objects per record
-    and makes no cycles, while the default gen-0 threshold (700) ran the collector every few dozen records over the
-    shell's in-flight batch, a large share of the stage's CPU (bench/RESULTS.md, Billing). Reference counting still
-    frees everything at once; only the rare cycle waits longer."""
-    gc.collect()
-    gc.freeze()  # what start-up allocated stays: never scan it again
-    gc.set_threshold(50_000, 20, 20)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -74,7 +74,7 @@ def next_steps(settings: DevSettings, children: Sequence[Child], state: Path, br
     lines += [
         f"  pushes:     curl -sS {notify} {push}",
         *([more] if more else []),
-        f"  events:     {tail}   (or status.raw, fee.unique, recording.stored, deadletter)",
+        f"  events:     {tail}   (or calls, status.raw, fee.unique, recording.stored, deadletter)",
         f"  recordings: {state / 'recordings'}",
         f"  replay:     kill -TERM $(cat {relative(state / 'pids')}/billing.pid) stops a service and leaves it stopped "
         f"(reset its group meanwhile); kill -USR1 $(cat {relative(state / 'pids')}/dev.pid) starts it again",

@@ -200,14 +200,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=2.0, help="simulated calls per second (default 2)")
     parser.add_argument("--duration", default="0",
                         help="how long the simulator runs, e.g. 10m; 0 = until stopped (default)")
+    parser.add_argument("--lost-cdr-share", type=float, default=0.02,
+                        help="with --simulate: share of calls whose CDR never arrives; the calls stage flags them "
+                             f"missing after VOICECALL_CALLS_CDR_GRACE (default here {plan.DEV_CDR_GRACE}) "
+                             "(default 0.02)")
     parser.add_argument("--partitions", type=int, help="partitions per topic in dev (VOICECALL_TOPIC_PARTITIONS, "
                                                        "default 3)")
     parser.add_argument("--recording-port", type=int, default=None,
                         help=f"simulator recording API port (default {plan.DEFAULT_RECORDING_PORT}, or a free one "
                              "when that is taken)")
     parser.add_argument("--metrics-base-port", type=int, default=None,
-                        help="first consumer /metrics port: dedup, billing, recordings use it and the next two "
-                             "(default $VOICECALL_METRICS_PORT, 9100)")
+                        help="first consumer /metrics port: dedup, billing, recordings and calls use it and the "
+                             "next three (default $VOICECALL_METRICS_PORT, 9100)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -221,6 +225,9 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.rate <= 0:
         print("voicecall dev: --rate must be positive", file=sys.stderr)
+        return EXIT_USAGE
+    if not 0 <= args.lost_cdr_share <= 1:
+        print("voicecall dev: --lost-cdr-share is between 0 and 1", file=sys.stderr)
         return EXIT_USAGE
     problems = check_service_settings([*SERVICES, *(["simulate"] if args.simulate else [])])
     if problems:

@@ -16,10 +16,14 @@ from voicecall.devenv.broker.config import BrokerSettings
 from voicecall.devenv.ports import free_port, port_is_free
 from voicecall.runtime.failures import Refusal
 
-CONSUMERS = tuple(name for name in SERVICES if name != "ingress")  # /metrics on base, base+1, base+2
+CONSUMERS = tuple(name for name in SERVICES if name != "ingress")  # /metrics on base, base+1, …
 DEFAULT_RECORDING_PORT = 18080
 DEV_APP_KEY = "dev-app-key"
 DEV_APP_SECRET = "dev-app-secret"  # the simulator's recording API checks signatures made with it
+# --simulate: calls whose CDR the simulator withholds show as missing after this (simulator and calls stage read
+# the same variable), unless the user set one; and some status pushes arrive late or twice.
+DEV_CDR_GRACE = "10m"
+DEV_FAULTS = ("--out-of-order-share", "0.05", "--duplicate-share", "0.02")
 
 
 class DevSettings(BrokerSettings, topics.TopicSettings):
@@ -92,6 +96,7 @@ def child_env(settings: DevSettings, state: Path, recording_api: str | None) -> 
             "VOICECALL_HUAWEI_APP_SECRET": DEV_APP_SECRET,
             "VOICECALL_RECORDINGS_ALLOWED_HOSTS": "127.0.0.1,localhost",
         })
+        env.setdefault("VOICECALL_CALLS_CDR_GRACE", DEV_CDR_GRACE)
     return env
 
 
@@ -104,4 +109,5 @@ def simulator_argv(settings: DevSettings, args: argparse.Namespace, recording_po
     return [*service_argv("simulate"),
             "--status-url", f"{base}/notify/status", "--fee-url", f"{base}/notify/fee",
             "--serve-recordings", f"127.0.0.1:{recording_port}",
-            "--rate", str(args.rate), "--duration", str(args.duration)]
+            "--rate", str(args.rate), "--duration", str(args.duration),
+            "--lost-cdr-share", str(args.lost_cdr_share), *DEV_FAULTS]

@@ -15,7 +15,7 @@ from voicecall import huawei
 from voicecall.recordings import keys
 from voicecall.runtime.deadletter import Reason
 
-MIN_TALK_SECONDS = 3.0
+MIN_TALK_SECONDS = huawei.MIN_RECORDED_SECONDS
 
 # Skip reasons (the label values of the skipped-records counter).
 NO_RECORDING = "no-recording"
@@ -54,23 +54,6 @@ class GiveUp:
 Decision = Fetch | Skip | GiveUp
 
 
-def _flag_set(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float):
-        return value == 1
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true")
-    return False
-
-
-def _is_callback(service_type: object) -> bool:
-    # Absent serviceType: the record carries recordFlag and fwdAnswerTime, which only callbacks have.
-    if service_type is None or service_type == "":
-        return True
-    return str(service_type).strip().lstrip("0") == "2"
-
-
 def _text(value: object) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
@@ -81,9 +64,9 @@ def decide(record: Any) -> Decision:
     session_id = record.get("sessionId")
     if not isinstance(session_id, str) or not session_id:
         return Skip(INVALID, "no sessionId", Reason.MISSING_SESSION_ID)
-    if not _flag_set(record.get("recordFlag")):
+    if not huawei.record_flag_set(record.get("recordFlag")):
         return Skip(NO_RECORDING)
-    if not _is_callback(record.get("serviceType")):
+    if not huawei.is_callback(record.get("serviceType")):
         return Skip(NOT_CALLBACK, f"serviceType {record.get('serviceType')!r}")
     try:
         answered = huawei.parse_time(record.get("fwdAnswerTime"))

@@ -21,9 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     reset_p = sub.add_parser(
         "reset", help="rewind a stopped service's consumer group to the first record at/after a time",
         description="Rewind the consumer group of a service on its input topic (dedup ← fee.raw, billing and "
-                    "recordings ← fee.unique) to the first record at or after --from, per partition, so it "
-                    "reprocesses everything from then on when it next starts. Refuses while the group has "
-                    "active members.")
+                    "recordings ← fee.unique, calls ← status.raw, fee.unique, billing and recording.*) to the "
+                    "first record at or after --from, per partition, so it reprocesses everything from then on "
+                    "when it next starts. Refuses while the group has active members.")
     reset_p.add_argument("--service", required=True, choices=sorted(replay_reset.INPUTS))
     reset_p.add_argument("--from", dest="since", required=True, metavar="T", help=window.forms("--from"))
     reset_p.add_argument("--dry-run", action="store_true",

@@ -30,8 +30,11 @@ from voicecall.runtime import times
 from voicecall.runtime.config import CommonSettings
 from voicecall.runtime.kafka import group_id, make_admin, make_consumer
 
-# service → the topic suffix it consumes
-INPUTS: dict[str, str] = {"dedup": "fee.raw", "billing": "fee.unique", "recordings": "fee.unique"}
+# service → the topic suffix it consumes (the first one, for a service with several)
+INPUTS: dict[str, str] = {"dedup": "fee.raw", "billing": "fee.unique", "recordings": "fee.unique",
+                          "calls": "status.raw"}
+# service → its other inputs: its group is moved on all of them, to the same time
+MORE_INPUTS: dict[str, tuple[str, ...]] = {"calls": ("fee.unique", "billing", "recording.stored", "recording.failed")}
 
 EXIT_ACTIVE = 3  # the group has members: nothing was changed
 
@@ -180,11 +183,29 @@ async def active_members(settings: CommonSettings, group: str, coordinator_wait:
         await admin.close()
 
 
+async def _plan(consumer: Any, topic: str, partitions: list[int], since_ms: int) -> list[PartitionPlan]:
+    tps = [TopicPartition(topic, p) for p in partitions]
+    consumer.assign(tps)
+    committed = {tp.partition: await consumer.committed(tp) for tp in tps}
+    found = await consumer.offsets_for_times({tp: since_ms for tp in tps})
+    ends = await consumer.end_offsets(tps)
+    firsts: dict[int, int | None] = {}
+    for tp in tps:
+        hit = found.get(tp)
+        firsts[tp.partition] = (None if hit is None or hit.offset >= ends[tp] else
+                                await first_record_at(consumer, tp, hit.offset, ends[tp], since_ms))
+    consumer.assign(tps)
+    rows = plan(partitions, committed, firsts, {tp.partition: offset for tp, offset in ends.items()})
+    if sum(row.span for row in rows) <= COUNT_LIMIT:
+        rows = await count_records(consumer, tps, rows)
+    return rows
+
+
 async def reset(settings: CommonSettings, service: str, since_ms: int, dry_run: bool,
                 out: TextIO = sys.stdout, err: TextIO = sys.stderr, wait: float = 0.0) -> int:
     """``wait``: seconds to wait for the group's members to leave before refusing."""
     group = group_id(settings, service)
-    topic = topics.name(settings, INPUTS[service])
+    inputs = [topics.name(settings, suffix) for suffix in (INPUTS[service], *MORE_INPUTS.get(service, ()))]
     members = await active_members(settings, group)
     if members and wait > 0:
         print(f"waiting up to {wait:.0f} s for {len(members)} member(s) of {group} to leave", file=err)
@@ -199,25 +220,14 @@ async def reset(settings: CommonSettings, service: str, since_ms: int, dry_run: 
     try:
         await consumer.start()
         existing = await names.partitions(settings)
-        if topic not in existing:
-            print(f"topic {topic} does not exist (is VOICECALL_TOPIC_PREFIX right?)", file=err)
-            return 2
-        partitions = existing[topic]
-        tps = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(tps)
-        committed = {tp.partition: await consumer.committed(tp) for tp in tps}
-        found = await consumer.offsets_for_times({tp: since_ms for tp in tps})
-        ends = await consumer.end_offsets(tps)
-        firsts: dict[int, int | None] = {}
-        for tp in tps:
-            hit = found.get(tp)
-            firsts[tp.partition] = (None if hit is None or hit.offset >= ends[tp] else
-                                    await first_record_at(consumer, tp, hit.offset, ends[tp], since_ms))
-        consumer.assign(tps)
-        rows = plan(partitions, committed, firsts, {tp.partition: offset for tp, offset in ends.items()})
-        if sum(row.span for row in rows) <= COUNT_LIMIT:
-            rows = await count_records(consumer, tps, rows)
-        print(format_plan(topic, group, since_ms, rows), file=out)
+        for topic in inputs:
+            if topic not in existing:
+                print(f"topic {topic} does not exist (is VOICECALL_TOPIC_PREFIX right?)", file=err)
+                return 2
+        plans = {}
+        for topic in inputs:
+            plans[topic] = await _plan(consumer, topic, existing[topic], since_ms)
+            print(format_plan(topic, group, since_ms, plans[topic]), file=out)
         if dry_run:
             print("dry run: nothing committed", file=out)
             return 0
@@ -226,10 +236,11 @@ async def reset(settings: CommonSettings, service: str, since_ms: int, dry_run: 
         if members:
             print(refusal(service, group, members), file=err)
             return EXIT_ACTIVE
-        await consumer.commit({TopicPartition(topic, row.partition): OffsetAndMetadata(row.new, "replay-reset")
-                               for row in rows})
+        offsets = {TopicPartition(topic, row.partition): OffsetAndMetadata(row.new, "replay-reset")
+                   for topic, rows in plans.items() for row in rows}
+        consumer.assign(list(offsets))  # a consumer commits only for what it is assigned: every input at once
+        await consumer.commit(offsets)
         print(f"committed new offsets for group {group}; start `voicecall {service}` to reprocess", file=out)
         return 0
     finally:
         await consumer.stop()
-

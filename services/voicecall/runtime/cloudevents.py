@@ -19,6 +19,7 @@ TYPE_BILLING = "voicecall.billing.computed"
 TYPE_RECORDING_STORED = "voicecall.recording.stored"
 TYPE_RECORDING_FAILED = "voicecall.recording.failed"
 TYPE_DEADLETTER = "voicecall.deadletter"
+TYPE_CALL = "voicecall.call.updated"
 
 
 def headers(ce_type: str, source: str, ce_id: str | None = None, time: str | None = None,

@@ -44,14 +44,19 @@ SERVICES: tuple[Access, ...] = (
     Access("billing", reads=("fee.unique",), writes=("billing", "deadletter"), group=True, transactional=True),
     Access("recordings", reads=("fee.unique",), writes=("recording.stored", "recording.failed", "deadletter"),
            group=True),
+    # Five co-partitioned inputs (status.raw first: it names the transactional ids); calls is both its output and
+    # the state it restores from.
+    Access("calls", reads=("status.raw", "fee.unique", "billing", "recording.stored", "recording.failed", "calls"),
+           writes=("calls", "deadletter"), group=True, transactional=True),
     # `voicecall replay` and `voicecall tail`, run by an operator: reads everything, re-publishes a window into
-    # any topic but the internal ones, resets the services' groups. Not a long-running workload.
+    # any topic but the internal ones and calls (the calls stage's own state: nothing else may write it), resets
+    # the services' groups. Not a long-running workload.
     Access("operator", reads=tuple(t.suffix for t in table.TOPICS),
-           writes=tuple(t.suffix for t in table.TOPICS if not t.internal),
+           writes=tuple(t.suffix for t in table.TOPICS if not t.internal and t.suffix != "calls"),
            group_admin=True),
 )
 
-WORKLOADS: tuple[str, ...] = ("ingress", "dedup", "billing", "recordings")
+WORKLOADS: tuple[str, ...] = ("ingress", "dedup", "billing", "recordings", "calls")
 
 _K8S_NAME = re.compile(r"[^a-z0-9.-]+")
 

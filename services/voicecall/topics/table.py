@@ -34,6 +34,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("recording.failed", "one record per recording given up on, with the reason", "sessionId", None),
     TopicSpec("deadletter", "anything rejected or failed at any stage, with the reason and origin",
               "as received", 30 * DAY_MS),
+    TopicSpec("calls", "the whole current record of each call after every change (compacted)", "sessionId", -1,
+              compacted=True),
     TopicSpec("dedup.changelog", "dedup state: fingerprint and window time per call (compacted)",
               "8-byte hash of the sessionId", -1, compacted=True, internal=True),
 )
@@ -77,7 +79,8 @@ def plan(settings: TopicSettings, brokers: int | None = None) -> list[PlannedTop
     for spec in TOPICS:
         configs = {"min.insync.replicas": str(min_isr)}
         if spec.compacted:
-            # Tombstones of expired dedup keys must stay long enough for a restoring reader to see them.
+            # Tombstones (expired dedup keys, calls past their retention) must stay long enough for a restoring
+            # reader to see them.
             configs.update({"cleanup.policy": "compact", "delete.retention.ms": str(DAY_MS),
                             "min.compaction.lag.ms": "0", "segment.ms": str(DAY_MS)})
         else:

@@ -5,7 +5,15 @@ The contract (keep it this small):
 - A stage supplies a :class:`Stage`: its ``name`` (the consumer group is ``kafka.group_id(settings, name)``), the
   full names of its ``input_topic`` and ``deadletter_topic`` (its command resolves them with
   ``voicecall.topics.name``), ``make_core(partition)`` returning a fresh pure :class:`Core` for one input partition,
-  and optionally a ``changelog_topic`` (compacted, with the same partition count as the input).
+  and optionally a ``changelog_topic`` (compacted, with the same partition count as the input). The changelog may
+  be the stage's own compacted output, when each output record is the whole state of its key (Kafka Streams' source
+  topics for tables): the core then restores from what it published.
+- Several inputs: ``more_inputs`` names topics co-partitioned with ``input_topic``. Partition number n of all of
+  them is one unit — one core, one producer, one transaction — read by one loop (:mod:`.inputs`: the shell refuses
+  to start when their partition counts differ, naming them, and uses the range assignor so that a member gets
+  partition n of every input or of none).
+- Timers: a core with ``tick(now)`` (:class:`Ticking`) and a ``tick_interval`` gets called every that many seconds
+  with the wall clock; its timers live in its state and its outputs are committed like the others (:mod:`.ticks`).
 - ``Core.process(record)`` turns one input record into a list of :class:`Record` (possibly empty). It must do no
   I/O and, when it raises, must not have changed its state: the shell then writes a deadletter record instead
   (reason ``processing-error``, the stage's name, origin topic/partition/offset, the original payload) — a bad
@@ -24,7 +32,8 @@ The contract (keep it this small):
 Exactly once, the way Kafka Streams' first EOS mode does it (aiokafka's ``send_offsets_to_transaction`` takes only a
 group id, so generation-based fencing of KIP-447 is not available):
 
-- one transactional producer per assigned input partition, ``transactional.id = f"{group}-{topic}-{partition}"``
+- one transactional producer per assigned input partition number, ``transactional.id =
+  f"{group}-{input_topic}-{partition}"``
   (:mod:`.transaction`). Initialising it on assignment fences the previous owner and makes the broker finish
   (abort) any transaction the previous owner left open — only *then* is the committed input offset read and the
   state restored from the changelog (:mod:`.assignment`, :mod:`.restore`), so both are exactly what the last
@@ -42,7 +51,8 @@ group id, so generation-based fencing of KIP-447 is not available):
 """
 
 from voicecall.runtime.record import Record
-from voicecall.runtime.stage.contract import Core, Stage, StageSettings
+from voicecall.runtime.stage.contract import Core, Stage, StageSettings, Ticking
+from voicecall.runtime.stage.inputs import InputsMismatch
 from voicecall.runtime.stage.runner import run_stage
 
-__all__ = ["Core", "Record", "Stage", "StageSettings", "run_stage"]
+__all__ = ["Core", "InputsMismatch", "Record", "Stage", "StageSettings", "Ticking", "run_stage"]

@@ -161,7 +161,7 @@ class Assignment:
             return
         async with self.lock:
             now = time.monotonic()
-            todo = [p for p in self.parts.values() if p.state == PENDING and p.retry_at <= now]
+            todo = [p for p in self.parts.values() if p.state == PENDING and p.retry_at <= now and self._whole(p)]
             if not todo:
                 return
             started = await self._start_producers(todo)
@@ -194,6 +194,16 @@ class Assignment:
             if ready:
                 self.log.info("partitions ready", partitions=ready)
             self._count_ready()
+
+    def _whole(self, part: Partition) -> bool:
+        """Whether this member holds partition ``part.number`` of every input: state and transactions are per
+        number, so a number is never processed with some of its inputs elsewhere (it waits for a rebalance)."""
+        missing = set(self.stage.inputs) - {tp.topic for tp in part.inputs}
+        if missing and part.retry_at != float("inf"):
+            self.log.warning("partition held: not every input's partition of this number is assigned here",
+                             partition=part.number, missing=sorted(missing))
+            part.retry_at = float("inf")  # logged once; the next assignment makes a new Partition
+        return not missing
 
     async def _start_producers(self, parts: list[Partition]) -> list[Partition]:
         for part in parts:

@@ -22,6 +22,13 @@ class Core(Protocol):
     def restore(self, record: ConsumerRecord) -> None: ...
 
 
+class Ticking(Protocol):
+    """A core with timers: its timers live in its state (restored like the rest of it), and :meth:`tick` fires the
+    due ones. Same rules as ``process``: no I/O, and no state change when it raises."""
+
+    def tick(self, now: float) -> list[Record]: ...  # now = wall clock, seconds since the epoch
+
+
 @dataclass
 class Stage:
     """A stage, with full topic names (its command resolves them with ``voicecall.topics.name``)."""
@@ -31,6 +38,14 @@ class Stage:
     make_core: Callable[[int], Core]  # input partition number → a fresh core
     deadletter_topic: str  # where a record whose processing raised goes
     changelog_topic: str | None = None  # compacted, as many partitions as the input: the core's state
+    # More input topics, co-partitioned with ``input_topic`` (same partition count, same keys): partition n of
+    # every input belongs to the one core, producer and transaction of partition number n.
+    more_inputs: tuple[str, ...] = ()
+    tick_interval: float | None = None  # seconds between ``Ticking.tick`` calls; None = the core has no timers
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input_topic, *self.more_inputs)
 
 
 class StageSettings(config.CommonSettings):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -21,22 +20,14 @@ from voicecall.runtime import config, deadletter, logging as vlog, tracing
 from voicecall.runtime.age import AGE
 from voicecall.runtime.kafka import group_id, make_consumer
 from voicecall.runtime.record import Record
-from voicecall.runtime.stage import oversize
+from voicecall.runtime.stage import inputs, oversize
 from voicecall.runtime.stage.assignment import READY, Assignment, Listener, Partition, sticky_assignor
 from voicecall.runtime.stage.contract import Stage, StageSettings
 from voicecall.runtime.stage.metrics import StageMetrics
+from voicecall.runtime.stage.ticks import Ticks
 
 Batch = dict[TopicPartition, list[ConsumerRecord]]
-
-
-@dataclass(eq=False)
-class Work:
-    """One partition's share of a batch: what its transaction commits, and what is observed once it did."""
-
-    outputs: list[Record] = field(default_factory=list)
-    offsets: dict[TopicPartition, int] = field(default_factory=dict)
-    headers: list[Any] = field(default_factory=list)  # each input's headers: its age is observed on commit
-    spans: list[Any] = field(default_factory=list)  # each input's span (tracing on), ended on commit
+Seen = tuple[list[Any], list[Any]]  # per partition: each input's headers (age on commit), its span (tracing on)
 
 
 class Runner:
@@ -59,13 +50,16 @@ class Runner:
             partition_assignment_strategy=(sticky_assignor(),),
             group_instance_id=self.opts.consumer_instance_id,
             # A restore may hold the main loop for a while; only a stuck process should lose its partitions.
-            max_poll_interval_ms=max(300_000, int(self.opts.prepare_timeout * 2000)))
+            max_poll_interval_ms=max(300_000, int(self.opts.prepare_timeout * 2000)),
+            **inputs.consumer_overrides(stage.inputs))
         self.assignment = Assignment(settings, self.opts, stage, self.consumer, self.group, self.metrics)
+        self.ticks = Ticks(stage, self.opts.batch_records, self.consumer, self.log)
 
     async def run(self) -> None:
+        await inputs.check(self.settings, self.stage.inputs, self.stop, self.log)  # raises InputsMismatch
         await self.consumer.start()
-        self.consumer.subscribe([self.stage.input_topic], listener=Listener(self.assignment))
-        self.log.info("stage started", group=self.group, input=self.stage.input_topic,
+        self.consumer.subscribe(list(self.stage.inputs), listener=Listener(self.assignment))
+        self.log.info("stage started", group=self.group, inputs=list(self.stage.inputs),
                       changelog=self.stage.changelog_topic)
         try:
             while not self.stop.is_set():
@@ -73,8 +67,9 @@ class Runner:
                 if self.ready is not None and not self.ready.is_set() and self.assignment.all_ready():
                     self.ready.set()
                 generation, batch = await self._fetch()
-                if batch:
-                    await self._process(generation, batch)
+                tick = self.ticks.due()
+                if batch or tick:
+                    await self._process(generation, batch, tick)
                 await self._update_lag()  # also when idle or stuck: a lag alert must see a stage that stopped moving
         finally:
             await self._shutdown()
@@ -96,20 +91,21 @@ class Runner:
                     or generation != self.assignment.generation):
                 return generation, batch
 
-    async def _process(self, generation: int, batch: Batch) -> None:
+    async def _process(self, generation: int, batch: Batch, tick: bool = False) -> None:
         assignment = self.assignment
         async with assignment.lock:
             if generation != assignment.generation:  # a rebalance happened meanwhile
                 assignment.rewind(batch)
                 return
-            work: dict[Partition, Work] = {}
+            work: dict[Partition, tuple[list[Record], dict[TopicPartition, int]]] = {}
+            seen: dict[Partition, Seen] = {}
             traced = tracing.ACTIVE
             for tp, records in batch.items():
                 part = assignment.parts.get(tp.partition)
                 if part is None or part.state != READY or part.core is None:
                     continue
-                job = work.get(part) or work.setdefault(part, Work())
-                outputs, inputs = job.outputs, job.headers
+                outputs, offsets = work.setdefault(part, ([], {}))
+                heads, spans = seen.get(part) or seen.setdefault(part, ([], []))
                 start = part.offsets.get(tp, 0)
                 process = part.core.process
                 check = part.check_sizes
@@ -119,7 +115,7 @@ class Runner:
                     if record.offset < start:
                         continue
                     if traced:
-                        produced = self._traced(record, process, job.spans)
+                        produced = self._traced(record, process, spans)
                     else:
                         try:
                             produced = process(record)
@@ -128,13 +124,16 @@ class Runner:
                     if check:
                         produced = self._fit(part, record, produced)
                     outputs.extend(produced)
-                    inputs.append(record.headers)
+                    heads.append(record.headers)
                     last = record.offset
                     taken += 1
                 if last >= 0:
                     self.metrics.records_in.inc(taken)
-                    job.offsets[tp] = last + 1
-            jobs = [self._commit(part, job) for part, job in work.items() if job.offsets]
+                    offsets[tp] = last + 1
+            if tick:  # timers' outputs join the partition's transaction (or make one of their own)
+                self.ticks.run(assignment.parts.values(), work)
+            jobs = [self._commit(part, outputs, offsets, seen.get(part)) for part, (outputs, offsets) in work.items()
+                    if offsets or outputs]
             if jobs:
                 await asyncio.gather(*jobs)
 
@@ -153,14 +152,15 @@ class Runner:
                 out.headers = tracing.stamped(out.headers, span)
         return produced
 
-    async def _commit(self, part: Partition, job: Work) -> None:
+    async def _commit(self, part: Partition, records: list[Record], offsets: dict[TopicPartition, int],
+                      seen: Seen | None = None) -> None:
         assert part.producer is not None
-        records, offsets = job.outputs, job.offsets
+        heads, spans = seen or ([], [])
         started = time.monotonic()
         try:
             await part.producer.commit(records, offsets)
         except Exception as error:
-            for span in job.spans:
+            for span in spans:
                 tracing.fail(span, f"transaction aborted: {error!r}")
                 span.end()
             self.metrics.aborts.inc()
@@ -170,8 +170,8 @@ class Runner:
             return
         self.metrics.transaction_seconds.observe(time.monotonic() - started)
         self.metrics.commits.inc()
-        AGE.observe(self.stage.name, job.headers, time.time())
-        for span in job.spans:
+        AGE.observe(self.stage.name, heads, time.time())
+        for span in spans:
             span.end()
         part.offsets.update(offsets)
         per_topic: dict[str, int] = {}

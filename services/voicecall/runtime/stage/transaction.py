@@ -70,16 +70,17 @@ class PartitionProducer:
 
     async def commit(self, records: list[Record], offsets: dict[TopicPartition, int]) -> None:
         """One transaction: ``records`` plus the consumed ``offsets`` (the next offset to read, per input
-        partition). A changelog record goes to the changelog partition numbered like the input; every other
-        record is partitioned by its key. On failure the transaction is aborted (when it still can be) and the
-        error raised: the partition must then be prepared again."""
+        partition; none for a transaction of timer outputs alone). A changelog record goes to the changelog
+        partition numbered like the input; every other record is partitioned by its key. On failure the transaction
+        is aborted (when it still can be) and the error raised: the partition must then be prepared again."""
         producer = self.producer
         sends: list[asyncio.Future[Any]] = []
         try:
             await producer.begin_transaction()
             # The offsets first: a produce the broker must verify as part of the transaction (KIP-890) while the
             # coordinator is still adding the group to it is refused with NotEnoughReplicas and retried 100 ms later.
-            await producer.send_offsets_to_transaction(offsets, self.group)
+            if offsets:  # a transaction of timer outputs alone consumed nothing
+                await producer.send_offsets_to_transaction(offsets, self.group)
             layout: dict[str, list[int]] = {}
             for out in records:
                 if out.topic == self.changelog:
