@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv clean kafka docs bench bench-ingress bench-dedup bench-billing bench-recordings bench-calls image
+.PHONY: run test lint venv clean kafka docs dashboard bench bench-ingress bench-dedup bench-billing bench-recordings bench-calls image
 
 # pip's own lines, shortened to one per package fetched: progress without pages of "Requirement already satisfied".
 PIP_PROGRESS := sed -un -e 's/^Collecting \([^ ;]*\).*/  fetching \1/p' -e 's/^Successfully installed.*/  installed/p'
@@ -37,6 +37,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check services tests bench
 	$(BIN)/mypy
 	if [ -f Dockerfile ]; then $(BIN)/hadolint Dockerfile; fi
+
+## dashboard: deploy/k8s/monitoring/voicecall-pipeline.json from dashboard.py (a test checks it is current)
+dashboard: $(STAMP)
+	$(BIN)/python deploy/k8s/monitoring/dashboard.py
 
 ## docs: docs/configuration.md from the settings classes (each field's description); a test checks it is current
 docs: $(STAMP)

@@ -183,7 +183,7 @@ def replay_span(record: Any, target: str, replay_id: str) -> Any:
     context = _propagator.extract(carrier) if carrier else None
     attributes: dict[str, Any] = {
         "messaging.system": "kafka", "messaging.operation.type": "send", "messaging.operation.name": "send",
-        "messaging.destination.name": target, "voicecall.replay": True, "voicecall.replay.id": replay_id,
+        "messaging.destination.name": target, "voicecall.replayed": True, "voicecall.replay.id": replay_id,
         "voicecall.replay.origin": f"{record.topic}/{record.partition}/{record.offset}"}
     if record.key is not None:
         attributes["sessionId"] = record.key.decode("utf-8", "replace")
