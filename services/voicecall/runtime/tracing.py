@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from voicecall.runtime import logging as vlog
 from voicecall.runtime.age import REPLAY_ID
 
 TRACEPARENT = "ce_traceparent"
@@ -106,6 +107,7 @@ def install(provider: Any) -> None:
 
     _trace, _propagator, _provider = trace, TraceContextTextMapPropagator(), provider
     _tracer = provider.get_tracer("voicecall")
+    vlog.current_trace_ids = _current_ids  # log lines get trace_id/span_id
     ACTIVE = True
 
 
@@ -115,6 +117,7 @@ def uninstall() -> None:
     if _provider is not None:
         _provider.force_flush()
     ACTIVE, _tracer, _provider = False, None, None
+    vlog.current_trace_ids = None
 
 
 # -- spans -----------------------------------------------------------------------------------------------------
@@ -248,11 +251,6 @@ def current_headers() -> list[tuple[str, bytes]]:
     return context_headers(span) if span.get_span_context().is_valid else []
 
 
-def add_trace_ids(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
-    """structlog processor: ``trace_id``/``span_id`` of the current span on every line logged inside one."""
-    if ACTIVE:
-        context = _trace.get_current_span().get_span_context()
-        if context.is_valid:
-            event.setdefault("trace_id", f"{context.trace_id:032x}")
-            event.setdefault("span_id", f"{context.span_id:016x}")
-    return event
+def _current_ids() -> tuple[str, str] | None:
+    context = _trace.get_current_span().get_span_context()
+    return (f"{context.trace_id:032x}", f"{context.span_id:016x}") if context.is_valid else None
