@@ -105,7 +105,7 @@ def test_log_lines_inside_a_record_span_carry_its_ids(spans: Any, capsys: pytest
 
     class Consumed:
         topic, partition, offset, key = "t.fee.raw", 0, 7, b"s-1"
-        headers = [("ce_traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")]
+        headers = (("ce_traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),)
 
     span = tracing.consumer_span(Consumed(), "voicecall.dedup", "dedup")
     log.info("before")
@@ -125,8 +125,8 @@ def test_log_lines_inside_a_record_span_carry_its_ids(spans: Any, capsys: pytest
 def test_replay_marks_the_spans_it_re_emits_and_the_stages_see_the_mark(spans: Any) -> None:
     class Original:
         topic, partition, offset, key = "t.fee.raw", 2, 41, b"s-9"
-        headers = [("ce_traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
-                   ("voicecall_received", b"2019-01-24T03:05:16.401Z")]
+        headers = (("ce_traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+                   ("voicecall_received", b"2019-01-24T03:05:16.401Z"))
 
     span = tracing.replay_span(Original(), "t.fee.raw", "replay-1")
     copied = tracing.stamped([*Original.headers, ("voicecall-replay-id", b"replay-1")], span)

@@ -14,9 +14,9 @@ from voicecall import topics
 from voicecall.billing.config import BillingSettings
 from voicecall.billing.core import BillingCore
 from voicecall.billing.metrics import SLO_SECONDS, MeteredCore
-from voicecall.runtime import config, lifecycle, logging as vlog, metrics
+from voicecall.runtime import config, lifecycle, logging as vlog
 from voicecall.runtime.lifecycle import tune_gc
-from voicecall.runtime.stage import Stage, run_stage
+from voicecall.runtime.stage import Stage, serve_stage
 
 __all__ = ["add_arguments", "main", "serve", "stage", "tune_gc"]  # tune_gc: bench/billing.py applies it too
 
@@ -34,16 +34,8 @@ def stage(settings: BillingSettings) -> Stage:
 
 
 async def serve(settings: BillingSettings, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
-    ready = ready or asyncio.Event()
-    log = vlog.get("billing")
-    SLO_SECONDS.set(settings.slo_billing_seconds)
-    runner = await metrics.serve_ops(settings.metrics_host, settings.metrics_port,
-                                     lambda: (ready.is_set(), {"stage": "billing"}))
-    log.info("billing started", tariff=settings.make_tariff().describe(), ops_port=metrics.bound_port(runner))
-    try:
-        await run_stage(settings, stage(settings), stop, ready=ready)
-    finally:
-        await runner.cleanup()
+    SLO_SECONDS.set(settings.slo_billing_seconds)  # the VoicecallBillingLate alert's threshold
+    await serve_stage(settings, stage(settings), stop, ready, tariff=settings.make_tariff().describe())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

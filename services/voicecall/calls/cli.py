@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 
 from voicecall import topics
 from voicecall.calls.config import CallsSettings
 from voicecall.calls.core import STAGE, CallsCore, Topics
 from voicecall.calls.metrics import MeteredCore
-from voicecall.runtime import config, lifecycle, logging as vlog, metrics
-from voicecall.runtime.children import EXIT_USAGE
-from voicecall.runtime.stage import InputsMismatch, Stage, run_stage
+from voicecall.runtime import config, lifecycle, logging as vlog
+from voicecall.runtime.stage import Stage, serve_stage
 
 
 def topic_names(settings: CallsSettings) -> Topics:
@@ -42,15 +40,8 @@ def stage(settings: CallsSettings, names: Topics | None = None) -> Stage:
 
 
 async def serve(settings: CallsSettings, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
-    ready = ready or asyncio.Event()
-    runner = await metrics.serve_ops(settings.metrics_host, settings.metrics_port,
-                                     lambda: (ready.is_set(), {"stage": STAGE}))
-    vlog.get("calls").info("ops server listening", port=metrics.bound_port(runner),
-                           cdr_grace=settings.calls_cdr_grace, retention=settings.calls_retention)
-    try:
-        await run_stage(settings, stage(settings), stop, ready=ready)
-    finally:
-        await runner.cleanup()
+    await serve_stage(settings, stage(settings), stop, ready, cdr_grace=settings.calls_cdr_grace,
+                      retention=settings.calls_retention)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,16 +59,4 @@ def main(args: argparse.Namespace) -> int:
                            calls_retention=args.retention, metrics_port=args.metrics_port)
     vlog.setup(settings.log_level, settings.log_format)
     lifecycle.tune_gc()
-    refused: list[str] = []
-
-    async def service(stop: asyncio.Event) -> None:
-        try:
-            await serve(settings, stop)
-        except InputsMismatch as error:
-            refused.append(str(error))
-
-    code = lifecycle.run(service)
-    if refused:
-        print(f"voicecall calls: {refused[0]}", file=sys.stderr)
-        return EXIT_USAGE
-    return code
+    return lifecycle.run(lambda stop: serve(settings, stop))

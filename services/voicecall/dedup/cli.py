@@ -9,8 +9,8 @@ from voicecall import topics
 from voicecall.dedup.config import DedupSettings
 from voicecall.dedup.core import STAGE, DedupCore
 from voicecall.dedup.metrics import MeteredCore
-from voicecall.runtime import config, lifecycle, logging as vlog, metrics
-from voicecall.runtime.stage import Core, Stage, run_stage
+from voicecall.runtime import config, lifecycle, logging as vlog
+from voicecall.runtime.stage import Core, Stage, serve_stage
 
 
 def stage(settings: DedupSettings) -> Stage:
@@ -26,14 +26,7 @@ def stage(settings: DedupSettings) -> Stage:
 
 
 async def serve(settings: DedupSettings, stop: asyncio.Event) -> None:
-    ready = asyncio.Event()
-    runner = await metrics.serve_ops(settings.metrics_host, settings.metrics_port,
-                                     lambda: (ready.is_set(), {"stage": STAGE}))
-    vlog.get("dedup").info("ops server listening", port=metrics.bound_port(runner))
-    try:
-        await run_stage(settings, stage(settings), stop, ready=ready)
-    finally:
-        await runner.cleanup()
+    await serve_stage(settings, stage(settings), stop, window=settings.dedup_window)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -53,6 +53,6 @@ group id, so generation-based fencing of KIP-447 is not available):
 from voicecall.runtime.record import Record
 from voicecall.runtime.stage.contract import Core, Stage, StageSettings, Ticking
 from voicecall.runtime.stage.inputs import InputsMismatch
-from voicecall.runtime.stage.runner import run_stage
+from voicecall.runtime.stage.runner import run_stage, serve_stage
 
-__all__ = ["Core", "InputsMismatch", "Record", "Stage", "StageSettings", "Ticking", "run_stage"]
+__all__ = ["Core", "InputsMismatch", "Record", "Stage", "StageSettings", "Ticking", "run_stage", "serve_stage"]

@@ -14,22 +14,28 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
+from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 
 from voicecall.runtime import config
+from voicecall.runtime.failures import Refusal
 from voicecall.runtime.kafka import make_admin
+from voicecall.runtime.stage.assignment import sticky_assignor
 
 _POLL = 2.0
 
 
-class InputsMismatch(RuntimeError):
-    """The inputs do not have the same partition count: the stage refuses to run."""
+class InputsMismatch(Refusal):
+    """The inputs do not have the same partition count: the stage refuses to run (one line, exit 2)."""
 
 
-def consumer_overrides(inputs: Sequence[str]) -> dict[str, Any]:
-    """Consumer settings for a stage with these inputs: the range assignor when there are several."""
-    return {"partition_assignment_strategy": (RangePartitionAssignor,)} if len(inputs) > 1 else {}
+def assignors(inputs: Sequence[str]) -> tuple[type[AbstractPartitionAssignor], ...]:
+    """The group's assignor for a stage with these inputs. One input: the sticky assignor, so that survivors keep
+    their partitions through a rebalance. Several: the range assignor, the one that keeps partition n of every
+    input on one member (co-partitioning is correctness; stickiness only saves restores — the sticky assignor
+    balances each topic on its own and may split partition n of two inputs between two members)."""
+    return (RangePartitionAssignor,) if len(inputs) > 1 else (sticky_assignor(),)
 
 
 def mismatch(counts: dict[str, int]) -> str | None:

@@ -16,12 +16,12 @@ from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord
 
-from voicecall.runtime import config, deadletter, logging as vlog, tracing
+from voicecall.runtime import config, deadletter, logging as vlog, metrics, tracing
 from voicecall.runtime.age import AGE
 from voicecall.runtime.kafka import group_id, make_consumer
 from voicecall.runtime.record import Record
 from voicecall.runtime.stage import inputs, oversize
-from voicecall.runtime.stage.assignment import READY, Assignment, Listener, Partition, sticky_assignor
+from voicecall.runtime.stage.assignment import READY, Assignment, Listener, Partition
 from voicecall.runtime.stage.contract import Stage, StageSettings
 from voicecall.runtime.stage.metrics import StageMetrics
 from voicecall.runtime.stage.ticks import Ticks
@@ -46,17 +46,14 @@ class Runner:
             settings, group_id=self.group, wait=stop, session_timeout_ms=session_ms,
             # Members learn of a rebalance at their next heartbeat, and it waits for the last of them.
             heartbeat_interval_ms=max(100, min(1000, session_ms // 3)),
-            # Survivors keep their partitions through a rebalance (see the assignment module).
-            partition_assignment_strategy=(sticky_assignor(),),
+            partition_assignment_strategy=inputs.assignors(stage.inputs),
             group_instance_id=self.opts.consumer_instance_id,
             # A restore may hold the main loop for a while; only a stuck process should lose its partitions.
-            max_poll_interval_ms=max(300_000, int(self.opts.prepare_timeout * 2000)),
-            **inputs.consumer_overrides(stage.inputs))
+            max_poll_interval_ms=max(300_000, int(self.opts.prepare_timeout * 2000)))
         self.assignment = Assignment(settings, self.opts, stage, self.consumer, self.group, self.metrics)
         self.ticks = Ticks(stage, self.opts.batch_records, self.consumer, self.log)
 
     async def run(self) -> None:
-        await inputs.check(self.settings, self.stage.inputs, self.stop, self.log)  # raises InputsMismatch
         await self.consumer.start()
         self.consumer.subscribe(list(self.stage.inputs), listener=Listener(self.assignment))
         self.log.info("stage started", group=self.group, inputs=list(self.stage.inputs),
@@ -236,6 +233,22 @@ class Runner:
 
 async def run_stage(settings: config.CommonSettings, stage: Stage, stop: asyncio.Event, *,
                     ready: asyncio.Event | None = None) -> None:
-    """Run ``stage`` exactly once until ``stop`` is set (see :mod:`voicecall.runtime.stage` for the contract)."""
+    """Run ``stage`` exactly once until ``stop`` is set (see :mod:`voicecall.runtime.stage` for the contract).
+    Inputs of different partition counts are refused before any client is made (:class:`inputs.InputsMismatch`)."""
     tracing.setup(stage.name)  # on only when the OTEL_* variables ask for it
+    await inputs.check(settings, stage.inputs, stop, vlog.get("processor", stage=stage.name))
     await Runner(settings, stage, stop, ready).run()
+
+
+async def serve_stage(settings: config.CommonSettings, stage: Stage, stop: asyncio.Event,
+                      ready: asyncio.Event | None = None, **started: Any) -> None:
+    """A stage's process: ``/metrics``, ``/healthz`` and ``/readyz`` (ready once every partition is) beside
+    :func:`run_stage`; ``started`` are logged with the ops port once it listens."""
+    ready = ready or asyncio.Event()
+    runner = await metrics.serve_ops(settings.metrics_host, settings.metrics_port,
+                                     lambda: (ready.is_set(), {"stage": stage.name}))
+    vlog.get(stage.name).info(f"{stage.name} started", ops_port=metrics.bound_port(runner), **started)
+    try:
+        await run_stage(settings, stage, stop, ready=ready)
+    finally:
+        await runner.cleanup()
