@@ -3,10 +3,15 @@ on; log lines inside a span carry its ids."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import structlog
 from hypothesis import given, strategies as st
 from opentelemetry.trace import SpanKind
 
@@ -99,9 +104,23 @@ def test_a_bad_exporter_stops_the_process_naming_the_variable(monkeypatch: pytes
     assert tracing.ACTIVE is False
 
 
-def test_log_lines_inside_a_record_span_carry_its_ids(spans: Any, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def log_lines(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """The project's log setup writing JSON lines into a buffer; the previous setup back afterwards (later tests'
+    stages log on)."""
+    saved, handlers = structlog.get_config(), logging.getLogger().handlers[:]
+    buffer = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", buffer)
     vlog.setup("INFO", "json")
-    log = vlog.get("test")
+    try:
+        yield buffer
+    finally:
+        structlog.configure(**saved)
+        logging.getLogger().handlers[:] = handlers
+
+
+def test_log_lines_inside_a_record_span_carry_its_ids(spans: Any, log_lines: io.StringIO) -> None:
+    log = vlog.get("test-trace-ids")
 
     class Consumed:
         topic, partition, offset, key = "t.fee.raw", 0, 7, b"s-1"
@@ -112,7 +131,7 @@ def test_log_lines_inside_a_record_span_carry_its_ids(spans: Any, capsys: pytest
     with tracing.current(span):
         log.info("while handling")
     span.end()
-    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in log_lines.getvalue().splitlines() if line.startswith("{")]
     outside, inside = (next(line for line in lines if line["event"] == name) for name in ("before", "while handling"))
     assert "trace_id" not in outside and "span_id" not in outside
     assert inside["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -144,8 +144,8 @@ class Runner:
             except Exception as error:
                 tracing.fail(span, error)
                 produced = [self._failed(record, error)]
-        for out in produced:
-            if out.topic != self.stage.changelog_topic:
+        for out in produced:  # a tombstone and the changelog carry no CloudEvents headers
+            if out.value is not None and out.topic != self.stage.changelog_topic:
                 out.headers = tracing.stamped(out.headers, span)
         return produced
 
