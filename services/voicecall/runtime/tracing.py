@@ -83,7 +83,7 @@ def setup(service: str) -> bool:
         raise SystemExit(f"OTEL_TRACES_EXPORTER/OTEL_EXPORTER_OTLP_ENDPOINT ask for traces, which need the optional "
                          f"extra voicecall-pipeline[tracing] ({error.name} is missing)") from error
 
-    # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES are read by Resource.create; our default only fills a gap.
+    # service.name: OTEL_SERVICE_NAME, else voicecall-<service>; other attributes from OTEL_RESOURCE_ATTRIBUTES.
     resource = Resource.create({SERVICE_NAME: settings.service_name or f"voicecall-{service}"})
     provider = TracerProvider(resource=resource)  # sampler: OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG
     for name in exporters:
@@ -200,14 +200,8 @@ def context_headers(span: Any) -> list[tuple[str, bytes]]:
     return [(f"ce_{key}", value.encode()) for key, value in carrier.items()]
 
 
-def stamp(headers: list[tuple[str, bytes]], span: Any) -> None:
-    """Put ``span``'s context on a record's headers, in place of any it had."""
-    if any(key in _OURS for key, _ in headers):
-        headers[:] = [(k, v) for k, v in headers if k not in _OURS]
-    headers.extend(context_headers(span))
-
-
 def stamped(headers: Sequence[tuple[str, bytes]], span: Any) -> list[tuple[str, bytes]]:
+    """A record's headers with ``span``'s context in place of any it had."""
     result = [(k, v) for k, v in headers if k not in _OURS]
     result.extend(context_headers(span))
     return result
