@@ -9,8 +9,9 @@ shared machine), their medians, and how many rounds met the goal: CPU per push a
     git worktree add /tmp/baseline main
     .venv/bin/python bench/ingress_ab.py --baseline /tmp/baseline/services [--rounds 12] [--duration 10]
 
-``--traced``: this checkout with tracing on (every push sampled, spans exported over OTLP/HTTP to a sink in this
-process that answers 200 and reads nothing else); use ``--baseline services`` for the cost of tracing alone.
+``--traced [--ratio R]``: this checkout with tracing on (a share R of the pushes sampled, default all; spans
+exported over OTLP/HTTP to a sink in this process that answers 200 and keeps nothing); use ``--baseline services``
+for the cost of tracing alone.
 """
 
 from __future__ import annotations
@@ -82,13 +83,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--traced", action="store_true", help="tracing on in this checkout's ingress")
+    parser.add_argument("--ratio", type=float, default=1.0, help="with --traced: the share of pushes sampled")
     args = parser.parse_args()
     traced: dict[str, str] = {}
     if args.traced:
         sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
         threading.Thread(target=sink.serve_forever, daemon=True).start()
         traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.server_address[1]}",
-                  "OTEL_TRACES_SAMPLER": "always_on"}
+                  "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": str(args.ratio)}
     code = {"baseline": args.baseline.resolve(), "this": HERE.parent / "services"}
     work = Path(tempfile.mkdtemp(prefix="bench-ingress-ab-"))
     broker = start_broker("apache", state_dir=work / "broker")

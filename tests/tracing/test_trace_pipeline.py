@@ -56,30 +56,30 @@ async def test_one_trace_from_the_push_to_billing_and_the_recording(kafka_bootst
         unique = await read_to_end(settings, "fee.unique", expected=1, timeout=60)
         billed = await read_to_end(settings, "billing", expected=1, timeout=60)
         failed = await read_to_end(settings, "recording.failed", expected=1, timeout=90)
-        trace = await finished(spans, int(UPSTREAM_TRACE, 16), 6)
+        trace = await finished(spans, int(UPSTREAM_TRACE, 16), 4)
 
     by_kind: dict[str, Any] = {}
     for span in trace:
         stage = span.attributes.get("voicecall.stage")
         by_kind[stage or span.kind.name] = span
-    assert set(by_kind) == {"SERVER", "PRODUCER", "dedup", "billing", "recordings"} and len(trace) == 5, \
+    assert set(by_kind) == {"SERVER", "dedup", "billing", "recordings"} and len(trace) == 4, \
         [(s.name, s.kind, dict(s.attributes)) for s in trace]
-    server, send = by_kind["SERVER"], by_kind["PRODUCER"]
+    server = by_kind["SERVER"]
     dedup, billing, recordings = by_kind["dedup"], by_kind["billing"], by_kind["recordings"]
 
-    # The chain of parents: the caller's span → the push → its records' send → dedup → billing and recordings.
+    # The chain of parents: the caller's span → the push (its records' creation context) → dedup → billing and
+    # recordings.
     assert server.parent.span_id == int(UPSTREAM_SPAN, 16) and server.name == "POST /notify/fee"
-    assert server.attributes["http.response.status_code"] == 200
-    assert send.parent.span_id == server.context.span_id and send.kind == SpanKind.PRODUCER
-    assert dedup.parent.span_id == send.context.span_id
+    assert server.kind == SpanKind.SERVER and server.attributes["http.response.status_code"] == 200
+    assert dedup.parent.span_id == server.context.span_id
     assert billing.parent.span_id == dedup.context.span_id
     assert recordings.parent.span_id == dedup.context.span_id
     # Each consumer span also links the producing span (messaging conventions: the creation context).
-    assert [link.context.span_id for link in dedup.links] == [send.context.span_id]
+    assert [link.context.span_id for link in dedup.links] == [server.context.span_id]
     assert [link.context.span_id for link in billing.links] == [dedup.context.span_id]
 
     fee_raw, fee_unique = topics.name(settings, "fee.raw"), topics.name(settings, "fee.unique")
-    assert send.name == f"send {fee_raw}" and send.attributes["messaging.destination.name"] == fee_raw
+    assert server.attributes["messaging.destination.name"] == fee_raw
     for span, topic, group in ((dedup, fee_raw, "dedup"), (billing, fee_unique, "billing"),
                                (recordings, fee_unique, "recordings")):
         assert span.kind == SpanKind.CONSUMER and span.name == f"process {topic}"
@@ -93,7 +93,7 @@ async def test_one_trace_from_the_push_to_billing_and_the_recording(kafka_bootst
         assert span.status.is_ok, (span.name, span.status)
 
     # Every record carries the context of the span that made it (CloudEvents distributed-tracing extension).
-    assert cloudevents.header(raw[0].headers, "ce_traceparent") == traceparent(send)
+    assert cloudevents.header(raw[0].headers, "ce_traceparent") == traceparent(server)
     assert cloudevents.header(unique[0].headers, "ce_traceparent") == traceparent(dedup)
     assert cloudevents.header(billed[0].headers, "ce_traceparent") == traceparent(billing)
     assert cloudevents.header(failed[0].headers, "ce_traceparent") == traceparent(recordings)

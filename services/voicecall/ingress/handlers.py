@@ -137,22 +137,17 @@ def make_handler(notify: Notify, route: str, path_label: str) -> Handler:
         origin: dict[str, Any] = {"path": path_label, "client": client}
         outcome = notify.outcome(body, fits, request.headers.get(hdrs.CONTENT_ENCODING), request, origin,
                                  notify.clock.now(), notify.push_id())
-        sending = tracing.send_span(outcome.records, outcome.session_ids) if tracing.ACTIVE else None
+        if tracing.ACTIVE:
+            tracing.push_records(outcome.records, outcome.session_ids)
         try:
             via = await notify.publisher.publish(outcome.records)
         except Unavailable as error:
-            if sending is not None:
-                tracing.fail(sending, error)
-                sending.end()
             metrics.UNAVAILABLE.inc()
             metrics.count_request(route, 503)
             log.error("push not durable, answering 503", error=str(error), event_type=outcome.event_type,
                       session_ids=outcome.session_ids[:5])
             return web.Response(status=503, body=error_body("temporarily unavailable"),
                                 content_type="application/json", headers={"Retry-After": "5"})
-        if sending is not None:
-            sending.set_attribute("voicecall.durable_via", via)
-            sending.end()
         metrics.observe_durable(via, time.perf_counter() - started)
         if via == "kafka":
             metrics.count_record(outcome.records[0].topic, len(outcome.records))

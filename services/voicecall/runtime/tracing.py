@@ -10,8 +10,8 @@ and are imported only when tracing is on: with it off, the hot paths test :data:
 
 The context travels as the CloudEvents distributed-tracing extension: ``ce_traceparent`` (W3C ``traceparent``) and
 ``ce_tracestate`` headers on every record. Spans follow the OpenTelemetry messaging conventions for Kafka: the
-ingress's ``send <topic>`` producer span (child of its HTTP server span, itself the child of a ``traceparent`` the
-request carried); in every consumer a ``process <topic>`` consumer span per record whose parent is the context
+ingress's HTTP server span of the push (the child of a ``traceparent`` the request carried) is the creation context
+of the push's records; in every consumer a ``process <topic>`` consumer span per record whose parent is the context
 the record carries (one trace from the push to billing and the recording), also recorded as a link; the context of
 that span goes on the records it produces. Every span has a ``sessionId`` attribute when the record has one
 (its key); spans of records that ``voicecall replay copy`` re-emitted carry ``voicecall.replay.id``.
@@ -142,21 +142,18 @@ def server_span(request_headers: Mapping[str, str], method: str, route: str) -> 
                               attributes={"http.request.method": method, "http.route": route})
 
 
-def send_span(records: Sequence[Any], session_ids: Sequence[str]) -> Any:
-    """The producer span of a push's records (their creation context), a child of the current span; every record
-    gets its context. ``sessionId`` goes on the current (server) span too."""
-    attributes: dict[str, Any] = {"messaging.system": "kafka", "messaging.operation.type": "send",
-                                  "messaging.operation.name": "send", "messaging.batch.message_count": len(records)}
-    topic = records[0].topic if records else "none"
-    attributes["messaging.destination.name"] = topic
+def push_records(records: Sequence[Any], session_ids: Sequence[str]) -> None:
+    """The current (ingress) span is the creation context of a push's records: each gets its context, and the span
+    the push's ``sessionId`` and destination. One span per push: a producer span of its own doubled the cost."""
+    span = _trace.get_current_span()
     if session_ids:
-        attributes["sessionId"] = session_ids[0] if len(session_ids) == 1 else list(session_ids)
-        _trace.get_current_span().set_attribute("sessionId", attributes["sessionId"])
-    span = _tracer.start_span(f"send {topic}", kind=_trace.SpanKind.PRODUCER, attributes=attributes)
+        span.set_attribute("sessionId", session_ids[0] if len(session_ids) == 1 else list(session_ids))
+    if records:
+        span.set_attributes({"messaging.system": "kafka", "messaging.destination.name": records[0].topic,
+                             "messaging.batch.message_count": len(records)})
     context = context_headers(span)
     for record in records:
         record.headers.extend(context)
-    return span
 
 
 def consumer_span(record: Any, group: str, stage: str) -> Any:
