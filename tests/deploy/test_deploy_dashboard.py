@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import yaml
 from deploy_helpers import K8S, one
 from promql_helpers import expr_labels, metric_names, problems
 
@@ -68,3 +70,15 @@ def test_prod_ships_the_dashboard_as_a_configmap(built: dict[str, list[dict[str,
     config_map = one(built["prod"], "ConfigMap", "voicecall-dashboard")
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(config_map["data"]["voicecall-pipeline.json"]) == json.loads(JSON_FILE.read_text())
+
+
+def test_every_panel_query_is_valid_promql(promtool_path: str, tmp_path: Path) -> None:
+    """promtool parses each query as a recording rule (Grafana's ``$__rate_interval`` stands for a range)."""
+    board = json.loads(JSON_FILE.read_text(encoding="utf-8"))
+    rules = [{"record": f"dashboard:query_{index}", "expr": expr.replace("$__rate_interval", "5m")}
+             for index, (_, expr) in enumerate(queries(board))]
+    (tmp_path / "queries.yaml").write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    out = subprocess.run([promtool_path, "check", "rules", "queries.yaml"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in out.stdout + out.stderr

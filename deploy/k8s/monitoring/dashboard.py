@@ -49,8 +49,11 @@ ROWS: list[tuple[str, list[timeseries.Panel]]] = [
               "Late by design (the platform re-pushes hourly; a replay re-emits old records): kept apart from the "
               "objective.",
               (p99("voicecall_event_age_seconds", "stage, push", '{push!="first"}'), "{{stage}} {{push}}")),
-        panel("Consumer lag", "short", "Records each stage has yet to read (all partitions).",
-              ("sum by (stage) (voicecall_stage_consumer_lag)", "{{stage}}")),
+        panel("Consumer lag", "short", "Records each consumer has yet to read (all partitions): the stages' own "
+                                       "gauge, and Kafka Exporter's view of every group (recordings included).",
+              ("sum by (stage) (voicecall_stage_consumer_lag)", "{{stage}}"),
+              (r'sum by (consumergroup) (kafka_consumergroup_lag{consumergroup=~"voicecall\\..*"})',
+               "{{consumergroup}} (exporter)")),
     ]),
     ("Ingress", [
         panel("Pushes by route and status", "reqps", "HTTP answers per second: 200 durable; 4xx kept in deadletter; "
