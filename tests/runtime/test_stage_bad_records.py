@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 
 from kafka_helpers import produce, read_all
 from voicecall import topics
+from voicecall.runtime import deadletter
 from voicecall.runtime.config import CommonSettings
 from voicecall.runtime.stage import Core, Record, Stage, oversize, run_stage
 
@@ -119,11 +120,12 @@ async def test_an_output_too_large_to_produce_is_deadlettered_after_one_failed_t
     assert len([e for e in logs if e["event"] == "output too large, deadlettered"]) == 1
 
 
-def test_fit_drops_the_key_of_a_deadletter_record_that_would_not_fit_either() -> None:
+def test_fit_cuts_the_key_of_a_deadletter_record_so_that_it_fits() -> None:
     record = ConsumerRecord("in", 0, 7, 0, 0, b"k" * (oversize.LIMIT - 100), b"v", None, 0, 0, [])
     small = Record("out", b"s", b"ok", [])
     fitted, replaced = oversize.fit(record, [small, Record("out", b"s", b"x" * oversize.LIMIT, [])], "st", "dl",
                                     max_payload=512 * 1024)
     assert replaced == 1 and fitted[0] is small
-    assert fitted[1].topic == "dl" and fitted[1].key is None and oversize.size(fitted[1]) <= oversize.LIMIT
+    dead = fitted[1]
+    assert dead.topic == "dl" and dead.key == b"k" * deadletter.MAX_KEY and oversize.size(dead) <= oversize.LIMIT
     assert orjson.loads(fitted[1].value)["origin"] == {"topic": "in", "partition": 0, "offset": 7}

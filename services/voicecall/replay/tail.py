@@ -21,9 +21,8 @@ from aiokafka import TopicPartition
 
 from voicecall.replay import names, window
 from voicecall.runtime import config, lifecycle, logging as vlog, times
-from voicecall.runtime.kafka import Throttle, make_consumer, unreachable
+from voicecall.runtime.kafka import make_consumer
 
-PROBE_IDLE = 5.0  # seconds without a record before tail checks that the broker is still there
 log = vlog.get("tail")
 
 
@@ -106,19 +105,13 @@ async def tail(settings: config.CommonSettings, args: argparse.Namespace, stop: 
         else:
             await consumer.seek_to_end(*tps)
         printed = 0
-        last_seen = last_probe = time.monotonic()
-        notice = Throttle()
+        last_seen = time.monotonic()  # a broker outage meanwhile is logged once per broker (runtime.kafkalog)
         while not stop.is_set():
             now = time.monotonic()
             if args.max is not None and printed >= args.max:
                 return
             if args.timeout is not None and now - last_seen >= args.timeout:
                 return
-            if now - max(last_seen, last_probe) >= PROBE_IDLE:  # quiet: a quiet topic, or no broker?
-                last_probe = now
-                reason = await unreachable(settings)
-                if reason is not None and notice.due():
-                    log.warning("broker unreachable, retrying", bootstrap=settings.kafka_bootstrap, error=reason)
             fetched = await consumer.getmany(timeout_ms=200, max_records=500)
             lines: list[bytes] = []
             for records in fetched.values():

@@ -17,7 +17,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaConnectionError
 
 from voicecall.runtime import logging as vlog
@@ -121,19 +120,6 @@ async def _unless(stop: asyncio.Event, work: Awaitable[Any]) -> bool:
         return False
     task.result()
     return True
-
-
-async def unreachable(settings: CommonSettings) -> str | None:
-    """Why the cluster does not answer a metadata request right now, or None when it does."""
-    client = AIOKafkaClient(**connection_kwargs(settings), client_id=f"{settings.kafka_client_id}-probe",
-                            request_timeout_ms=5000)
-    try:
-        await _start(settings.kafka_bootstrap, client.bootstrap, client.close, None)
-    except BrokerUnreachable as error:
-        return error.reason
-    finally:
-        await client.close()
-    return None
 
 
 class Consumer(AIOKafkaConsumer):  # type: ignore[misc]

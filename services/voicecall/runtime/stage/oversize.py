@@ -48,7 +48,5 @@ def fit(record: Any, outputs: list[Record], stage: str, deadletter_topic: str, m
             record, deadletter.Reason.TOO_LARGE, stage, deadletter_topic,
             detail=f"the output for {out.topic} is {bytes_} bytes, over the producer's limit of {limit}",
             max_bytes=min(max_payload, limit // 4))
-        if size(dead) > limit:  # the input's own key is that large: the origin still says which record it was
-            dead = Record(dead.topic, None, dead.value, dead.headers)
-        fitted.append(dead)
+        fitted.append(dead)  # always fits: the deadletter builder bounds key, payload and envelope
     return fitted, replaced
