@@ -5,7 +5,10 @@ connections of ~1.1 KB fee pushes from ``wrk`` (core 1), in alternating rounds (
 
 - bare:    aiohttp + orjson.loads + 200, no Kafka (bench/ingress_baselines.py)
 - naive:   aiohttp + one aiokafka send_and_wait per record, acks=all (bench/ingress_baselines.py)
-- ingress: ``voicecall ingress`` (validation, split, CloudEvents headers, metrics, spool fallback)
+- ingress: ``voicecall ingress`` (validation, split, CloudEvents headers, metrics, spool fallback), unsigned
+  pushes (signature outcome ``absent`` in the default ``log`` mode)
+- signed:  the same ingress with X-AKSK-signed pushes (each verified ``valid``): the difference in CPU per request
+  is what verification costs on the whole path (bench/signature.py measures the verifier alone)
 
 then the ingress at about half its maximum rate (wrk's per-connection delay), and ``--workers 2``
 (SO_REUSEPORT, both cores, wrk sharing core 1). Prints req/s, p50, p99 and the ratios. Numbers are not asserted;
@@ -40,6 +43,32 @@ LUA = HERE / "ingress_push.lua"
 PREFIX = "bench."
 
 
+APP_KEY, APP_SECRET = "bench-app", "bench-secret"
+
+
+def signatures(url: str, path: Path, count: int) -> dict[str, str]:
+    """``count`` X-AKSK values for ``url``, each with its own nonce, for one wrk run (wrk's env)."""
+    from voicecall import huawei
+
+    created = huawei.created_now()
+    with path.open("w") as out:
+        for _ in range(count):
+            nonce = huawei.new_nonce()
+            digest = huawei.push_digest(APP_SECRET, url, nonce, created)
+            out.write(huawei.format_x_aksk(APP_KEY, digest, nonce, created) + "\n")
+    return {"INGRESS_SIGNATURES": str(path)}
+
+
+def signature_outcomes(port: int) -> dict[str, float]:
+    """voicecall_ingress_signature_total of a server, by outcome (the non-zero ones)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found = re.findall(r'^voicecall_ingress_signature_total\{outcome="([^"]+)"\} (\S+)$', text, re.MULTILINE)
+    return {outcome: float(value) for outcome, value in found if float(value)}
+
+
 @dataclass
 class Result:
     name: str
@@ -62,8 +91,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 def run_wrk(name: str, url: str, duration: int, connections: int, delay_ms: float = 0.0,
-            cores: str = "1", pid: int | None = None) -> Result:
-    env = dict(os.environ, INGRESS_DELAY_MS=str(delay_ms))
+            cores: str = "1", pid: int | None = None, extra_env: dict[str, str] | None = None) -> Result:
+    env = dict(os.environ, INGRESS_DELAY_MS=str(delay_ms), **(extra_env or {}))
     cpu_before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(["taskset", "-c", cores, "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
                           "-s", str(LUA), url], env=env, capture_output=True, text=True, check=True).stdout
@@ -148,7 +177,7 @@ def main() -> int:
                    VOICECALL_INGRESS_HOST="127.0.0.1", VOICECALL_LOG_FORMAT="json",
                    VOICECALL_INGRESS_SPOOL_DIR=str(work / "spool"))
         py = sys.executable
-        ports = {name: free_port() for name in ("bare", "naive", "ingress")}
+        ports = {name: free_port() for name in ("bare", "naive", "ingress", "signed")}
         # All three up at once, each pinned to core 0 (an idle server costs nothing); rounds alternate between
         # them so that load from elsewhere on the machine hits each alike; the best round of each counts.
         argvs = {
@@ -156,20 +185,26 @@ def main() -> int:
             "naive": [py, str(HERE / "ingress_baselines.py"), "naive", str(ports["naive"]), broker.bootstrap,
                       "naive.fee.raw"],
             "ingress": [py, "-m", "voicecall", "ingress", "--port", str(ports["ingress"])],
+            "signed": [py, "-m", "voicecall", "ingress", "--port", str(ports["signed"])],
         }
-        procs = [start_server(argv, "0", env, log) for argv in argvs.values()]
+        signed_env = dict(env, VOICECALL_HUAWEI_APP_KEY=APP_KEY, VOICECALL_HUAWEI_APP_SECRET=APP_SECRET,
+                          VOICECALL_INGRESS_SPOOL_DIR=str(work / "spool-signed"))
+        procs = [start_server(argv, "0", signed_env if name == "signed" else env, log)
+                 for name, argv in argvs.items()]
         pids = dict(zip(argvs, (proc.pid for proc in procs), strict=True))
         for port in ports.values():
             wait_port(port)
             warm(f"http://127.0.0.1:{port}/notify/fee")
         for _ in range(args.rounds):
             for name, port in ports.items():
-                result = run_wrk(name, f"http://127.0.0.1:{port}/notify/fee", args.duration, args.connections,
-                                 pid=pids[name])
+                url = f"http://127.0.0.1:{port}/notify/fee"
+                extra = signatures(url, work / "signatures.txt", 10_000 * args.duration) if name == "signed" else None
+                result = run_wrk(name, url, args.duration, args.connections, pid=pids[name], extra_env=extra)
                 print(f"  {name:<8} {result.rps:>8.0f} req/s  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms"
                       f"  {result.cpu_us:5.0f} µs CPU/req", flush=True)
                 if name not in results or result.rps > results[name].rps:
                     results[name] = result
+        outcomes = signature_outcomes(ports["signed"])
         url = f"http://127.0.0.1:{ports['ingress']}/notify/fee"
         half = results["ingress"].rps / 2
         delay = max(0.0, args.connections * 1000.0 / half - results["ingress"].p50_ms)
@@ -189,7 +224,7 @@ def main() -> int:
             stop_server(proc)
         procs = []
         stored = asyncio.run(count_records(broker.bootstrap, f"{PREFIX}fee.raw"))
-        answered = sum(r.requests - r.errors for k, r in results.items() if k.startswith("ingress"))
+        answered = sum(r.requests - r.errors for k, r in results.items() if k.startswith(("ingress", "signed")))
     finally:
         for proc in procs:
             stop_server(proc)
@@ -204,6 +239,11 @@ def main() -> int:
     if ing.cpu_us and bare.cpu_us and naive.cpu_us:
         print(f"CPU per request: bare {bare.cpu_us:.0f} µs, naive {naive.cpu_us:.0f} µs, ingress {ing.cpu_us:.0f} µs "
               f"(ratios bare/ingress {bare.cpu_us / ing.cpu_us:.2f}, naive/ingress {naive.cpu_us / ing.cpu_us:.2f})")
+    signed = results["signed"]
+    if ing.cpu_us and signed.cpu_us:
+        print(f"signed pushes: {signed.rps / ing.rps:.2f}× the req/s of unsigned ones; CPU per request "
+              f"{signed.cpu_us - ing.cpu_us:+.1f} µs (verification on the whole path; goal ≤ 10 µs)")
+        print(f"the signed server's outcomes: {outcomes}")
     print(f"machine load during the run (1-min load average): {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     half = results["ingress@half"]
     print(f"p99 at ~half max rate ({half.rps:.0f} req/s) = {half.p99_ms:.2f} ms   (goal ≤ 25 ms)")

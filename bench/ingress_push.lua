@@ -5,6 +5,13 @@ local thread_id = tostring(math.random(100000, 999999))
 local delay_ms = tonumber(os.getenv("INGRESS_DELAY_MS") or "0")
 local path = os.getenv("INGRESS_PATH") or "/notify/fee"
 local headers = { ["Content-Type"] = "application/json;charset=UTF-8" }
+-- INGRESS_SIGNATURES (env): a file of X-AKSK values signed in advance (one per line, each nonce used once).
+local signatures = {}
+local signature_file = os.getenv("INGRESS_SIGNATURES")
+if signature_file then
+  for line in io.lines(signature_file) do signatures[#signatures + 1] = line end
+  headers["Authorization"] = 'AKSK realm="SDP",profile="UsernameToken",type="Appkey"'
+end
 local template = '{"eventType":"fee","feeLst":[{"appKey":"cJU9QxBt53ZytKo9X8C35Z5c6pvi","bindNum":"+8675566660000",'
   .. '"callEndTime":"2019-01-24 03:04:49","callOutAlertingTime":"2019-01-24 03:04:26","callOutAnswerTime":'
   .. '"2019-01-24 03:04:31","callOutStartTime":"2019-01-24 03:04:24","callOutUnaswRsn":0,"calleeNum":"+8613800000021",'
@@ -18,6 +25,7 @@ local template = '{"eventType":"fee","feeLst":[{"appKey":"cJU9QxBt53ZytKo9X8C35Z
 
 request = function()
   counter = counter + 1
+  if #signatures > 0 then headers["X-AKSK"] = signatures[(counter - 1) % #signatures + 1] end
   local session = string.format("1200_%s_%d_20190124030424@callenabler245.huaweicaas.com", thread_id, counter)
   return wrk.format("POST", path, headers, string.format(template, session, counter))
 end

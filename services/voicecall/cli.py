@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+from typing import Any
 
-from voicecall import __version__, settingsdoc
+from voicecall import __version__
 from voicecall.commands import COMMANDS
-from voicecall.runtime import failures, streams
+from voicecall.runtime import streams
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _top_parser() -> argparse.ArgumentParser:
@@ -26,29 +30,50 @@ def _top_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    streams.protect()  # no log line or report may raise: stderr closed, `| tee` ended
-    argv = list(sys.argv[1:] if argv is None else argv)
-    top = _top_parser()
-    if not argv:
-        top.print_help(sys.stderr)  # no command is a usage error, not a success
-        return 2
-    if argv[0].startswith("-"):
-        top.parse_args(argv)  # --help / --version exit 0 here, anything else is an argparse error (2)
-        return 2
-    name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        top.error(f"unknown command {name!r}")
-    command = COMMANDS[name]
-    module = importlib.import_module(command.module)
-    parser = argparse.ArgumentParser(prog=f"voicecall {name}", description=command.help,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    module.add_arguments(parser)
-    if command.settings:  # after the command's own epilog, if it has one
-        parser.epilog = "\n\n".join(part for part in (parser.epilog, settingsdoc.help_epilog(name)) if part)
-    args = parser.parse_args(rest)
+    # A stop signal while the command's modules load (seconds on a loaded machine) is remembered, not fatal: the
+    # command then exits 0 before it starts, as a supervisor's SIGTERM right after a start expects. Each command
+    # installs its own handling once it runs.
+    stopped: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, _frame: stopped.append(signum))
+                for signum in STOP_SIGNALS}
+    try:
+        name, module, args = _load(argv)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if stopped:
+        return 0  # stopped before it started: nothing was in flight
+    from voicecall.runtime import failures
+
     try:
         return int(module.main(args) or 0)
     except failures.Refusal as refusal:
         action = getattr(args, "action", None)  # replay reset, topics create, …
         print(f"voicecall {name}{f' {action}' if action else ''}: {refusal}", file=sys.stderr, flush=True)
         return failures.EXIT_CONFIG
+
+
+def _load(argv: list[str] | None) -> tuple[str, Any, argparse.Namespace]:
+    """The command's name, its module (imported) and its parsed arguments; usage errors and --help exit here."""
+    streams.protect()  # no log line or report may raise: stderr closed, `| tee` ended
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = _top_parser()
+    if not argv:
+        top.print_help(sys.stderr)  # no command is a usage error, not a success
+        raise SystemExit(2)
+    if argv[0].startswith("-"):
+        top.parse_args(argv)  # --help / --version exit 0 here, anything else is an argparse error (2)
+        raise SystemExit(2)
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        top.error(f"unknown command {name!r}")
+    command = COMMANDS[name]
+    from voicecall import settingsdoc
+
+    module = importlib.import_module(command.module)
+    parser = argparse.ArgumentParser(prog=f"voicecall {name}", description=command.help,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    module.add_arguments(parser)
+    if command.settings:  # after the command's own epilog, if it has one
+        parser.epilog = "\n\n".join(part for part in (parser.epilog, settingsdoc.help_epilog(name)) if part)
+    return name, module, parser.parse_args(rest)

@@ -8,8 +8,9 @@ import re
 
 # Labels Prometheus adds to every scraped series (target labels and the PodMonitor's relabelings).
 TARGET_LABELS = {"pod", "namespace", "service", "instance", "job", "container", "endpoint"}
-METRIC_MODULES = ("voicecall.ingress.metrics", "voicecall.runtime.stage", "voicecall.recordings.metrics",
-                  "voicecall.dedup.metrics", "voicecall.billing.metrics", "voicecall.calls.metrics")
+METRIC_MODULES = ("voicecall.ingress.metrics", "voicecall.apps", "voicecall.runtime.stage",
+                  "voicecall.recordings.metrics", "voicecall.dedup.metrics", "voicecall.billing.metrics",
+                  "voicecall.calls.metrics")
 
 
 def declared_labels() -> dict[str, set[str]]:

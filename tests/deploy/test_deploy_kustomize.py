@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
 import subprocess
 import sys
@@ -265,3 +266,44 @@ def test_replay_reset_tells_how_to_stop_a_workload_that_exists(built: Built, ove
         # ...and the topic it rewinds is the one the workload consumes.
         assert replay_reset.INPUTS[service] in {a for acc in manifests.SERVICES if acc.service == service
                                                for a in acc.reads}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_apps_file_is_a_secret_volume_of_the_ingress_and_recordings(built: Built, overlay: str) -> None:
+    docs = built[overlay]
+    for service in ("ingress", "recordings"):
+        workload = workload_of(docs, service)
+        path = Path(env_of(workload)["VOICECALL_HUAWEI_APPS_FILE"]["value"])
+        mounts = {m["mountPath"]: m for m in container(workload)["volumeMounts"]}
+        mount = mounts[str(path.parent)]
+        assert mount["readOnly"] and "subPath" not in mount, "a subPath mount never sees the Secret change"
+        volume = next(v for v in workload["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"])
+        assert volume["secret"]["secretName"] == "voicecall-huawei-apps"
+        assert [item["path"] for item in volume["secret"]["items"]] == [path.name]
+
+
+def test_prod_runs_log_and_the_enforce_component_switches_it(built: Built, tmp_path: Path) -> None:
+    from deploy_helpers import K8S, kustomize_command
+
+    env = config_env(built["prod"])
+    assert env["VOICECALL_INGRESS_SIGNATURE"] == "log"
+    assert env["VOICECALL_INGRESS_PUBLIC_URL"].startswith("https://")
+    host = one(built["prod"], "Ingress", "voicecall-ingress")["spec"]["rules"][0]["host"]
+    assert env["VOICECALL_INGRESS_PUBLIC_URL"] == f"https://{host}", "the URL the platform signs is the public one"
+    overlay = tmp_path / "enforcing"
+    overlay.mkdir()
+    prod, component = (Path(os.path.relpath(K8S / part, overlay)) for part in ("overlays/prod",
+                                                                                 "components/signature-enforce"))
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [str(prod)], "components": [str(component)]}))
+    out = subprocess.run([*kustomize_command(), str(overlay)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    docs = [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+    switched = config_env(docs)
+    assert switched["VOICECALL_INGRESS_SIGNATURE"] == "enforce"
+    assert {k: v for k, v in switched.items() if k != "VOICECALL_INGRESS_SIGNATURE"} == \
+        {k: v for k, v in env.items() if k != "VOICECALL_INGRESS_SIGNATURE"}
+    # the ConfigMap's name changes with its content, so applying it rolls the ingress pods
+    names = {d["metadata"]["name"] for d in by_kind(docs, "ConfigMap")}
+    assert names.isdisjoint({d["metadata"]["name"] for d in by_kind(built["prod"], "ConfigMap")})

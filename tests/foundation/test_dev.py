@@ -138,6 +138,12 @@ def test_dev_simulate_delivers_billing_and_ctrl_c_leaves_nothing_behind(kafka_bo
         missing = [r["value"] for r in records if r["value"] and r["value"]["cdr"]["status"] == "missing"]
         assert missing, f"{len(records)} calls records, none missing"
         assert all(m["state"] == "ended" and not m["complete"] for m in missing)
+        # the ingress runs in log mode and the simulator signs: a newcomer sees valid pushes on /metrics
+        with urllib.request.urlopen(f"http://127.0.0.1:{ingress_port}/metrics", timeout=5) as response:
+            exposition = response.read().decode()
+        counts = {outcome: float(value) for outcome, value in
+                  re.findall(r'^voicecall_ingress_signature_total\{outcome="([^"]+)"\} (\S+)$', exposition, re.M)}
+        assert counts["valid"] > 0 and sum(counts.values()) == counts["valid"], counts
     finally:
         os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         code = process.wait(timeout=90)

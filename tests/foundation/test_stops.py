@@ -14,6 +14,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -138,3 +139,24 @@ def test_stops_on_sigterm_without_a_stderr(name: str, stderr: str, kafka_bootstr
         assert "dev stopped" in report and "not cleanly" not in report, report
         for service in ("ingress", "dedup", "billing", "recordings"):
             assert f"{service:<11} exited 0" in report, report
+
+
+def test_a_stop_signal_while_the_command_loads_exits_0_before_it_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `voicecall dev` stopped right after starting its services: a child still importing its modules got the
+    # SIGTERM with no handler yet, died of it (-15) and was reported as not stopped cleanly.
+    from voicecall import cli
+
+    before = signal.getsignal(signal.SIGTERM)
+    started: list[str] = []
+    real_import = cli.importlib.import_module
+
+    def import_then_signal(name: str) -> Any:
+        module = real_import(name)
+        if name == "voicecall.billing.cli":
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives while the command's module loads
+            monkeypatch.setattr(module, "main", lambda args: started.append("main") or 1)
+        return module
+
+    monkeypatch.setattr(cli.importlib, "import_module", import_then_signal)
+    assert cli.main(["billing"]) == 0
+    assert started == [] and signal.getsignal(signal.SIGTERM) is before

@@ -220,7 +220,7 @@ async def test_every_ce_time_is_rfc3339_at_the_ingress_and_every_stage(
 
 def test_openapi_documents_every_answer_of_the_notify_paths() -> None:
     doc = yaml.safe_load((Path(__file__).resolve().parents[2] / "schemas" / "openapi.yaml").read_text())
-    answers = {"200", "400", "403", "408", "413", "415", "417", "500", "503"}
+    answers = {"200", "400", "401", "403", "408", "413", "415", "417", "500", "503"}
     for path in ("/notify/status", "/notify/fee", "/notify"):
         responses = doc["paths"][path]["post"]["responses"]
         assert set(responses) == answers, path

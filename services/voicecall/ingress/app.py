@@ -56,9 +56,9 @@ def add_notify_routes(app: web.Application, token: str | None, notify: Notify) -
     base = f"/notify/{token}" if token else "/notify"
     shown = "/notify/{token}" if token else "/notify"  # the token never reaches logs or deadletter
     expect = expect_handler(notify.max_body)
-    app.router.add_post(f"{base}/status", make_handler(notify, "status", f"{shown}/status"), expect_handler=expect)
-    app.router.add_post(f"{base}/fee", make_handler(notify, "fee", f"{shown}/fee"), expect_handler=expect)
-    app.router.add_post(base, make_handler(notify, "notify", shown), expect_handler=expect)
+    for route, tail in (("status", "/status"), ("fee", "/fee"), ("notify", "")):
+        app.router.add_post(base + tail, make_handler(notify, route, base + tail, shown + tail),
+                            expect_handler=expect)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Literal
 
 from pydantic import Field, field_validator
 
-from voicecall.runtime.config import CommaList, CommonSettings, Duration, Size
+from voicecall.apps import AppsSettings
+from voicecall.runtime.config import CommaList, Duration, Size
 
 
-class IngressSettings(CommonSettings):
+class IngressSettings(AppsSettings):
     ingress_host: str = Field("0.0.0.0", description="listen address")
     ingress_port: int = Field(8080, ge=0, le=65535, description="listen port (also /metrics, /healthz, /readyz)")
     ingress_path_token: str | None = Field(None, pattern=r"^[A-Za-z0-9._~-]{8,256}$", repr=False,
@@ -41,6 +43,19 @@ class IngressSettings(CommonSettings):
                                                                            "Kafka away, pushes answer 503")
     ingress_spool_segment_bytes: Size = Field(16 << 20, ge=1 << 12, description="size of one spool file")
     ingress_workers: int = Field(1, ge=1, le=64, description="processes sharing the port (SO_REUSEPORT)")
+    ingress_signature: Literal["off", "log", "enforce"] = Field(
+        "log", description="X-AKSK push signatures: off (not checked), log (checked, every push processed), enforce "
+        "(a push whose signature is not valid is answered 401 and kept in deadletter)")
+    # Below 4 h: the two readings of Created (UTC and Beijing time, 8 h apart) must not overlap.
+    ingress_signature_skew: Duration = Field(
+        300.0, gt=0, lt=4 * 3600, description="how far a push's Created may be from the ingress clock")
+    ingress_signature_nonces: int = Field(
+        100_000, ge=100, le=10_000_000, description="the most nonces remembered to catch replays (each kept twice "
+        "the skew); more evicts the oldest and counts voicecall_ingress_signature_nonce_evictions_total")
+    ingress_public_url: str | None = Field(
+        None, pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$", description="scheme://host[:port] of the push URLs as "
+        "registered with Huawei (before any proxy); the request's path is appended to make the signed URL. Unset: "
+        "the URL the request arrived on")
     ingress_worker: bool = Field(False, description="internal: set by the --workers parent for its workers")
 
     @field_validator("ingress_allow", "ingress_trusted_proxies")

@@ -16,9 +16,11 @@ import orjson
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
+from voicecall import huawei
 from voicecall.ingress import metrics
 from voicecall.ingress.body import Undecodable, decode, read_body
 from voicecall.ingress.config import IngressSettings
+from voicecall.ingress.gate import Gate
 from voicecall.ingress.parse import Outcome, Parser
 from voicecall.ingress.publisher import Publisher, Unavailable
 from voicecall.runtime import logging as vlog, times, tracing
@@ -63,10 +65,11 @@ class ClientFilter:
 
 
 class Notify:
-    """What the notify handlers share: client filter, parser, clock, push ids, and the publisher."""
+    """What the notify handlers share: client filter, signature gate, parser, clock, push ids, and the publisher."""
 
     def __init__(self, settings: IngressSettings, publisher: Publisher) -> None:
         self.parser = Parser(settings, publisher.limits)
+        self.gate = Gate(settings)
         self.publisher = publisher
         self.clock = times.Clock()
         self.clients = ClientFilter(settings.ingress_allow, settings.ingress_trusted_proxies)
@@ -101,8 +104,10 @@ class Notify:
         return self.parser.reject(body, Reason.TOO_LARGE, detail, origin, received, push_id, status=413)
 
 
-def make_handler(notify: Notify, route: str, path_label: str) -> Handler:
-    """The handler of one notify path; ``path_label`` is what logs and deadletter records show of it."""
+def make_handler(notify: Notify, route: str, path: str, path_label: str) -> Handler:
+    """The handler of the notify path ``path``; ``path_label`` is what logs and deadletter records show of it."""
+    gate = notify.gate
+    signed_url = gate.signed_url(path)
 
     async def handle(request: web.Request) -> web.Response:
         if tracing.ACTIVE:
@@ -126,6 +131,7 @@ def make_handler(notify: Notify, route: str, path_label: str) -> Handler:
             log.info("client not allowed", client=client, path=path_label)
             metrics.count_request(route, 403)
             return web.Response(status=403, body=error_body("client not allowed"), content_type="application/json")
+        verdict = gate.check(request, signed_url, path)  # from the headers alone
         try:
             body, fits = await read_body(request, notify.max_body, notify.read_timeout)
         except TimeoutError:
@@ -135,13 +141,18 @@ def make_handler(notify: Notify, route: str, path_label: str) -> Handler:
             late.force_close()
             return late
         origin: dict[str, Any] = {"path": path_label, "client": client}
-        outcome = notify.outcome(body, fits, request.headers.get(hdrs.CONTENT_ENCODING), request, origin,
-                                 notify.clock.now(), notify.push_id())
+        if gate.refuses(verdict):  # enforce: kept in deadletter as received, no decoding or parsing
+            outcome = gate.refusal(notify.parser, verdict, body, origin, notify.clock.now(), notify.push_id())
+        else:
+            outcome = notify.outcome(body, fits, request.headers.get(hdrs.CONTENT_ENCODING), request, origin,
+                                     notify.clock.now(), notify.push_id())
+        gate.stamp(outcome.records, verdict)
         if tracing.ACTIVE:
             tracing.push_records(outcome.records, outcome.session_ids)
         try:
             via = await notify.publisher.publish(outcome.records)
         except Unavailable as error:
+            gate.forget(verdict)
             metrics.UNAVAILABLE.inc()
             metrics.count_request(route, 503)
             log.error("push not durable, answering 503", error=str(error), event_type=outcome.event_type,
@@ -161,7 +172,10 @@ def make_handler(notify: Notify, route: str, path_label: str) -> Handler:
             log.debug("push durable", event_type=outcome.event_type, session_ids=outcome.session_ids, via=via)
         if outcome.status == 200:
             return web.Response(body=OK_BODY, content_type="application/json", charset="UTF-8")  # fastest form
-        return _refusal(outcome)
+        refusal = _refusal(outcome)
+        if not fits:
+            refusal.force_close()  # a 401 before the whole body came: the rest is not worth reading either
+        return refusal
 
     return handle
 
@@ -170,6 +184,8 @@ def _refusal(outcome: Outcome) -> web.Response:
     response = web.Response(status=outcome.status, body=error_body(outcome.detail), content_type="application/json")
     if outcome.status == 415:
         response.headers[hdrs.ACCEPT_ENCODING] = "gzip, deflate"
+    elif outcome.status == 401:
+        response.headers[hdrs.WWW_AUTHENTICATE] = huawei.AUTHORIZATION
     elif outcome.status == 413:
         response.force_close()  # the rest of the body is not worth reading (nor waiting for)
     return response

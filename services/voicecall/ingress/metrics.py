@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from voicecall.runtime.metrics import Tally
+
 REQUESTS = Counter("voicecall_ingress_requests_total", "HTTP requests by route and status", ["path", "status"])
 DURABLE = Histogram("voicecall_ingress_durable_seconds", "push received → every record durable",
                     ["via"], buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 2.5, 5))
@@ -24,6 +26,16 @@ QUARANTINED = Counter("voicecall_ingress_spool_quarantined_records_total",
                       "spooled records Kafka refuses for good, moved to the quarantine file", ["reason"])
 QUARANTINE_RECORDS = Gauge("voicecall_ingress_spool_quarantine_records",
                            "records in the spool's quarantine file, waiting for a human")
+# Counted per push on the event loop's thread: plain-integer tallies (a Counter's lock costs more than the count).
+SIGNATURES = Tally("voicecall_ingress_signature_total", "pushes by X-AKSK signature outcome (valid, absent, "
+                   "invalid:<check>, unchecked)", ["outcome"])
+SIGNATURES_VALID = Tally("voicecall_ingress_signature_valid_total", "valid pushes by the digest's message form "
+                         "(newline, concat) and how Created was read (utc, beijing)", ["form", "created"])
+NONCE_EVICTIONS = Tally("voicecall_ingress_signature_nonce_evictions_total",
+                        "nonces forgotten before their window ended because the cache was full")
+SIGNATURE_MODE = Gauge("voicecall_ingress_signature_mode", "1 for the VOICECALL_INGRESS_SIGNATURE mode in use",
+                       ["mode"])
+NONCES = Gauge("voicecall_ingress_signature_nonces", "nonces remembered to catch replayed pushes")
 
 _requests: dict[tuple[str, int], Counter] = {}
 _records: dict[str, Counter] = {}

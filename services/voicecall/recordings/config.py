@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 from yarl import URL
 
+from voicecall.apps import AppsSettings
 from voicecall.runtime import config
 
 # Huawei Cloud's own domains: where recordFileDownloadUrl and the record API's Location point in production.
@@ -12,11 +13,9 @@ HUAWEI_DOMAINS = ("*.myhuaweicloud.com", "*.myhuaweicloud.cn", "*.huaweicloud.co
                   "*.huaweicaas.com", "*.myhuaweicloud.eu")
 
 
-class RecordingsSettings(config.CommonSettings):
+class RecordingsSettings(AppsSettings):
     huawei_base_url: str = Field("https://rtccall.cn-north-1.myhuaweicloud.cn:443", pattern=r"^https?://[^/]+",
                                  description="the record API's APP access address")
-    huawei_app_key: str = Field("", description="the app key the record API is called with (X-AKSK)")
-    huawei_app_secret: SecretStr = Field(SecretStr(""), description="its secret (never logged)")
     recordings_store: str = Field(".state/recordings", min_length=1,
                                   description="file:///path, a plain path, or s3://bucket/prefix")
     recordings_allowed_hosts: config.CommaList = Field(

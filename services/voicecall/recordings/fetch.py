@@ -15,6 +15,7 @@ import orjson
 from yarl import URL
 
 from voicecall import huawei
+from voicecall.apps import AppRegistry
 from voicecall.recordings import safety
 from voicecall.recordings.store import Stored, Writer
 
@@ -49,6 +50,31 @@ class Credentials:
         return f"Credentials(base_url={self.base_url!r}, app_key={self.app_key!r}, app_secret='***')"
 
 
+class Signers:
+    """The credentials of each app for the record API: the CDR's ``appKey`` picks the app; without one, or when
+    only the single app is configured (no apps file), the single app signs."""
+
+    def __init__(self, base_url: str, apps: AppRegistry) -> None:
+        self.base_url = base_url
+        self.apps = apps
+
+    def credentials(self, app_key: str | None) -> list[Credentials]:
+        """The app's credentials, one per secret (the first first); :class:`Permanent` ``unknown-app`` when no app
+        can sign for ``app_key``."""
+        apps = self.apps.current()
+        single = self.apps.single
+        if app_key is not None and app_key in apps:
+            key = app_key
+        elif single is not None and (app_key is None or not self.apps.has_file):
+            key = single[0]
+        elif app_key is None:
+            raise Permanent("unknown-app", "the CDR has no appKey and VOICECALL_HUAWEI_APP_KEY is not set")
+        else:
+            raise Permanent("unknown-app", f"appKey {app_key!r} is in neither VOICECALL_HUAWEI_APPS_FILE nor "
+                                           "VOICECALL_HUAWEI_APP_KEY")
+        return [Credentials(self.base_url, key, secret) for secret in apps[key]]
+
+
 def classify_api_error(status: int, body: bytes) -> FetchError:
     """A non-301 answer of the record API → the error to raise (the result codes of rtc_05_0011)."""
     code, desc = "", ""
@@ -71,6 +97,19 @@ def classify_api_error(status: int, body: bytes) -> FetchError:
     if 400 <= status < 500:
         return Permanent("rejected", detail)
     return Permanent("unexpected-response", detail)
+
+
+async def signed_download_url(session: aiohttp.ClientSession, creds: list[Credentials], file_name: str,
+                              domain: str) -> str:
+    """:func:`download_url` signed with the app's first secret, and with its second when the platform refuses the
+    first (a rotation: whichever the platform holds now verifies)."""
+    for index, one in enumerate(creds):
+        try:
+            return await download_url(session, one, file_name, domain)
+        except Permanent as error:
+            if error.reason != "auth" or index == len(creds) - 1:
+                raise
+    raise Permanent("unknown-app", "the app has no secret")
 
 
 async def download_url(session: aiohttp.ClientSession, creds: Credentials, file_name: str, domain: str) -> str:

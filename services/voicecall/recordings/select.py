@@ -33,6 +33,7 @@ class Fetch:
     record_object_name: str | None
     record_domain: str | None  # with record_object_name: ask the record API for a download URL
     download_url: str | None  # otherwise: recordFileDownloadUrl
+    app_key: str | None = None  # the CDR's appKey: the app whose secret signs the record API call
 
 
 @dataclass(frozen=True)
@@ -87,4 +88,4 @@ def decide(record: Any) -> Decision:
         return GiveUp(session_id, "no-location", object_name)
     return Fetch(session_id=session_id, key=keys.object_key(session_id, ended, object_name), call_end=ended,
                  record_object_name=object_name, record_domain=domain if object_name else None,
-                 download_url=None if (object_name and domain) else url)
+                 download_url=None if (object_name and domain) else url, app_key=_text(record.get("appKey")))

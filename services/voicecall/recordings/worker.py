@@ -23,6 +23,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from voicecall import topics
+from voicecall.apps import AppRegistry
 from voicecall.recordings import fetch, safety, select
 from voicecall.recordings.config import RecordingsSettings
 from voicecall.recordings.metrics import BYTES, DOWNLOADS, FAILED, IN_FLIGHT, LATENCY, RETRY_BACKLOG, SKIPPED
@@ -62,7 +63,7 @@ class Worker:
         self.session = session
         self.producer = producer
         self.consumer = consumer
-        self.creds = fetch.Credentials(settings.huawei_base_url, settings.huawei_app_key, settings.app_secret())
+        self.signers = fetch.Signers(settings.huawei_base_url, AppRegistry.from_settings(settings))
         self.patterns = settings.allowed_hosts()
         self.slots = asyncio.Semaphore(settings.recordings_concurrency)
         self.partitions: dict[TopicPartition, PartitionState] = {}
@@ -223,8 +224,8 @@ class Worker:
             begun = time.perf_counter()
             try:
                 if job.record_domain and job.record_object_name:
-                    url = await fetch.download_url(self.session, self.creds, job.record_object_name,
-                                                   job.record_domain)
+                    url = await fetch.signed_download_url(self.session, self.signers.credentials(job.app_key),
+                                                          job.record_object_name, job.record_domain)
                 else:
                     assert job.download_url is not None
                     url = job.download_url

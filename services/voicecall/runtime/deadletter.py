@@ -53,6 +53,7 @@ class Reason(StrEnum):
     BAD_ENCODING = "bad-encoding"
     UNSUPPORTED_ENCODING = "unsupported-encoding"
     UNDELIVERABLE = "undeliverable"
+    BAD_SIGNATURE = "bad-signature"
 
 
 UNPARSED: Any = object()  # ``parsed`` not given: the raw bytes are all there is

@@ -10,7 +10,7 @@ Faults, each in a share of pushes: ``unsigned`` (no signature headers), ``bad-di
 secret), ``replayed-nonce`` (the whole ``X-AKSK`` of the app's previous push to the same URL sent again: a valid
 digest with a nonce already seen).
 
-The apps file has the pipeline's format: ``{"<appKey>": "<secret>" | ["<secret>", "<secret>"]}``.
+The apps file has the pipeline's format and parser (:mod:`voicecall.apps`).
 """
 
 from __future__ import annotations
@@ -18,11 +18,8 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import orjson
-
-from voicecall import huawei
+from voicecall import apps, huawei
 from voicecall.simulator.pushes import CONTENT_TYPE
 
 PUSH_DIGESTS = (*huawei.PUSH_DIGEST_FORMS, "request")
@@ -30,40 +27,8 @@ PUSH_DIGESTS = (*huawei.PUSH_DIGEST_FORMS, "request")
 PUSH_CREATED_ZONES = ("utc", "beijing")
 VALID, BAD_DIGEST, REPLAYED, UNSIGNED = "valid", "bad-digest", "replayed-nonce", "unsigned"
 
-Apps = dict[str, tuple[str, ...]]
-
-
-def parse_apps(data: object, source: str = "apps") -> Apps:
-    """The apps file's JSON → appKey → secrets. A ValueError names what is wrong, never a secret."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{source}: must be a JSON object {{\"<appKey>\": \"<secret>\" | [\"<secret>\", ...]}}")
-    apps: Apps = {}
-    for key, value in data.items():
-        if not key:
-            raise ValueError(f"{source}: an appKey is empty")
-        secrets = [value] if isinstance(value, str) else value
-        if (not isinstance(secrets, list) or not 1 <= len(secrets) <= 2
-                or not all(isinstance(secret, str) and secret for secret in secrets)):
-            raise ValueError(f"{source}: app {key!r} needs a non-empty secret or a list of one or two")
-        apps[key] = tuple(secrets)
-    return apps
-
-
-def load_apps_file(path: str | Path) -> Apps:
-    try:
-        data = orjson.loads(Path(path).read_bytes())
-    except OSError as error:
-        raise ValueError(f"apps file {path}: {error.strerror or error}") from None
-    except orjson.JSONDecodeError as error:
-        raise ValueError(f"apps file {path}: not JSON ({error})") from None
-    apps = parse_apps(data, f"apps file {path}")
-    if not apps:
-        raise ValueError(f"apps file {path}: no apps in it")
-    return apps
-
-
-def as_apps(apps: Mapping[str, str | Sequence[str]]) -> Apps:
-    return {key: (value,) if isinstance(value, str) else tuple(value) for key, value in apps.items()}
+Apps = apps.Apps
+parse_apps, load_apps_file, as_apps = apps.parse_apps, apps.load_apps_file, apps.as_apps
 
 
 def push_created(zone: str = "utc", now: datetime | None = None) -> str:
