@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv clean kafka docs bench bench-ingress bench-dedup bench-billing bench-recordings bench-calls image
+.PHONY: run test lint venv clean kafka docs dashboard bench bench-ingress bench-dedup bench-billing bench-recordings bench-calls image
 
 # pip's own lines, shortened to one per package fetched: progress without pages of "Requirement already satisfied".
 PIP_PROGRESS := sed -un -e 's/^Collecting \([^ ;]*\).*/  fetching \1/p' -e 's/^Successfully installed.*/  installed/p'
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@echo "==> $(VENV): installing voicecall-pipeline and its tools (the first time: about a minute)"
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@set -o pipefail; $(BIN)/pip install --progress-bar off --upgrade pip | $(PIP_PROGRESS)
-	@set -o pipefail; $(BIN)/pip install --progress-bar off -e '.[dev]' | $(PIP_PROGRESS)
+	@set -o pipefail; $(BIN)/pip install --progress-bar off -e '.[dev,tracing]' | $(PIP_PROGRESS)
 	@# noida-db: the fallback broker where Java is absent; always installed (hash-pinned) so its test runs too.
 	@set -o pipefail; $(BIN)/pip install --progress-bar off -r deploy/dev/noida-requirements.txt | $(PIP_PROGRESS)
 	@touch $(STAMP)
@@ -37,6 +37,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check services tests bench
 	$(BIN)/mypy
 	if [ -f Dockerfile ]; then $(BIN)/hadolint Dockerfile; fi
+
+## dashboard: deploy/k8s/monitoring/voicecall-pipeline.json from dashboard.py (a test checks it is current)
+dashboard: $(STAMP)
+	$(BIN)/python deploy/k8s/monitoring/dashboard.py
 
 ## docs: docs/configuration.md from the settings classes (each field's description); a test checks it is current
 docs: $(STAMP)

@@ -8,6 +8,10 @@ shared machine), their medians, and how many rounds met the goal: CPU per push a
 
     git worktree add /tmp/baseline main
     .venv/bin/python bench/ingress_ab.py --baseline /tmp/baseline/services [--rounds 12] [--duration 10]
+
+``--traced [--ratio R]``: this checkout with tracing on (a share R of the pushes sampled, default all; spans
+exported over OTLP/HTTP to a sink in this process that answers 200 and keeps nothing); use ``--baseline services``
+for the cost of tracing alone.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from ingress import Result, run_wrk, start_server, stop_server, wait_kafka, wait_port, warm  # bench/ingress.py
@@ -57,12 +63,34 @@ def parse_us(services: Path) -> float:
     return float(out.strip())
 
 
+class Sink(BaseHTTPRequestHandler):
+    """An OTLP/HTTP endpoint that takes every export and keeps nothing."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", type=Path, required=True, help="the services/ directory of the other version")
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--traced", action="store_true", help="tracing on in this checkout's ingress")
+    parser.add_argument("--ratio", type=float, default=1.0, help="with --traced: the share of pushes sampled")
     args = parser.parse_args()
+    traced: dict[str, str] = {}
+    if args.traced:
+        sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+        threading.Thread(target=sink.serve_forever, daemon=True).start()
+        traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.server_address[1]}",
+                  "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": str(args.ratio)}
     code = {"baseline": args.baseline.resolve(), "this": HERE.parent / "services"}
     work = Path(tempfile.mkdtemp(prefix="bench-ingress-ab-"))
     broker = start_broker("apache", state_dir=work / "broker")
@@ -75,7 +103,8 @@ def main() -> int:
             asyncio.run(topics.create(settings))
             env = dict(os.environ, PYTHONPATH=str(services), VOICECALL_KAFKA_BOOTSTRAP=broker.bootstrap,
                        VOICECALL_TOPIC_PREFIX=f"{name}.", VOICECALL_INGRESS_HOST="127.0.0.1",
-                       VOICECALL_LOG_FORMAT="json", VOICECALL_INGRESS_SPOOL_DIR=str(work / f"spool-{name}"))
+                       VOICECALL_LOG_FORMAT="json", VOICECALL_INGRESS_SPOOL_DIR=str(work / f"spool-{name}"),
+                       **(traced if name == "this" else {}))
             procs[name] = start_server([sys.executable, "-m", "voicecall", "ingress", "--port", str(ports[name])],
                                        "0", env, work / f"{name}.log")
         for port in ports.values():

@@ -13,7 +13,7 @@ import asyncio
 from voicecall import topics
 from voicecall.billing.config import BillingSettings
 from voicecall.billing.core import BillingCore
-from voicecall.billing.metrics import MeteredCore
+from voicecall.billing.metrics import SLO_SECONDS, MeteredCore
 from voicecall.runtime import config, lifecycle, logging as vlog
 from voicecall.runtime.lifecycle import tune_gc
 from voicecall.runtime.stage import Stage, serve_stage
@@ -34,6 +34,7 @@ def stage(settings: BillingSettings) -> Stage:
 
 
 async def serve(settings: BillingSettings, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+    SLO_SECONDS.set(settings.slo_billing_seconds)  # the VoicecallBillingLate alert's threshold
     await serve_stage(settings, stage(settings), stop, ready, tariff=settings.make_tariff().describe())
 
 

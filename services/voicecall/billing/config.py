@@ -8,6 +8,7 @@ from pydantic import BeforeValidator, Field
 from pydantic_settings import NoDecode
 
 from voicecall.billing import tariff
+from voicecall.runtime import config
 from voicecall.runtime.stage import StageSettings
 
 
@@ -27,6 +28,10 @@ class BillingSettings(StageSettings):
                                               '002=18,001=18 or {"002": 18, "001": 18}')
     billing_currency: str = Field(tariff.DEFAULT_CURRENCY, pattern=r"^[A-Z]{3}$",
                                   description="ISO 4217 code of the tariff")
+    slo_billing_seconds: config.Duration = Field(
+        30.0, gt=0, description="push → billing record within this time for first pushes (p99 over 5 minutes): "
+                                "exported as voicecall_slo_billing_seconds, the VoicecallBillingLate alert's "
+                                "threshold")
 
     def make_tariff(self) -> tariff.Tariff:
         return tariff.Tariff(self.billing_currency, dict(self.billing_tariff))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiokafka.structs import ConsumerRecord
+from prometheus_client import Gauge
 
 from voicecall.billing import rules
 from voicecall.billing.core import BillingCore
@@ -17,6 +18,9 @@ from voicecall.runtime.record import Record
 RECORDS = Tally("voicecall_billing_records_total", "Fee records billed", ["service_type"])
 MINUTES = Tally("voicecall_billing_minutes_total", "Billed minutes (sum over legs)", ["service_type"])
 SECONDS = Tally("voicecall_billing_seconds_total", "Talk seconds (sum over legs)", ["service_type"])
+# The alert compares push → billing age (voicecall_event_age_seconds) with the threshold the deployment configured.
+SLO_SECONDS = Gauge("voicecall_slo_billing_seconds", "VOICECALL_SLO_BILLING_SECONDS: push → billing p99 objective "
+                    "for first pushes")
 DEADLETTERS = Tally("voicecall_billing_deadletters_total", "Fee records refused, by reason", ["reason"])
 
 _KNOWN_SERVICE_TYPES = {rules.CALLBACK, rules.NOTIFY}

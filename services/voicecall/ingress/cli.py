@@ -17,7 +17,7 @@ from aiohttp import web
 
 from voicecall.ingress.app import create_app, make_runner
 from voicecall.ingress.config import IngressSettings
-from voicecall.runtime import children, config, lifecycle, logging as vlog, metrics
+from voicecall.runtime import children, config, lifecycle, logging as vlog, metrics, tracing
 from voicecall.runtime.children import Child
 
 
@@ -49,6 +49,7 @@ def spool_slot(base: Path, workers: int) -> Path:
 
 async def serve(settings: IngressSettings, stop: asyncio.Event, reuse_port: bool = False) -> None:
     log = vlog.get("ingress")
+    tracing.setup("ingress")  # on only when the OTEL_* variables ask for it
     # The port first: when it is taken, nothing else (spool, producer) has started yet.
     sock = metrics.bind(settings.ingress_host, settings.ingress_port, ("VOICECALL_INGRESS_PORT", "--port"),
                         reuse_port=reuse_port)

@@ -23,7 +23,7 @@ from voicecall.ingress.config import IngressSettings
 from voicecall.ingress.gate import Gate
 from voicecall.ingress.parse import Outcome, Parser
 from voicecall.ingress.publisher import Publisher, Unavailable
-from voicecall.runtime import logging as vlog, times
+from voicecall.runtime import logging as vlog, times, tracing
 from voicecall.runtime.deadletter import Reason
 
 log = vlog.get("ingress")
@@ -110,6 +110,21 @@ def make_handler(notify: Notify, route: str, path: str, path_label: str) -> Hand
     signed_url = gate.signed_url(path)
 
     async def handle(request: web.Request) -> web.Response:
+        if tracing.ACTIVE:
+            return await traced(request)
+        return await serve(request)
+
+    async def traced(request: web.Request) -> web.Response:
+        span = tracing.server_span(request.headers, request.method, path_label)
+        with tracing.current(span):
+            response = await serve(request)
+        span.set_attribute("http.response.status_code", response.status)
+        if response.status >= 500:
+            tracing.fail(span, f"HTTP {response.status}")
+        span.end()
+        return response
+
+    async def serve(request: web.Request) -> web.Response:
         started = time.perf_counter()
         client = notify.clients.client(request)
         if not notify.clients.allowed(client):
@@ -132,6 +147,8 @@ def make_handler(notify: Notify, route: str, path: str, path_label: str) -> Hand
             outcome = notify.outcome(body, fits, request.headers.get(hdrs.CONTENT_ENCODING), request, origin,
                                      notify.clock.now(), notify.push_id())
         gate.stamp(outcome.records, verdict)
+        if tracing.ACTIVE:
+            tracing.push_records(outcome.records, outcome.session_ids)
         try:
             via = await notify.publisher.publish(outcome.records)
         except Unavailable as error:

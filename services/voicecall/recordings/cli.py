@@ -14,7 +14,7 @@ from voicecall.recordings import safety
 from voicecall.recordings.config import RecordingsSettings
 from voicecall.recordings.store import Store
 from voicecall.recordings.worker import Rebalance, Worker
-from voicecall.runtime import config, kafka, lifecycle, logging as vlog, metrics
+from voicecall.runtime import config, kafka, lifecycle, logging as vlog, metrics, tracing
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +46,7 @@ async def serve(settings: RecordingsSettings, stop: asyncio.Event, store: Store 
     """Run the downloader until ``stop`` is set; the store is opened from the settings unless given."""
     from voicecall.recordings.store import open_store
 
+    tracing.setup("recordings")  # on only when the OTEL_* variables ask for it
     owns_store = store is None
     if store is None:
         store = await open_store(settings.recordings_store, s3_endpoint_url=settings.recordings_s3_endpoint_url,

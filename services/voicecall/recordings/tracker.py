@@ -1,4 +1,4 @@
-"""Per-partition offset bookkeeping and the retry schedule — pure.
+"""Per-partition offset bookkeeping and the retry schedule (pure), and waiting for the first of some events.
 
 Records finish out of order (a slow or retrying download next to quick skips), so a partition's committable
 offset is the lowest offset not yet finished: a crash re-reads every unfinished record and some finished ones
@@ -7,8 +7,10 @@ offset is the lowest offset not yet finished: a crash re-reads every unfinished 
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import random
+from typing import Any
 
 
 class OffsetTracker:
@@ -45,3 +47,13 @@ def backoff(attempt: int, initial: float, maximum: float, rng: random.Random | N
     base: float = min(maximum, initial * (2.0 ** min(attempt - 1, 60)))
     jitter: float = (rng or random).random()
     return base * (0.5 + 0.5 * jitter)
+
+
+async def wait_any(*events_and_timeout: Any, timeout: float) -> None:
+    """Until one of the events is set or ``timeout`` passes."""
+    waiters = [asyncio.create_task(event.wait()) for event in events_and_timeout]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

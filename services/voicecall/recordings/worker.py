@@ -28,8 +28,8 @@ from voicecall.recordings import fetch, safety, select
 from voicecall.recordings.config import RecordingsSettings
 from voicecall.recordings.metrics import BYTES, DOWNLOADS, FAILED, IN_FLIGHT, LATENCY, RETRY_BACKLOG, SKIPPED
 from voicecall.recordings.store import Store, Stored
-from voicecall.recordings.tracker import OffsetTracker, backoff
-from voicecall.runtime import cloudevents, deadletter, logging as vlog, times
+from voicecall.recordings.tracker import OffsetTracker, backoff, wait_any
+from voicecall.runtime import age, cloudevents, deadletter, kafka, logging as vlog, times, tracing
 from voicecall.runtime.deadletter import Reason
 
 SOURCE = "/voicecall/recordings"
@@ -74,6 +74,7 @@ class Worker:
         self.topic_stored = topics.name(settings, "recording.stored")
         self.topic_failed = topics.name(settings, "recording.failed")
         self.topic_deadletter = topics.name(settings, "deadletter")
+        self.group = kafka.group_id(settings, "recordings")
 
     # --- consuming ------------------------------------------------------------------------------------------
 
@@ -92,7 +93,7 @@ class Worker:
                     # Counts as a poll. Paused partitions yield nothing; whatever does come back is still handled
                     # (dropping it would let a later commit skip it).
                     self._take(await self.consumer.getmany(timeout_ms=0))
-                    await _wait_any(self.capacity, stop, timeout=1.0)
+                    await wait_any(self.capacity, stop, timeout=1.0)
                     continue
                 if paused:
                     self.consumer.resume(*self.consumer.assignment())
@@ -123,20 +124,23 @@ class Worker:
             SKIPPED.labels(decision.reason).inc()
             if decision.reason != select.INVALID:
                 state.tracker.done(record.offset)
+                age.AGE.observe("recordings", (record.headers,), time.time())
                 return
-            self._spawn(tp, state, record.offset, self._deadletter(record, decision))
+            self._spawn(tp, state, record, self._deadletter(record, decision))
         elif isinstance(decision, select.GiveUp):
-            self._spawn(tp, state, record.offset, self._emit_failed(
+            self._spawn(tp, state, record, self._emit_failed(
                 decision.session_id, decision.record_object_name, decision.reason, "", 0))
         else:
-            self._spawn(tp, state, record.offset, self._fetch(decision))
+            self._spawn(tp, state, record, self._fetch(decision))
 
-    def _spawn(self, tp: TopicPartition, state: PartitionState, offset: int, work: Any) -> None:
+    def _spawn(self, tp: TopicPartition, state: PartitionState, record: Any, work: Any) -> None:
         self.pending += 1
 
         async def run() -> None:
-            await work
-            state.tracker.done(offset)  # only reached when the work finished: cancelled work stays unfinished
+            with tracing.handling(record, self.group, "recordings"):  # log lines and events carry its trace
+                await work
+            state.tracker.done(record.offset)  # only reached once the work finished: cancelled work stays open
+            age.AGE.observe("recordings", (record.headers,), time.time())
 
         task = asyncio.create_task(run())
         state.tasks.add(task)
@@ -146,7 +150,7 @@ class Worker:
             self.pending -= 1
             self.capacity.set()
             if not t.cancelled() and t.exception() is not None:
-                self.log.error("recording task crashed", partition=tp.partition, offset=offset,
+                self.log.error("recording task crashed", partition=tp.partition, offset=record.offset,
                                error=repr(t.exception()))
 
         task.add_done_callback(finished)
@@ -250,7 +254,8 @@ class Worker:
                          failed_value(session_id, record_object_name, reason, detail, attempts))
 
     async def _emit(self, topic: str, key: str, ce_type: str, value: dict[str, Any]) -> None:
-        await self._send(topic, key.encode(), orjson.dumps(value), cloudevents.headers(ce_type, SOURCE))
+        await self._send(topic, key.encode(), orjson.dumps(value),
+                         cloudevents.headers(ce_type, SOURCE, extra=tracing.current_headers()))
 
     async def _send(self, topic: str, key: bytes | None, value: bytes, headers: cloudevents.Headers) -> None:
         # The record's offset is committed only after this returns, so keep trying through a broker outage.
@@ -296,7 +301,7 @@ class Worker:
 
     async def _commit_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            await _wait_any(stop, timeout=self.settings.recordings_commit_interval)
+            await wait_any(stop, timeout=self.settings.recordings_commit_interval)
             await self.commit()
 
     async def _cancel(self, tps: list[TopicPartition]) -> None:
@@ -337,11 +342,3 @@ def _decide(raw: bytes | None) -> select.Decision:
     except orjson.JSONDecodeError as error:
         return select.Skip(select.INVALID, f"not JSON: {error}", Reason.NOT_JSON)
 
-
-async def _wait_any(*events_and_timeout: Any, timeout: float) -> None:
-    waiters = [asyncio.create_task(event.wait()) for event in events_and_timeout]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

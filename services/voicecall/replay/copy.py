@@ -35,11 +35,11 @@ from typing import Any, TextIO
 from aiokafka import TopicPartition
 
 from voicecall.replay import names, window
-from voicecall.runtime import times
+from voicecall.runtime import times, tracing
+from voicecall.runtime.age import REPLAY_ID  # the stages' age metric and spans tell replayed records by it
 from voicecall.runtime.config import CommonSettings
 from voicecall.runtime.kafka import make_consumer, make_producer
 
-REPLAY_ID = "voicecall-replay-id"
 REPLAY_ORIGIN = "voicecall-replay-origin"
 _OURS = (REPLAY_ID, REPLAY_ORIGIN)
 
@@ -139,6 +139,7 @@ async def copy(settings: CommonSettings, source: str, target: str, win: window.W
                from_internal: bool = False, err: TextIO = sys.stderr) -> Summary:
     names.check_copy(source, target, settings.topic_prefix, from_internal=from_internal)
     replay_id = replay_id or uuid.uuid4().hex
+    tracing.setup("replay")
     stop = stop or asyncio.Event()
     key = only_key.encode() if only_key is not None else None
     consumer = make_consumer(settings, group_id=None, client_id=f"{settings.kafka_client_id}-replay",
@@ -233,6 +234,10 @@ async def _copy_partition(consumer: Any, producer: Any, tp: TopicPartition, resu
             if not dry_run:
                 headers = replay_headers(record.headers or (), replay_id, f"{tp.topic}/{tp.partition}/"
                                                                             f"{record.offset}")
+                if tracing.ACTIVE:  # a span in the record's own trace, marked as a replay
+                    span = tracing.replay_span(record, target, replay_id)
+                    headers = tracing.stamped(headers, span)
+                    span.end()
                 acks.append(await producer.send(target, value=record.value, key=record.key, headers=headers,
                                                 partition=partition))
         if acks:

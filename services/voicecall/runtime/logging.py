@@ -40,6 +40,21 @@ def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+# Set by voicecall.runtime.tracing while tracing is on: the current span's (trace_id, span_id) in hex, or None.
+current_trace_ids: Any = None
+
+
+def _add_trace_ids(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """``trace_id``/``span_id`` on every line logged while a span is current (a record being handled)."""
+    ids = current_trace_ids
+    if ids is not None:
+        found = ids()
+        if found is not None:
+            event.setdefault("trace_id", found[0])
+            event.setdefault("span_id", found[1])
+    return event
+
+
 def _orjson_dumps(obj: Any, default: Any = None) -> str:
     # OPT_NON_STR_KEYS: a log call with a dict keyed by partition numbers must not crash the service.
     return orjson.dumps(obj, default=default or str, option=orjson.OPT_NON_STR_KEYS).decode()
@@ -50,6 +65,7 @@ def setup(level: str = "INFO", fmt: str = "auto") -> None:
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _add_trace_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact,

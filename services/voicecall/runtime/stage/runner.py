@@ -16,7 +16,8 @@ from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord
 
-from voicecall.runtime import config, deadletter, logging as vlog, metrics
+from voicecall.runtime import config, deadletter, logging as vlog, metrics, tracing
+from voicecall.runtime.age import AGE
 from voicecall.runtime.kafka import group_id, make_consumer
 from voicecall.runtime.record import Record
 from voicecall.runtime.stage import inputs, oversize
@@ -26,6 +27,7 @@ from voicecall.runtime.stage.metrics import StageMetrics
 from voicecall.runtime.stage.ticks import Ticks
 
 Batch = dict[TopicPartition, list[ConsumerRecord]]
+Seen = tuple[list[Any], list[Any]]  # per partition: each input's headers (age on commit), its span (tracing on)
 
 
 class Runner:
@@ -93,11 +95,14 @@ class Runner:
                 assignment.rewind(batch)
                 return
             work: dict[Partition, tuple[list[Record], dict[TopicPartition, int]]] = {}
+            seen: dict[Partition, Seen] = {}
+            traced = tracing.ACTIVE
             for tp, records in batch.items():
                 part = assignment.parts.get(tp.partition)
                 if part is None or part.state != READY or part.core is None:
                     continue
                 outputs, offsets = work.setdefault(part, ([], {}))
+                heads, spans = seen.get(part) or seen.setdefault(part, ([], []))
                 start = part.offsets.get(tp, 0)
                 process = part.core.process
                 check = part.check_sizes
@@ -106,13 +111,17 @@ class Runner:
                 for record in records:
                     if record.offset < start:
                         continue
-                    try:
-                        produced = process(record)
-                    except Exception as error:
-                        produced = [self._failed(record, error)]
+                    if traced:
+                        produced = self._traced(record, process, spans)
+                    else:
+                        try:
+                            produced = process(record)
+                        except Exception as error:
+                            produced = [self._failed(record, error)]
                     if check:
                         produced = self._fit(part, record, produced)
                     outputs.extend(produced)
+                    heads.append(record.headers)
                     last = record.offset
                     taken += 1
                 if last >= 0:
@@ -120,17 +129,37 @@ class Runner:
                     offsets[tp] = last + 1
             if tick:  # timers' outputs join the partition's transaction (or make one of their own)
                 self.ticks.run(assignment.parts.values(), work)
-            jobs = [self._commit(part, outputs, offsets) for part, (outputs, offsets) in work.items()
+            jobs = [self._commit(part, outputs, offsets, seen.get(part)) for part, (outputs, offsets) in work.items()
                     if offsets or outputs]
             if jobs:
                 await asyncio.gather(*jobs)
 
-    async def _commit(self, part: Partition, records: list[Record], offsets: dict[TopicPartition, int]) -> None:
+    def _traced(self, record: ConsumerRecord, process: Any, spans: list[Any]) -> list[Record]:
+        """``process`` inside the record's consumer span; the outputs carry that span's context."""
+        span = tracing.consumer_span(record, self.group, self.stage.name)
+        spans.append(span)
+        with tracing.current(span):
+            try:
+                produced: list[Record] = process(record)
+            except Exception as error:
+                tracing.fail(span, error)
+                produced = [self._failed(record, error)]
+        for out in produced:  # a tombstone and the changelog carry no CloudEvents headers
+            if out.value is not None and out.topic != self.stage.changelog_topic:
+                out.headers = tracing.stamped(out.headers, span)
+        return produced
+
+    async def _commit(self, part: Partition, records: list[Record], offsets: dict[TopicPartition, int],
+                      seen: Seen | None = None) -> None:
         assert part.producer is not None
+        heads, spans = seen or ([], [])
         started = time.monotonic()
         try:
             await part.producer.commit(records, offsets)
         except Exception as error:
+            for span in spans:
+                tracing.fail(span, f"transaction aborted: {error!r}")
+                span.end()
             self.metrics.aborts.inc()
             if oversize.caused(error):  # the same input would make the same output: find it on the next try
                 part.check_sizes = True
@@ -138,6 +167,9 @@ class Runner:
             return
         self.metrics.transaction_seconds.observe(time.monotonic() - started)
         self.metrics.commits.inc()
+        AGE.observe(self.stage.name, heads, time.time())
+        for span in spans:
+            span.end()
         part.offsets.update(offsets)
         per_topic: dict[str, int] = {}
         for out in records:
@@ -203,6 +235,7 @@ async def run_stage(settings: config.CommonSettings, stage: Stage, stop: asyncio
                     ready: asyncio.Event | None = None) -> None:
     """Run ``stage`` exactly once until ``stop`` is set (see :mod:`voicecall.runtime.stage` for the contract).
     Inputs of different partition counts are refused before any client is made (:class:`inputs.InputsMismatch`)."""
+    tracing.setup(stage.name)  # on only when the OTEL_* variables ask for it
     await inputs.check(settings, stage.inputs, stop, vlog.get("processor", stage=stage.name))
     await Runner(settings, stage, stop, ready).run()
 
