@@ -15,11 +15,13 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python -m venv /opt/voicecall
-# The dependencies first, from pyproject.toml alone: a change to the sources reuses this layer.
+# The dependencies first, from pyproject.toml alone: a change to the sources reuses this layer. The tracing extra
+# too: OTEL_* set in a Deployment turns tracing on (docs/operations.md).
 COPY pyproject.toml ./
 RUN --mount=type=bind,from=wheels,target=/wheels \
     if [ -n "$(ls -A /wheels)" ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels; fi \
-    && python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+    && python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print(*p['dependencies'], *p['optional-dependencies']['tracing'], sep='\n')" \
        > requirements.txt \
     && /opt/voicecall/bin/pip install --no-cache-dir -r requirements.txt
 COPY README.md ./

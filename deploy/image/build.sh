@@ -36,7 +36,8 @@ platforms+=(--platform "manylinux2014_$arch")  # pip widens this one to manylinu
 
 requirements=$("$PY" -c 'import sys, tomllib
 p = tomllib.load(open(sys.argv[1], "rb"))
-print(*p["project"]["dependencies"], *p["build-system"]["requires"], sep="\n")' "$root/pyproject.toml") \
+print(*p["project"]["dependencies"], *p["project"]["optional-dependencies"]["tracing"],
+      *p["build-system"]["requires"], sep="\n")' "$root/pyproject.toml") \
     || fail "$PY cannot read pyproject.toml (Python 3.11+ needed)"
 key=$(printf '%s\n' "$requirements" "$pyver" "${platforms[@]}" | sha256sum | cut -c1-12)
 wheels=$CACHE_DIR/wheels-$key
