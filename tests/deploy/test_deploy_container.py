@@ -230,7 +230,7 @@ def test_the_image_runs_voicecall_as_uid_10001_and_holds_only_the_runtime(image:
     site = sites.pop()
     assert not [p for p in paths if p.startswith((f"{site}pip/", f"{site}setuptools/"))], "pip left in the image"
     assert f"{site}voicecall/cli.py" in paths, "the package is installed in the virtualenv"
-    assert f"{site}opentelemetry/sdk/__init__.py" in paths, "the tracing extra is installed (OTEL_* turns it on)"
+    assert f"{site}opentelemetry/sdk/trace/__init__.py" in paths, "the tracing extra is installed (OTEL_* turns it on)"
     sources = [p for p in paths if p.split("/")[0] == "src" or p.endswith(("pyproject.toml", ".egg-link"))
                or "__editable__" in p or "services/voicecall" in p or p.startswith("tests/")]
     assert not sources, f"sources in the image: {sorted(sources)[:10]}"
