@@ -8,34 +8,18 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
-import sys
 from pathlib import Path
 
 from calls_helpers import KafkaCallsSettings, Raw, calls, env_for, finals, inputs_of, produce_raws, references
 
 from kafka_helpers import PARTITIONS, committed_offsets, read_all
+from process_helpers import Crashing
 from voicecall import topics
 from voicecall.runtime import kafka
 from voicecall.runtime.partition import partitioner
 
 KILLS = 5
 CALLS = 5000
-
-
-async def start_calls(settings: KafkaCallsSettings, log: Path) -> asyncio.subprocess.Process:
-    with open(log, "ab") as out:  # noqa: ASYNC230 - a local log file, opened once per start
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "voicecall", "calls", env=env_for(settings), stdout=out, stderr=out,
-            stdin=asyncio.subprocess.DEVNULL)
-
-
-async def wait_for_line(log: Path, text: str, count: int, timeout: float = 40.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while (content := log.read_text()).count(text) < count:  # noqa: ASYNC240 - a small local log file
-        assert loop.time() < deadline, f"no {text} in time: {content[-2000:]}"
-        await asyncio.sleep(0.05)
 
 
 def feed_of(rng: random.Random) -> tuple[list[Raw], list[Raw]]:
@@ -69,28 +53,16 @@ async def test_sigkill_five_times_loses_and_repeats_nothing(settings: KafkaCalls
             await asyncio.sleep(rng.uniform(0.3, 0.9))
 
     feeding = asyncio.create_task(feeder())
-    process = await start_calls(settings, log)
-    kills = readies = 0
+    stage = Crashing("calls", env_for(settings), log)
+    await stage.start()
     try:
-        while kills < KILLS:
-            if kills % 3 == 2:
-                await asyncio.sleep(rng.uniform(0.5, 3.0))  # while it starts, joins or restores
-            else:  # while it processes: mid-batch, mid-transaction or between transactions
-                await wait_for_line(log, '"partitions ready"', count=readies + 1)
-                await asyncio.sleep(rng.uniform(0.05, 1.5))
-            readies = log.read_text().count('"partitions ready"')
-            process.send_signal(signal.SIGKILL)
-            await process.wait()
-            kills += 1
-            process = await start_calls(settings, log)
+        await stage.kill_at_random_moments(KILLS, rng, starting=(0.5, 3.0), processing=(0.05, 1.5))
         await feeding
         seen = await read_all(settings, "calls", expect=len(distinct), idle=2.0, timeout=120)
     finally:
         feeding.cancel()
-        if process.returncode is None:
-            process.terminate()
-            code = await asyncio.wait_for(process.wait(), 60)
-    assert kills == KILLS
+        code = await stage.stop()
+    assert stage.kills == KILLS
     assert code == 0, log.read_text()[-3000:]  # the last one stops cleanly on SIGTERM
     last = finals(seen)
     wrong = [key for key, value in expected.items() if last.get(key) != value]

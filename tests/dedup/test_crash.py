@@ -6,31 +6,15 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
-import sys
 from pathlib import Path
 
 import orjson
 from dedup_helpers import DedupSettings, cdr, env_for, fee_record
 
 from kafka_helpers import produce, read_all
+from process_helpers import Crashing
 
 KILLS = 6
-
-
-async def start_dedup(settings: DedupSettings, log: Path) -> asyncio.subprocess.Process:
-    with open(log, "ab") as out:  # noqa: ASYNC230 - a local log file, opened once per start
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "voicecall", "dedup", env=env_for(settings), stdout=out, stderr=out,
-            stdin=asyncio.subprocess.DEVNULL)
-
-
-async def wait_for_line(log: Path, text: str, count: int, timeout: float = 40.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while (content := log.read_text()).count(text) < count:  # noqa: ASYNC240 - a small local log file
-        assert loop.time() < deadline, f"no {text} in time: {content[-2000:]}"
-        await asyncio.sleep(0.05)
 
 
 async def test_sigkill_at_random_moments_loses_and_duplicates_nothing(settings: DedupSettings,
@@ -49,28 +33,16 @@ async def test_sigkill_at_random_moments_loses_and_duplicates_nothing(settings: 
             await asyncio.sleep(rng.uniform(0.6, 1.4))
 
     feeding = asyncio.create_task(feeder())
-    process = await start_dedup(settings, log)
-    kills = readies = 0
+    dedup = Crashing("dedup", env_for(settings), log)
+    await dedup.start()
     try:
-        while kills < KILLS:
-            if kills % 3 == 2:
-                await asyncio.sleep(rng.uniform(0.5, 4.0))  # while it starts, joins or restores
-            else:  # while it processes: mid-batch, mid-transaction or between transactions
-                await wait_for_line(log, '"partitions ready"', count=readies + 1)
-                await asyncio.sleep(rng.uniform(0.05, 2.0))
-            readies = log.read_text().count('"partitions ready"')
-            process.send_signal(signal.SIGKILL)
-            await process.wait()
-            kills += 1
-            process = await start_dedup(settings, log)
+        await dedup.kill_at_random_moments(KILLS, rng, starting=(0.5, 4.0), processing=(0.05, 2.0))
         await feeding
         unique = await read_all(settings, "fee.unique", expect=7000, idle=3.0, timeout=120)
     finally:
         feeding.cancel()
-        if process.returncode is None:
-            process.terminate()
-            code = await asyncio.wait_for(process.wait(), 60)
-    assert kills >= 5
+        code = await dedup.stop()
+    assert dedup.kills == KILLS
     assert code == 0, log.read_text()[-3000:]  # the last one stops cleanly on SIGTERM
     ids = [orjson.loads(r.value)["sessionId"] for r in unique]
     missing = {d["sessionId"] for d in docs} - set(ids)
