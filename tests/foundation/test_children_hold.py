@@ -97,3 +97,24 @@ async def test_without_resume_a_clean_exit_is_restarted_as_before(tmp_path: Path
         stop.set()
         await asyncio.wait_for(task, 5)
         assert worker.stop(timeout=10) == 0
+
+
+async def test_a_resume_sent_right_after_the_stop_starts_the_child_once_it_has_exited(tmp_path: Path) -> None:
+    # A script sends SIGTERM, resets, and sends SIGUSR1 within the second between two looks at the children: the
+    # resume must not be spent before the child is seen exiting.
+    billing = service("billing", tmp_path)
+    billing.start()
+    stop, resume = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(children.supervise([billing], stop, resume=resume))
+    try:
+        first = await ready_pid(billing)
+        await asyncio.sleep(1.2)  # the supervisor has looked at a running child and sleeps now
+        os.kill(first, signal.SIGTERM)
+        resume.set()  # at once: the supervisor has not seen the exit yet
+        await until(lambda: billing.pid not in (None, first), timeout=15)
+        second = await ready_pid(billing)
+        assert second != first and not billing.held
+    finally:
+        stop.set()
+        await task
+        billing.stop()

@@ -17,6 +17,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from voicecall.runtime import logging as vlog
 
 EXIT_USAGE = 2  # what every command exits with on a bad setting or argument: starting it again cannot help
 STOP_TIMEOUT = 30.0
+RESUME_GRACE = 10.0  # seconds a SIGUSR1 (resume) waits for a child that is still on its way out
 
 
 @dataclass(eq=False)
@@ -150,12 +152,11 @@ async def supervise(children: Sequence[Child], stop: asyncio.Event, *, restarts:
     With ``resume`` (``voicecall dev``): a child that exits 0 was stopped on purpose by someone else (every service
     exits 0 only after a stop signal, and this supervisor sends none while it runs) — an operator about to rewind
     its consumer group. It is *held*, not restarted (``on_held`` is told), until ``resume`` is set, which starts
-    every held child again."""
+    every held child again — also one seen exiting up to :data:`RESUME_GRACE` seconds after ``resume`` was set (a
+    script's SIGTERM, reset and SIGUSR1 can all come within the second between two looks at the children)."""
     log = vlog.get("children")
+    resume_until = 0.0  # a resume asked for before the stopped child was seen exiting waits for it this long
     while not stop.is_set():
-        if resume is not None and resume.is_set():
-            resume.clear()
-            _resume(children, log)
         for child in children:
             code = child.poll()
             if code is None or child.retired or child.held:
@@ -184,6 +185,15 @@ async def supervise(children: Sequence[Child], stop: asyncio.Event, *, restarts:
                 log.error("child exited, not restarting", child=child.name, code=code, restarts=child.restarts,
                           log=str(child.log_path))
                 child.retired = True
+        if resume is not None and resume.is_set():
+            resume.clear()
+            resume_until = time.monotonic() + RESUME_GRACE
+        if resume_until and any(child.held for child in children):
+            resume_until = 0.0
+            _resume(children, log)
+        elif resume_until and time.monotonic() > resume_until:
+            resume_until = 0.0
+            log.info("asked to start held children again: none is held")
         if all(child.retired for child in children):
             return
         with contextlib.suppress(TimeoutError):
@@ -191,10 +201,7 @@ async def supervise(children: Sequence[Child], stop: asyncio.Event, *, restarts:
 
 
 def _resume(children: Sequence[Child], log: Any) -> None:
-    held = [child for child in children if child.held]
-    if not held:
-        log.info("asked to start held children again: none is held")
-    for child in held:
+    for child in [child for child in children if child.held]:
         child.held = False
         log.info("starting held child again", child=child.name)
         child.start()
