@@ -10,6 +10,7 @@ import os
 import random
 from pathlib import Path
 
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from calls_helpers import KafkaCallsSettings, Raw, calls, env_for, finals, inputs_of, produce_raws, references
 
 from kafka_helpers import PARTITIONS, committed_offsets, read_all
@@ -38,7 +39,22 @@ def feed_of(rng: random.Random) -> tuple[list[Raw], list[Raw]]:
     return distinct, fed
 
 
+async def keep_every_version(settings: KafkaCallsSettings) -> None:
+    """No compaction of the test's ``calls`` topic while it runs (the brokers' log cleaner may otherwise remove
+    older versions of a call before the test counts them): its configs with a minimum compaction lag of an hour.
+    AlterConfigs replaces a topic's whole config, so every planned one is given."""
+    (planned,) = [t for t in topics.plan(settings) if t.spec.suffix == "calls"]
+    admin = kafka.make_admin(settings)
+    await admin.start()
+    try:
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, planned.name,
+                                                  configs={**planned.configs, "min.compaction.lag.ms": "3600000"})])
+    finally:
+        await admin.close()
+
+
 async def test_sigkill_five_times_loses_and_repeats_nothing(settings: KafkaCallsSettings, tmp_path: Path) -> None:
+    await keep_every_version(settings)
     seed = int(os.environ.get("CALLS_KILL_SEED") or int.from_bytes(os.urandom(4), "big"))
     print(f"kill test seed {seed} (CALLS_KILL_SEED={seed} repeats the feed and the kill moments)")
     rng = random.Random(seed)
