@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from process_helpers import taken_port
 from voicecall import cli
 from voicecall.runtime import streams
 
@@ -141,10 +142,8 @@ def test_a_service_waits_for_an_unreachable_broker_saying_so_once(service: str, 
 
 @pytest.fixture
 def taken() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield int(sock.getsockname()[1])
+    with taken_port() as port:
+        yield port
 
 
 @pytest.mark.parametrize(("service", "flag", "variable"), [
