@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     except failures.Refusal as refusal:
         action = getattr(args, "action", None)  # replay reset, topics create, …
         print(f"voicecall {name}{f' {action}' if action else ''}: {refusal}", file=sys.stderr, flush=True)
-        return failures.EXIT_CONFIG
+        return failures.EXIT_USAGE
 
 
 def _load(argv: list[str] | None) -> tuple[str, Any, argparse.Namespace]:

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 from voicecall.runtime import children
-from voicecall.runtime.children import EXIT_USAGE, Child
+from voicecall.runtime.children import Child
+from voicecall.runtime.failures import EXIT_USAGE
 
 # A child that records every SIGTERM it gets, then exits ``code`` after ``linger`` seconds.
 POLITE = """

@@ -33,7 +33,6 @@ SOURCE = "/voicecall/calls"
 # Calls kept decoded per partition, the most recently changed (VOICECALL_CALLS_HOT): the calls in progress take
 # their next input without being unpacked and packed again; the others are packed.
 HOT_CALLS = 8192
-REPLAY_HEADER = "voicecall-replay-id"
 CHANGED, UNCHANGED, REJECTED = "changed", "unchanged", "rejected"
 _SPEC, _SOURCE, _TYPE, _CONTENT_TYPE = (("ce_specversion", cloudevents.SPECVERSION), ("ce_source", SOURCE.encode()),
                                         ("ce_type", cloudevents.TYPE_CALL.encode()),
@@ -183,7 +182,7 @@ class CallsCore:
             raise ValueError("a calls record without a key")
         key = sys.intern(record.key.decode())
         headers = dict(record.headers or ())
-        if REPLAY_HEADER in headers:
+        if cloudevents.REPLAY_ID in headers:
             return
         if record.value is None:
             self._drop(key)

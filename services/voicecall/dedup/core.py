@@ -43,7 +43,6 @@ from voicecall.runtime.record import Record
 
 STAGE = "dedup"
 SOURCE = "/voicecall/dedup"
-RECEIVED_HEADER = "voicecall_received"
 MAX_MOMENT = 0xFFFF_FFFF  # the state keeps window times as unsigned 32-bit seconds
 SWEEP_SLOTS = 32  # table slots checked for expiry per record: a full pass every capacity/32 records
 
@@ -128,7 +127,7 @@ def _timegm(year: int, month: int, day: int, hour: int, minute: int, second: int
 def _received(record: ConsumerRecord) -> int:
     """Seconds since the epoch the record was received: the ingress header, else the Kafka timestamp."""
     for name, raw in record.headers or ():
-        if name == RECEIVED_HEADER and raw:
+        if name == cloudevents.RECEIVED and raw:
             try:
                 text = raw.decode().strip().replace("Z", "+00:00")
                 return int(datetime.fromisoformat(text).timestamp())

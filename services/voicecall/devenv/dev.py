@@ -33,8 +33,8 @@ from voicecall.devenv.plan import DevSettings
 from voicecall.devenv.ports import wait_for_port
 from voicecall.devenv.preflight import check_service_settings
 from voicecall.runtime import children, config, lifecycle, logging as vlog
-from voicecall.runtime.children import EXIT_USAGE, Child
-from voicecall.runtime.failures import Refusal
+from voicecall.runtime.children import Child
+from voicecall.runtime.failures import EXIT_USAGE, Refusal
 
 FIRST_TO_STOP = ("simulate", "ingress")  # no new pushes, then the last pushes reach Kafka; the consumers after
 

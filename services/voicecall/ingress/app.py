@@ -65,7 +65,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     spool, publisher, drainer = app[SPOOL], app[PUBLISHER], app[DRAINER]
     try:
         spool.open()
-        metrics.bind_spool(spool.state)
+        metrics.bind_spool(spool)
         if spool.pending_entries:
             log.info("spool holds pushes from a previous run, draining", entries=spool.pending_entries,
                      segments=len(spool.segments))

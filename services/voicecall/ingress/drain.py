@@ -23,10 +23,10 @@ from typing import Any
 
 from aiokafka.errors import MessageSizeTooLargeError
 
-from voicecall.ingress import metrics
+from voicecall.ingress import metrics, parse
 from voicecall.ingress.failures import is_permanent, is_transient
 from voicecall.ingress.publisher import Publisher
-from voicecall.ingress.spool import Entry, Segment, Spool, encode_entry, frame
+from voicecall.ingress.spool import Entry, Segment, Spool, encode_entry, frame, segment_name
 from voicecall.runtime import cloudevents, deadletter, logging as vlog, times
 from voicecall.runtime.deadletter import Reason
 from voicecall.runtime.record import Record
@@ -35,7 +35,6 @@ log = vlog.get("ingress.drain")
 
 WINDOW = 500  # entries per drain round
 ACK_TIMEOUT = 30.0
-STAGE = "ingress"
 
 Key = tuple[int, int, int]  # segment, offset of the entry, index of the record in it
 
@@ -228,10 +227,10 @@ class Drainer:
     def _notice(self, entry: Entry, reason: Reason, detail: str, where: dict[str, Any], key: bytes | None,
                 raw: bytes | None, when: str | None) -> None:
         metrics.QUARANTINED.labels(reason).inc()
-        origin = {"spool": f"{entry.seq:020d}.seg", "offset": entry.offset, **where}
+        origin = {"spool": segment_name(entry.seq), "offset": entry.offset, **where}
         log.error("spooled record quarantined", reason=str(reason), detail=detail, quarantine=str(
             self.spool.quarantine.path), **origin)
-        record = deadletter.build(reason, STAGE, origin, topic=self.publisher.deadletter_topic, key=key, raw=raw,
+        record = deadletter.build(reason, parse.STAGE, origin, topic=self.publisher.deadletter_topic, key=key, raw=raw,
                                   detail=detail, time=when if when and times.is_rfc3339(when) else times.now_iso(),
                                   max_bytes=self.publisher.limits.deadletter_payload,
                                   quarantine=self.spool.quarantine.path.name, quarantinedAt=times.now_iso())

@@ -12,7 +12,6 @@ import os
 import time
 from typing import Any
 
-import orjson
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
@@ -23,16 +22,13 @@ from voicecall.ingress.config import IngressSettings
 from voicecall.ingress.gate import Gate
 from voicecall.ingress.parse import Outcome, Parser
 from voicecall.ingress.publisher import Publisher, Unavailable
+from voicecall.ingress.server import answer
 from voicecall.runtime import logging as vlog, times, tracing
 from voicecall.runtime.deadletter import Reason
 
 log = vlog.get("ingress")
 
 OK_BODY = b'{"resultcode":"0","resultdesc":"Success"}'
-
-
-def error_body(detail: str) -> bytes:
-    return orjson.dumps({"resultcode": "1", "resultdesc": detail})
 
 
 class ClientFilter:
@@ -130,14 +126,13 @@ def make_handler(notify: Notify, route: str, path: str, path_label: str) -> Hand
         if not notify.clients.allowed(client):
             log.info("client not allowed", client=client, path=path_label)
             metrics.count_request(route, 403)
-            return web.Response(status=403, body=error_body("client not allowed"), content_type="application/json")
+            return answer(403, "client not allowed")
         verdict = gate.check(request, signed_url, path)  # from the headers alone
         try:
             body, fits = await read_body(request, notify.max_body, notify.read_timeout)
         except TimeoutError:
             metrics.count_request(route, 408)
-            late = web.Response(status=408, body=error_body("body not received in time"),
-                                content_type="application/json")
+            late = answer(408, "body not received in time")
             late.force_close()
             return late
         origin: dict[str, Any] = {"path": path_label, "client": client}
@@ -157,8 +152,7 @@ def make_handler(notify: Notify, route: str, path: str, path_label: str) -> Hand
             metrics.count_request(route, 503)
             log.error("push not durable, answering 503", error=str(error), event_type=outcome.event_type,
                       session_ids=outcome.session_ids[:5])
-            return web.Response(status=503, body=error_body("temporarily unavailable"),
-                                content_type="application/json", headers={"Retry-After": "5"})
+            return answer(503, "temporarily unavailable", **{"Retry-After": "5"})
         metrics.observe_durable(via, time.perf_counter() - started)
         if via == "kafka":
             metrics.count_record(outcome.records[0].topic, len(outcome.records))
@@ -181,7 +175,7 @@ def make_handler(notify: Notify, route: str, path: str, path_label: str) -> Hand
 
 
 def _refusal(outcome: Outcome) -> web.Response:
-    response = web.Response(status=outcome.status, body=error_body(outcome.detail), content_type="application/json")
+    response = answer(outcome.status, outcome.detail)
     if outcome.status == 415:
         response.headers[hdrs.ACCEPT_ENCODING] = "gzip, deflate"
     elif outcome.status == 401:

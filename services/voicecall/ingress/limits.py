@@ -20,14 +20,12 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from voicecall.runtime import deadletter, logging as vlog
 from voicecall.runtime.config import CommonSettings
-from voicecall.runtime.kafka import make_admin
+from voicecall.runtime.kafka import MAX_BATCH_SIZE, MAX_REQUEST_SIZE, make_admin
 from voicecall.runtime.record import Record
 
 log = vlog.get("ingress.limits")
 
 BATCH_HEADER = 61  # a v2 record batch's header
-MAX_REQUEST_SIZE = 1 << 20  # the producer's max_request_size (aiokafka's default, given explicitly)
-MAX_BATCH = 256 * 1024  # the producer's batches: concurrent pushes fill them (bench/RESULTS.md)
 KAFKA_DEFAULT = 1_048_588  # Kafka's default message.max.bytes
 NEAR = 8192  # a record whose key and value are this far below its limit fits whatever its headers
 LEARN_EVERY = 300.0
@@ -77,7 +75,7 @@ class Limits:
 
     def batch_size(self) -> int:
         """The producer's batch size: never more than a topic takes (a batch of many records must fit too)."""
-        return max(1024, min(MAX_BATCH, min(self.largest.values())))
+        return max(1024, min(MAX_BATCH_SIZE, min(self.largest.values())))
 
 
 async def learn(settings: CommonSettings, limits: Limits) -> bool:

@@ -4,11 +4,14 @@ request costs more than the observation)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from voicecall.runtime.metrics import Tally
+
+if TYPE_CHECKING:
+    from voicecall.ingress.spool import Spool
 
 REQUESTS = Tally("voicecall_ingress_requests_total", "HTTP requests by route and status", ["path", "status"])
 DURABLE = Histogram("voicecall_ingress_durable_seconds", "push received → every record durable",
@@ -61,9 +64,9 @@ def observe_durable(via: str, seconds: float) -> None:
     child.observe(seconds)
 
 
-def bind_spool(state: Callable[[], dict[str, object]]) -> None:
-    """Spool gauges read the live spool at scrape time."""
-    SPOOL_BYTES.set_function(lambda: float(state()["bytes"]))  # type: ignore[arg-type]
-    SPOOL_SEGMENTS.set_function(lambda: float(state()["segments"]))  # type: ignore[arg-type]
-    SPOOL_OLDEST.set_function(lambda: float(state()["oldest_age_seconds"]))  # type: ignore[arg-type]
-    QUARANTINE_RECORDS.set_function(lambda: float(state()["quarantined"]))  # type: ignore[arg-type]
+def bind_spool(spool: Spool) -> None:
+    """Spool gauges read the live spool at scrape time, each only what it shows."""
+    SPOOL_BYTES.set_function(lambda: float(spool.total_bytes))
+    SPOOL_SEGMENTS.set_function(lambda: float(len(spool.segments)))
+    SPOOL_OLDEST.set_function(lambda: round(spool.oldest_age(), 3))
+    QUARANTINE_RECORDS.set_function(lambda: float(spool.quarantine.count()))

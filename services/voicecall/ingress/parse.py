@@ -248,7 +248,7 @@ class Parser:
             return self.reject(body, Reason.MISSING_EVENT_TYPE, "eventType is missing", origin, received, push_id, doc)
         if not isinstance(event_type, str):
             return self.reject(body, Reason.INVALID_SHAPE, "eventType is not a string", origin, received, push_id, doc)
-        extra = [("voicecall_received", received.encode()), ("voicecall_push_id", push_id.encode())]
+        extra = [(cloudevents.RECEIVED, received.encode()), (cloudevents.PUSH_ID, push_id.encode())]
         if event_type == "fee":
             return self._fee_push(body, doc, extra, origin, received, push_id, exact)
         if event_type in STATUS_EVENTS:

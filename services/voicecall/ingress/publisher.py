@@ -165,8 +165,7 @@ class Publisher:
                 await broker_limits.learn(self.settings, self.limits)
             self._batch_size = self.limits.batch_size()
             producer = make_producer(self.settings, client_suffix="-ingress", linger_ms=self.settings.ingress_linger_ms,
-                                     max_batch_size=self._batch_size,
-                                     max_request_size=broker_limits.MAX_REQUEST_SIZE, partitioner=partitioner)
+                                     max_batch_size=self._batch_size, partitioner=partitioner)
             try:
                 await producer.start()
                 return producer

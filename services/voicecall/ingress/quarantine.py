@@ -14,7 +14,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from voicecall.runtime.files import fsync_dir
+from voicecall.runtime.files import fsync_dir, write_all
 
 NAME = "quarantine.seg"
 
@@ -41,10 +41,7 @@ class Quarantine:
         self.directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            written = 0
-            while written < len(entry):
-                written += os.write(fd, entry[written:])
-            os.fsync(fd)
+            write_all(fd, entry)
         finally:
             os.close(fd)
         if new_file:

@@ -30,12 +30,16 @@ from typing import Any
 import orjson
 
 from voicecall.ingress.quarantine import Quarantine
-from voicecall.runtime.files import fsync_dir
+from voicecall.runtime.files import fsync_dir, write_all
 from voicecall.runtime.record import Record
 
 HEADER = struct.Struct(">II")
 MAX_ENTRY = 64 << 20  # a push is ≤ a few MiB; a larger length field is a torn or garbled header
 SUFFIX = ".seg"
+
+
+def segment_name(seq: int) -> str:
+    return f"{seq:020d}{SUFFIX}"
 
 
 class SpoolError(Exception):
@@ -268,7 +272,7 @@ class Spool:
 
     def _open_segment(self) -> tuple[Segment, int]:
         seq = (self.segments[-1].seq + 1) if self.segments else 1
-        path = self.directory / f"{seq:020d}{SUFFIX}"
+        path = self.directory / segment_name(seq)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o644)
         fsync_dir(self.directory)
         segment = Segment(seq, path, 0)
@@ -284,10 +288,7 @@ class Spool:
         segment, fd = self._active
         data = b"".join(entries)
         segment.file_bytes += len(data)  # counted before writing: a failed write may still leave bytes
-        written = 0
-        while written < len(data):
-            written += os.write(fd, data[written:])
-        os.fsync(fd)
+        write_all(fd, data)
         locations = []
         offset = segment.size
         for entry in entries:

@@ -36,7 +36,7 @@ from aiokafka import TopicPartition
 
 from voicecall.replay import names, window
 from voicecall.runtime import times, tracing
-from voicecall.runtime.age import REPLAY_ID  # the stages' age metric and spans tell replayed records by it
+from voicecall.runtime.cloudevents import REPLAY_ID  # the stages' age metric and spans tell replayed records by it
 from voicecall.runtime.config import CommonSettings
 from voicecall.runtime.kafka import make_consumer, make_producer
 

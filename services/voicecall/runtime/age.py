@@ -24,9 +24,9 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-RECEIVED = "voicecall_received"  # the ingress's receive time (RFC 3339, ms, Z)
+from voicecall.runtime.cloudevents import RECEIVED, REPLAY_ID
+
 EVENT_TIME = "ce_time"
-REPLAY_ID = "voicecall-replay-id"  # written by replay copy on every record it re-emits
 FIRST, REPUSH, REPLAY = "first", "repush", "replay"
 # Half the platform's re-push interval (1 h): a first push comes seconds after the call ends.
 REPUSH_AFTER = 1800.0

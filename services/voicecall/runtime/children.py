@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from voicecall.runtime import logging as vlog
+from voicecall.runtime.failures import EXIT_USAGE
 
-EXIT_USAGE = 2  # what every command exits with on a bad setting or argument: starting it again cannot help
 STOP_TIMEOUT = 30.0
 RESUME_GRACE = 10.0  # seconds a SIGUSR1 (resume) waits for a child that is still on its way out
 

@@ -21,6 +21,11 @@ TYPE_RECORDING_FAILED = "voicecall.recording.failed"
 TYPE_DEADLETTER = "voicecall.deadletter"
 TYPE_CALL = "voicecall.call.updated"
 
+# The project's own headers beside the CloudEvents ones.
+RECEIVED = "voicecall_received"  # the ingress's receive time (RFC 3339, ms, Z)
+PUSH_ID = "voicecall_push_id"  # one id per HTTP push, on each of its records
+REPLAY_ID = "voicecall-replay-id"  # written by replay copy on every record it re-emits
+
 
 def headers(ce_type: str, source: str, ce_id: str | None = None, time: str | None = None,
             extra: Headers | None = None) -> Headers:

@@ -2,7 +2,7 @@
 
 Anything that finds such a problem (a taken port, a broker that cannot be reached, a bad setting found after
 loading) raises :class:`Refusal`; ``voicecall``'s entry point prints ``voicecall <command>: <line>`` to stderr and
-exits with :data:`EXIT_CONFIG`. The line names the variable or flag to change and what to do.
+exits with :data:`EXIT_USAGE`. The line names the variable or flag to change and what to do.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import errno
 
 from aiokafka.errors import KafkaConnectionError
 
-EXIT_CONFIG = 2  # a bad setting, argument or environment: starting again unchanged cannot help
+EXIT_USAGE = 2  # a bad setting, argument or environment: starting again unchanged cannot help
 
 
 class Refusal(Exception):

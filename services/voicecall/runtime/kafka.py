@@ -23,6 +23,10 @@ from voicecall.runtime import logging as vlog
 from voicecall.runtime.config import CommonSettings
 from voicecall.runtime.failures import BrokerUnreachable, CredentialsRefused
 
+# Every producer's limits, explicit: the ingress sizes records against them, a stage deadletters what is over.
+MAX_REQUEST_SIZE = 1 << 20  # aiokafka's default: a record estimated above it is refused by ``send``
+MAX_BATCH_SIZE = 256 * 1024  # concurrent requests fill the batches (bench/RESULTS.md)
+
 NOTICE_INTERVAL = 60.0  # "broker unreachable, retrying": once, then at most once a minute
 
 
@@ -190,7 +194,8 @@ def make_producer(settings: CommonSettings, *, client_suffix: str = "", wait: as
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 1,
-        "max_batch_size": 256 * 1024,
+        "max_batch_size": MAX_BATCH_SIZE,
+        "max_request_size": MAX_REQUEST_SIZE,
         "request_timeout_ms": 30_000,
     }
     kwargs.update(overrides)

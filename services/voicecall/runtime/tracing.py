@@ -27,7 +27,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from voicecall.runtime import logging as vlog
-from voicecall.runtime.age import REPLAY_ID
+from voicecall.runtime.cloudevents import REPLAY_ID
 
 TRACEPARENT = "ce_traceparent"
 TRACESTATE = "ce_tracestate"

@@ -15,11 +15,10 @@ from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from voicecall.runtime import deadletter
+from voicecall.runtime.kafka import MAX_REQUEST_SIZE
 from voicecall.runtime.record import Record
 
-# aiokafka's default ``max_request_size``, which the stages' producers keep (runtime.kafka sets no other): a record
-# estimated above it is refused by ``send``.
-LIMIT = 1_048_576
+LIMIT = MAX_REQUEST_SIZE  # the stages' producers' max_request_size (runtime.kafka)
 
 
 def caused(error: BaseException) -> bool:
