@@ -199,3 +199,16 @@ def test_nesting_orjson_reads_but_cannot_write_is_answered_with_the_text_kept(pa
     assert (outcome.status, outcome.reason) == (status, reason)
     [record] = outcome.records
     assert orjson.loads(record.value)["payload"] == body.decode()
+
+
+def test_a_big_integer_in_a_documented_field_is_kept_exactly_and_accepted(parser: parse.Parser) -> None:
+    # The exact re-read (integers beyond 64 bits) must not be validated again: the schema would refuse the
+    # exact number's stand-in, and a push it accepted was answered 400.
+    big = "123456789012345678901234567890"
+    status = b'{"eventType":"answer","statusInfo":{"sessionId":"s1","userData":' + big.encode() + b"}}"
+    fee = (b'{"eventType":"fee","feeLst":[{"sessionId":"f1","direction":0,"userData":' + big.encode() + b"}]}")
+    for body in (status, fee):
+        outcome = run(parser, body)
+        assert outcome.status == 200 and outcome.reason is None, outcome.detail
+        [record] = outcome.records
+        assert b'"userData":' + big.encode() in record.value
