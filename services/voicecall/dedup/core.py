@@ -37,7 +37,7 @@ from aiokafka.structs import ConsumerRecord
 
 from voicecall import huawei
 from voicecall.dedup.state import State
-from voicecall.runtime import cloudevents, deadletter
+from voicecall.runtime import cloudevents, deadletter, times
 from voicecall.runtime.deadletter import Reason
 from voicecall.runtime.record import Record
 
@@ -95,8 +95,8 @@ def epoch_seconds(value: object) -> int | None:
     if value.__class__ is str and len(value) == 19 and value[10] == " ":  # type: ignore[arg-type]
         text: str = value  # type: ignore[assignment]
         try:
-            return _timegm(int(text[0:4]), int(text[5:7]), int(text[8:10]),
-                           int(text[11:13]), int(text[14:16]), int(text[17:19]))
+            return times.timegm(int(text[0:4]), int(text[5:7]), int(text[8:10]),
+                                int(text[11:13]), int(text[14:16]), int(text[17:19]))
         except ValueError:
             pass
     try:
@@ -104,24 +104,6 @@ def epoch_seconds(value: object) -> int | None:
     except huawei.BadTime:
         return None
     return int(moment.timestamp()) if moment is not None else None
-
-
-_MONTH_DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-
-
-def _timegm(year: int, month: int, day: int, hour: int, minute: int, second: int) -> int:
-    if not (1 <= month <= 12 and 1 <= day <= _MONTH_DAYS[month] and hour < 24 and minute < 60 and second < 60):
-        raise ValueError("not a time")
-    if month == 2 and day == 29 and (year % 4 or (year % 100 == 0 and year % 400)):
-        raise ValueError("not a leap year")
-    # days from civil (H. Hinnant): proleptic Gregorian day number relative to 1970-01-01
-    y = year - (month <= 2)
-    era = y // 400
-    yoe = y - era * 400
-    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    days = era * 146097 + doe - 719468
-    return days * 86400 + hour * 3600 + minute * 60 + second
 
 
 def _received(record: ConsumerRecord) -> int:

@@ -15,7 +15,6 @@ Records without a readable receive-time header (another producer's) are not obse
 
 from __future__ import annotations
 
-import calendar
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
@@ -25,6 +24,7 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from voicecall.runtime.cloudevents import RECEIVED, REPLAY_ID
+from voicecall.runtime.times import timegm
 
 EVENT_TIME = "ce_time"
 FIRST, REPUSH, REPLAY = "first", "repush", "replay"
@@ -32,6 +32,7 @@ FIRST, REPUSH, REPLAY = "first", "repush", "replay"
 REPUSH_AFTER = 1800.0
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
            1800.0, 3600.0, 7200.0, 21600.0, 43200.0, 86400.0)
+_BOUNDS = (*map(str, BUCKETS), "+Inf")  # the exposition's "le" labels
 Headers = Sequence[tuple[str, bytes]]
 
 _seconds_cache: dict[bytes, int] = {}
@@ -46,8 +47,8 @@ def epoch(value: bytes) -> float | None:
         second = _seconds_cache.get(head)
         if second is None:
             try:
-                second = calendar.timegm((int(head[0:4]), int(head[5:7]), int(head[8:10]), int(head[11:13]),
-                                          int(head[14:16]), int(head[17:19]), 0, 0, 0))
+                second = timegm(int(head[0:4]), int(head[5:7]), int(head[8:10]), int(head[11:13]),
+                                int(head[14:16]), int(head[17:19]))
             except ValueError:
                 return None
             if len(_seconds_cache) > 4096:
@@ -125,7 +126,7 @@ class EventAge(Collector):
         family = self._family()
         for labels, counts in sorted(self.series.items()):
             cumulative, buckets = 0.0, []
-            for bound, count in zip([*map(str, BUCKETS), "+Inf"], counts[:-1], strict=True):
+            for bound, count in zip(_BOUNDS, counts[:-1], strict=True):
                 cumulative += count
                 buckets.append((bound, cumulative))
             family.add_metric(list(labels), buckets, counts[-1])

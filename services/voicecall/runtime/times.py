@@ -59,3 +59,23 @@ class Clock:
             self._second = second
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         return f"{self._prefix}.{milli:03d}Z"
+
+
+_MONTH_DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def timegm(year: int, month: int, day: int, hour: int, minute: int, second: int) -> int:
+    """Seconds since the epoch of a UTC wall time, with its fields checked (``calendar.timegm`` takes
+    31 February as 3 March); raises ValueError for a time that does not exist."""
+    if not (1 <= month <= 12 and 1 <= day <= _MONTH_DAYS[month] and hour < 24 and minute < 60 and second < 60):
+        raise ValueError("not a time")
+    if month == 2 and day == 29 and (year % 4 or (year % 100 == 0 and year % 400)):
+        raise ValueError("not a leap year")
+    # days from civil (H. Hinnant): proleptic Gregorian day number relative to 1970-01-01
+    y = year - (month <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    days = era * 146097 + doe - 719468
+    return days * 86400 + hour * 3600 + minute * 60 + second
