@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import signal
 import sys
 from typing import Any
 
 from voicecall import __version__
 from voicecall.commands import COMMANDS
-from voicecall.runtime import streams
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+from voicecall.runtime import stops, streams
 
 
 def _top_parser() -> argparse.ArgumentParser:
@@ -30,27 +27,18 @@ def _top_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # A stop signal while the command's modules load (seconds on a loaded machine) is remembered, not fatal: the
-    # command then exits 0 before it starts, as a supervisor's SIGTERM right after a start expects. Each command
-    # installs its own handling once it runs.
-    stopped: list[int] = []
-    previous = {signum: signal.signal(signum, lambda signum, _frame: stopped.append(signum))
-                for signum in STOP_SIGNALS}
-    try:
+    with stops.deferred():  # a stop signal while the command starts is remembered, not fatal (runtime/stops.py)
         name, module, args = _load(argv)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    if stopped:
-        return 0  # stopped before it started: nothing was in flight
-    from voicecall.runtime import failures
+        if stops.requested():
+            return 0  # stopped before it started: nothing was in flight
+        from voicecall.runtime import failures
 
-    try:
-        return int(module.main(args) or 0)
-    except failures.Refusal as refusal:
-        action = getattr(args, "action", None)  # replay reset, topics create, …
-        print(f"voicecall {name}{f' {action}' if action else ''}: {refusal}", file=sys.stderr, flush=True)
-        return failures.EXIT_USAGE
+        try:
+            return int(module.main(args) or 0)
+        except failures.Refusal as refusal:
+            action = getattr(args, "action", None)  # replay reset, topics create, …
+            print(f"voicecall {name}{f' {action}' if action else ''}: {refusal}", file=sys.stderr, flush=True)
+            return failures.EXIT_USAGE
 
 
 def _load(argv: list[str] | None) -> tuple[str, Any, argparse.Namespace]:
@@ -68,12 +56,26 @@ def _load(argv: list[str] | None) -> tuple[str, Any, argparse.Namespace]:
     if name not in COMMANDS:
         top.error(f"unknown command {name!r}")
     command = COMMANDS[name]
-    from voicecall import settingsdoc
-
     module = importlib.import_module(command.module)
-    parser = argparse.ArgumentParser(prog=f"voicecall {name}", description=command.help,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _CommandParser(settings_of=name if command.settings else None, prog=f"voicecall {name}",
+                            description=command.help, formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(parser)
-    if command.settings:  # after the command's own epilog, if it has one
-        parser.epilog = "\n\n".join(part for part in (parser.epilog, settingsdoc.help_epilog(name)) if part)
     return name, module, parser.parse_args(rest)
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser whose help ends with the command's settings list: built only when help is shown (it
+    reads every settings field), after the command's own epilog, if it has one."""
+
+    def __init__(self, settings_of: str | None = None, **kwargs: Any) -> None:  # subparsers: None
+        super().__init__(**kwargs)
+        self._settings_of = settings_of
+
+    def format_help(self) -> str:
+        if self._settings_of is not None:
+            from voicecall import settingsdoc
+
+            listed = settingsdoc.help_epilog(self._settings_of)
+            self.epilog = "\n\n".join(part for part in (self.epilog, listed) if part)
+            self._settings_of = None
+        return super().format_help()

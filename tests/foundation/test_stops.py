@@ -18,32 +18,11 @@ from typing import Any
 
 import pytest
 
+from process_helpers import free_port_run
 from voicecall import topics
+from voicecall.devenv import plan
+from voicecall.devenv.ports import free_port
 from voicecall.runtime import config
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def free_port_run(count: int) -> int:
-    """A port such that it and the next ``count - 1`` are free right now."""
-    for _ in range(100):
-        base = free_port()
-        if base + count <= 65535 and all(not listening(base + i) and bindable(base + i) for i in range(count)):
-            return base
-    raise AssertionError("no run of free ports")
-
-
-def bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def listening(port: int) -> bool:
@@ -84,7 +63,7 @@ def command(name: str, bootstrap: str, prefix: str, tmp: Path) -> tuple[list[str
         env["VOICECALL_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{port}"
         return ["broker", "--broker", "noida", "--state-dir", str(tmp / "state")], env, lambda: listening(port)
     assert name == "dev"
-    env["VOICECALL_METRICS_PORT"] = str(free_port_run(3))  # dev's consumers: this port and the next two
+    env["VOICECALL_METRICS_PORT"] = str(free_port_run(len(plan.CONSUMERS)))  # dev's consumers: this port and on
     return (["dev", "--broker", "external", "--state-dir", str(tmp / "state"), "--partitions", "1"], env,
             lambda: healthy(port))
 
@@ -137,7 +116,7 @@ def test_stops_on_sigterm_without_a_stderr(name: str, stderr: str, kafka_bootstr
     if name == "dev":
         report = (tmp_path / "state" / "logs" / "dev.log").read_text()
         assert "dev stopped" in report and "not cleanly" not in report, report
-        for service in ("ingress", "dedup", "billing", "recordings"):
+        for service in ("ingress", *plan.CONSUMERS):
             assert f"{service:<11} exited 0" in report, report
 
 
@@ -160,3 +139,41 @@ def test_a_stop_signal_while_the_command_loads_exits_0_before_it_starts(monkeypa
     monkeypatch.setattr(cli.importlib, "import_module", import_then_signal)
     assert cli.main(["billing"]) == 0
     assert started == [] and signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_stop_signal_after_the_command_loaded_but_before_its_loop_runs_stops_it_cleanly(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The same run of `voicecall dev` a second time: the SIGTERM reached `calls` after its modules loaded, while it
+    # read its settings, before its event loop took over the signal (calls exited -15).
+    import asyncio
+
+    from voicecall import cli
+    from voicecall.runtime import lifecycle
+
+    before = signal.getsignal(signal.SIGTERM)
+    seen: list[str] = []
+
+    async def service(stop: asyncio.Event) -> None:
+        await asyncio.wait_for(stop.wait(), timeout=10)
+        seen.append("stopped")
+
+    def main(args: Any) -> int:
+        os.kill(os.getpid(), signal.SIGTERM)  # the command is starting: settings, logging, its loop
+        return lifecycle.run(service)
+
+    module = cli.importlib.import_module("voicecall.billing.cli")
+    monkeypatch.setattr(module, "main", main)
+    assert cli.main(["billing"]) == 0
+    assert seen == ["stopped"] and signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_second_stop_signal_before_the_command_took_over_exits_at_once() -> None:
+    program = ("import os, signal, time\n"
+               "from voicecall.runtime import stops\n"
+               "with stops.deferred():\n"
+               "    os.kill(os.getpid(), signal.SIGTERM)\n"
+               "    assert stops.requested()\n"
+               "    os.kill(os.getpid(), signal.SIGTERM)\n"
+               "    time.sleep(10)\n")
+    finished = subprocess.run([sys.executable, "-c", program], timeout=30, capture_output=True, text=True)
+    assert finished.returncode == 1, finished.stderr

@@ -11,7 +11,7 @@ import asyncio
 import sys
 
 from voicecall.replay import copy as replay_copy, names, reset as replay_reset, window
-from voicecall.runtime import config, lifecycle, logging as vlog
+from voicecall.runtime import config, lifecycle, logging as vlog, stops
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,6 +74,7 @@ def main(args: argparse.Namespace) -> int:
         except ValueError as error:
             print(f"voicecall replay reset: --wait: {error}", file=sys.stderr)
             return 2
+        stops.restore()  # a one-shot: Ctrl-C interrupts it as usual
         return asyncio.run(replay_reset.reset(settings, args.service, since, args.dry_run, wait=wait))
     if args.batch < 1:
         print("voicecall replay copy: --batch must be at least 1", file=sys.stderr)

@@ -13,7 +13,7 @@ import os
 import signal
 from collections.abc import Awaitable, Callable
 
-from voicecall.runtime import logging as vlog
+from voicecall.runtime import logging as vlog, stops
 from voicecall.runtime.failures import Refusal
 
 Service = Callable[[asyncio.Event], Awaitable[None]]
@@ -29,7 +29,8 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def install_stop_handlers(stop: asyncio.Event, on_force: Callable[[], None] | None = None) -> None:
-    """First SIGTERM/SIGINT sets ``stop`` (graceful); a second one exits immediately.
+    """First SIGTERM/SIGINT sets ``stop`` (graceful; already set if one came while the command started); a second
+    one exits immediately.
 
     ``on_force`` runs just before that immediate exit (a supervisor kills its children there, so a second Ctrl-C
     never leaves processes behind).
@@ -54,6 +55,8 @@ def install_stop_handlers(stop: asyncio.Event, on_force: Callable[[], None] | No
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, on_signal, signum)
+    if stops.requested():  # it came while the command was starting
+        stop.set()
 
 
 def run(service: Service, on_force: Callable[[], None] | None = None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from voicecall.runtime import config, logging as vlog
+from voicecall.runtime import config, logging as vlog, stops
 from voicecall.topics import manifests
 from voicecall.topics.admin import create
 from voicecall.topics.table import TopicSettings, format_plan, plan
@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    stops.restore()  # a one-shot: Ctrl-C interrupts it as usual
     settings = config.load(TopicSettings, topic_partitions=args.partitions, topic_replication=args.replication,
                            kafka_bootstrap=getattr(args, "bootstrap", None))
     vlog.setup(settings.log_level, settings.log_format)

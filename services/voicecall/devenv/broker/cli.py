@@ -10,7 +10,7 @@ from pathlib import Path
 
 from voicecall.devenv.broker import KINDS, BrokerError, BrokerHandle, start_broker
 from voicecall.devenv.broker.config import BrokerSettings
-from voicecall.runtime import config, logging as vlog
+from voicecall.runtime import config, logging as vlog, stops
 from voicecall.runtime.failures import BrokerUnreachable, Refusal
 
 EXTERNAL_WAIT = 10.0  # seconds an external cluster has to answer
@@ -61,6 +61,8 @@ def main(args: argparse.Namespace) -> int:
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
+    if stops.requested():
+        stopped.set()
     problem = settings.port_problem(args.broker)
     if problem:
         raise Refusal(problem)
