@@ -64,7 +64,7 @@ def test_default_allowlist_is_base_url_host_and_huawei_domains() -> None:
 
 def test_secret_is_not_in_repr_or_errors() -> None:
     settings = config.load(RecordingsSettings, huawei_app_secret="s3cr3t-value")
-    assert "s3cr3t-value" not in repr(settings) and settings.app_secret() == "s3cr3t-value"
+    assert "s3cr3t-value" not in repr(settings) and settings.huawei_app_secret.get_secret_value() == "s3cr3t-value"
 
 
 def test_bad_store_value_names_the_variable(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from voicecall import huawei
+from voicecall import apps, huawei
 from voicecall.simulator import signing
 from voicecall.simulator.platform import DEFAULT_APP_SECRET, resolve_apps
 
@@ -94,20 +94,20 @@ def test_signer_refuses_bad_settings() -> None:
 def test_apps_file_forms_and_errors(tmp_path: Path) -> None:
     good = tmp_path / "apps.json"
     good.write_text('{"a": "sa", "b": ["sb1", "sb2"]}')
-    assert signing.load_apps_file(good) == {"a": ("sa",), "b": ("sb1", "sb2")}
+    assert apps.load_apps_file(good) == {"a": ("sa",), "b": ("sb1", "sb2")}
     for content, expected in (("[1]", "JSON object"), ('{"a": ["s1", "s2", "s3"]}', "one or two"),
                               ('{"a": ""}', "non-empty"), ('{"a": 5}', "non-empty"), ("{}", "no apps"),
                               ("{not json", "not JSON")):
         bad = tmp_path / "bad.json"
         bad.write_text(content)
         with pytest.raises(ValueError, match=expected) as error:
-            signing.load_apps_file(bad)
+            apps.load_apps_file(bad)
         assert "s1" not in str(error.value) and str(bad) in str(error.value)
     with pytest.raises(ValueError, match="apps file"):
-        signing.load_apps_file(tmp_path / "absent.json")
+        apps.load_apps_file(tmp_path / "absent.json")
     secret = "do-not-print-me"
     with pytest.raises(ValueError) as error:
-        signing.parse_apps({"a": [secret, secret, secret]})
+        apps.parse_apps({"a": [secret, secret, secret]})
     assert secret not in str(error.value)
 
 

@@ -50,9 +50,6 @@ class RecordingsSettings(AppsSettings):
             raise ValueError("s3:// needs a bucket name")
         return value
 
-    def app_secret(self) -> str:
-        return self.huawei_app_secret.get_secret_value()
-
     def allowed_hosts(self) -> list[str]:
         if self.recordings_allowed_hosts:
             return list(self.recordings_allowed_hosts)

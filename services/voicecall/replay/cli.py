@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import sys
 
-from voicecall.replay import copy as replay_copy, names, reset as replay_reset, window
+from voicecall.replay import copy as replay_copy, reset as replay_reset, window
 from voicecall.runtime import config, lifecycle, logging as vlog, stops
 
 
@@ -84,27 +84,14 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"voicecall replay copy: --grace: {error}", file=sys.stderr)
         return 2
-    try:  # before anything starts: the refusal is the one line printed
-        names.check_copy(args.from_topic, args.to_topic, settings.topic_prefix, from_internal=args.from_internal)
-    except names.InternalTopic as error:
-        print(f"voicecall replay copy: {error}", file=sys.stderr)
-        return 2
     outcome: list[replay_copy.Summary] = []
-    problems: list[str] = []
 
-    async def service(stop: asyncio.Event) -> None:
-        try:
-            outcome.append(await replay_copy.copy(
-                settings, args.from_topic, args.to_topic, win, only_key=args.key, replay_id=args.replay_id,
-                dry_run=args.dry_run, batch=args.batch, grace_ms=grace_ms, stop=stop,
-                from_internal=args.from_internal))
-        except (names.UnknownTopic, names.InternalTopic) as error:
-            problems.append(str(error))
+    async def service(stop: asyncio.Event) -> None:  # a refused topic leaves as a Refusal: one line, exit 2
+        outcome.append(await replay_copy.copy(
+            settings, args.from_topic, args.to_topic, win, only_key=args.key, replay_id=args.replay_id,
+            dry_run=args.dry_run, batch=args.batch, grace_ms=grace_ms, stop=stop, from_internal=args.from_internal))
 
     code = lifecycle.run(service)
-    if problems:
-        print(f"voicecall replay copy: {problems[0]}", file=sys.stderr)
-        return 2
     if outcome:
         print(outcome[0].render())
     return code

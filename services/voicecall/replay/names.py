@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from voicecall.runtime.config import CommonSettings
+from voicecall.runtime.failures import Refusal
 from voicecall.runtime.kafka import make_admin
 from voicecall.topics import TOPICS
 
 
-class UnknownTopic(ValueError):
-    pass
+class UnknownTopic(Refusal):
+    """A topic named on the command line that the cluster does not have (the entry point prints it, exit 2)."""
 
 
-class InternalTopic(ValueError):
-    """A copy that would read or write a stage's internal state topic."""
+class InternalTopic(Refusal):
+    """A copy that would read or write a stage's internal state topic (the entry point prints it, exit 2)."""
 
 
 def check_copy(source: str, target: str, prefix: str, *, from_internal: bool = False) -> None:

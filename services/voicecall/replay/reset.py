@@ -165,22 +165,17 @@ def members_of(described: list[Any], group: str) -> list[Member]:
     return found
 
 
-async def active_members(settings: CommonSettings, group: str, coordinator_wait: float = 30.0) -> list[Member]:
+async def active_members(admin: Any, group: str, coordinator_wait: float = 30.0) -> list[Member]:
     """The group's members. A broker where no group was ever used answers "coordinator not available" until it has
     created its offsets topic (on this very request): asked again for up to ``coordinator_wait`` seconds."""
-    admin = make_admin(settings)
-    try:
-        await admin.start()
-        deadline = time.monotonic() + coordinator_wait
-        while True:
-            try:
-                return members_of(await admin.describe_consumer_groups([group]), group)
-            except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError):
-                if time.monotonic() >= deadline:
-                    raise
-                await asyncio.sleep(0.5)
-    finally:
-        await admin.close()
+    deadline = time.monotonic() + coordinator_wait
+    while True:
+        try:
+            return members_of(await admin.describe_consumer_groups([group]), group)
+        except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 async def _plan(consumer: Any, topic: str, partitions: list[int], since_ms: int) -> list[PartitionPlan]:
@@ -204,15 +199,25 @@ async def _plan(consumer: Any, topic: str, partitions: list[int], since_ms: int)
 async def reset(settings: CommonSettings, service: str, since_ms: int, dry_run: bool,
                 out: TextIO = sys.stdout, err: TextIO = sys.stderr, wait: float = 0.0) -> int:
     """``wait``: seconds to wait for the group's members to leave before refusing."""
+    admin = make_admin(settings)  # one for the whole reset: asked every 0.5 s while it waits
+    try:
+        await admin.start()
+        return await _reset(settings, admin, service, since_ms, dry_run, out, err, wait)
+    finally:
+        await admin.close()
+
+
+async def _reset(settings: CommonSettings, admin: Any, service: str, since_ms: int, dry_run: bool, out: TextIO,
+                 err: TextIO, wait: float) -> int:
     group = group_id(settings, service)
     inputs = [topics.name(settings, suffix) for suffix in (INPUTS[service], *MORE_INPUTS.get(service, ()))]
-    members = await active_members(settings, group)
+    members = await active_members(admin, group)
     if members and wait > 0:
         print(f"waiting up to {wait:.0f} s for {len(members)} member(s) of {group} to leave", file=err)
         deadline = time.monotonic() + wait
         while members and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
-            members = await active_members(settings, group)
+            members = await active_members(admin, group)
     if members:
         print(refusal(service, group, members), file=err)
         return EXIT_ACTIVE
@@ -232,7 +237,7 @@ async def reset(settings: CommonSettings, service: str, since_ms: int, dry_run: 
             print("dry run: nothing committed", file=out)
             return 0
         # Re-check just before committing: a member that joined since would be silently overwritten otherwise.
-        members = await active_members(settings, group)
+        members = await active_members(admin, group)
         if members:
             print(refusal(service, group, members), file=err)
             return EXIT_ACTIVE

@@ -23,8 +23,6 @@ from voicecall.replay import names, window
 from voicecall.runtime import config, lifecycle, logging as vlog, times
 from voicecall.runtime.kafka import make_consumer
 
-log = vlog.get("tail")
-
 
 def render(record: Any, with_headers: bool) -> dict[str, Any]:
     """A consumer record → the JSON object printed for it."""
@@ -144,11 +142,5 @@ def main(args: argparse.Namespace) -> int:
         print(f"voicecall tail: --since: {error}", file=sys.stderr)
         return 2
 
-    async def service(stop: asyncio.Event) -> None:
-        try:
-            await tail(settings, args, stop, sys.stdout.buffer)
-        except names.UnknownTopic as error:
-            print(f"voicecall tail: {error}", file=sys.stderr)
-            raise SystemExit(2) from None
-
-    return lifecycle.run(service)
+    # an unknown topic leaves as a Refusal: one line, exit 2
+    return lifecycle.run(lambda stop: tail(settings, args, stop, sys.stdout.buffer))

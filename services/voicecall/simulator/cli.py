@@ -25,6 +25,7 @@ import orjson
 from pydantic import Field
 
 from voicecall import huawei
+from voicecall.apps import Apps, load_apps_file
 from voicecall.runtime import config, lifecycle, logging as vlog
 from voicecall.simulator import signing
 from voicecall.simulator.model import DEFAULT_APP_KEY, parse_mix
@@ -222,15 +223,15 @@ def _printer(tty: bool) -> Callable[[Summary], None]:
     return show
 
 
-def load_apps(args: argparse.Namespace, settings: SimulateSettings) -> tuple[signing.Apps, bool]:
+def load_apps(args: argparse.Namespace, settings: SimulateSettings) -> tuple[Apps, bool]:
     """The run's apps (the apps file's, then the single key/secret) and whether any secret was given."""
     path = args.apps_file or settings.huawei_apps_file
-    apps = signing.load_apps_file(path) if path else None
+    apps = load_apps_file(path) if path else None
     return resolve_apps(apps, args.app_key or settings.huawei_app_key, args.app_secret or settings.huawei_app_secret)
 
 
 async def simulate(args: argparse.Namespace, settings: SimulateSettings, stop: asyncio.Event,
-                   apps: signing.Apps, secret_given: bool) -> Summary:
+                   apps: Apps, secret_given: bool) -> Summary:
     (app_key, secrets), *others = apps.items()
     api: RecordingApi | None = None
     if args.serve_recordings:

@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from voicecall import apps
 from voicecall.simulator import delivery, pushes, signing
 from voicecall.simulator.calls import generate
 from voicecall.simulator.model import DEFAULT_APP_KEY, FILES_PATH, CallOptions, normalise_mix
@@ -36,18 +37,14 @@ PLAIN_HEADERS = {"Content-Type": pushes.CONTENT_TYPE}
 DEFAULT_APP_SECRET = "sim-app-secret"  # used when no secret is given: pushes are then unsigned by default
 
 
-def resolve_apps(apps: Mapping[str, str | Sequence[str]] | None, app_key: str | None,
-                 app_secret: str | None) -> tuple[signing.Apps, bool]:
+def resolve_apps(given: Mapping[str, str | Sequence[str]] | None, app_key: str | None,
+                 app_secret: str | None) -> tuple[apps.Apps, bool]:
     """The apps of a run (the apps mapping, plus the single key/secret) and whether any secret was given."""
-    resolved = signing.as_apps(apps or {})
-    given = bool(resolved) or app_secret is not None
-    key = app_key or DEFAULT_APP_KEY
-    if app_secret is not None:
-        known = resolved.get(key, ())
-        resolved[key] = known if app_secret in known else (*known, app_secret)
+    single = None if app_secret is None else (app_key or DEFAULT_APP_KEY, app_secret)
+    resolved = apps.merged(apps.as_apps(given or {}), single)
     if not resolved:
-        resolved[key] = (DEFAULT_APP_SECRET,)
-    return resolved, given
+        return {app_key or DEFAULT_APP_KEY: (DEFAULT_APP_SECRET,)}, False
+    return resolved, True
 
 
 class Platform:

@@ -19,17 +19,13 @@ import random
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
-from voicecall import apps, huawei
+from voicecall import huawei
 from voicecall.simulator.pushes import CONTENT_TYPE
 
 PUSH_DIGESTS = (*huawei.PUSH_DIGEST_FORMS, "request")
 # Created on pushes: the push pages' text says UTC+8 (Beijing time), their example ends in "Z".
 PUSH_CREATED_ZONES = ("utc", "beijing")
 VALID, BAD_DIGEST, REPLAYED, UNSIGNED = "valid", "bad-digest", "replayed-nonce", "unsigned"
-
-Apps = apps.Apps
-parse_apps, load_apps_file, as_apps = apps.parse_apps, apps.load_apps_file, apps.as_apps
-
 
 def push_created(zone: str = "utc", now: datetime | None = None) -> str:
     """``Created`` of a push: UTC, or Beijing time (UTC+8) written with the same trailing ``Z`` as the example."""

@@ -21,8 +21,8 @@ Relaunch = Callable[[int, float], "BrokerHandle"]
 class BrokerHandle:
     """A running broker: one process per node (none for an external cluster). ``stop()`` is idempotent;
     ``restart()`` starts it again on the same state and port. Node ``i`` (1-based, the Kafka node id) is
-    ``nodes[i - 1]`` listening on the ``i``-th address of ``bootstrap``; ``kill_node``/``start_node`` crash and
-    bring back one node of a cluster."""
+    ``nodes[i - 1]`` listening on the ``i``-th address of ``bootstrap``; ``kill_node``/``start_nodes`` crash and
+    bring back nodes of a cluster."""
 
     def __init__(self, *, kind: str, bootstrap: str, relaunch: Relaunch | None, state_dir: Path | None = None,
                  nodes: Sequence[Child] = (), log_path: Path | None = None,
@@ -79,9 +79,6 @@ class BrokerHandle:
     def kill_node(self, node_id: int) -> None:
         """SIGKILL one node (a crash); the others keep running."""
         self.nodes[node_id - 1].kill()
-
-    def start_node(self, node_id: int, wait_timeout: float = 90) -> None:
-        self.start_nodes([node_id], wait_timeout)
 
     def start_nodes(self, node_ids: Sequence[int], wait_timeout: float = 90) -> None:
         """Start stopped or killed nodes again on their state (all at once); returns once each answers Metadata
