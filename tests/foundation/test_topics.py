@@ -23,6 +23,15 @@ def test_plan_caps_replication_at_broker_count() -> None:
     assert {t.configs["min.insync.replicas"] for t in topics.plan(settings, brokers=5)} == {"2"}
 
 
+def test_dev_replicates_like_the_table_three_on_three_nodes_one_on_one() -> None:
+    from voicecall.devenv.plan import DevSettings
+
+    settings = config.load(DevSettings)  # `voicecall dev --nodes 3` once made RF 1 topics
+    assert {t.replication for t in topics.plan(settings, brokers=3)} == {3}
+    assert {t.configs["min.insync.replicas"] for t in topics.plan(settings, brokers=3)} == {"2"}
+    assert {t.replication for t in topics.plan(settings, brokers=1)} == {1}
+
+
 async def test_create_is_idempotent_and_configs_read_back(kafka_bootstrap: str) -> None:
     prefix = f"t{uuid.uuid4().hex[:8]}."
     settings = config.load(topics.TopicSettings, kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix,

@@ -28,7 +28,6 @@ DEV_FAULTS = ("--out-of-order-share", "0.05", "--duplicate-share", "0.02")
 
 class DevSettings(BrokerSettings, topics.TopicSettings):
     topic_partitions: int = Field(3, ge=1, le=10_000, description="partitions per topic (--partitions)")
-    topic_replication: int = Field(1, ge=1, le=32, description="replicas per partition: dev runs one broker")
     ingress_host: str = Field("127.0.0.1", description="the ingress's listen address (dev: loopback only)")
     ingress_port: int = Field(8080, ge=0, le=65535, description="the ingress's port")
 
