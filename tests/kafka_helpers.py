@@ -172,7 +172,7 @@ async def end_offsets(settings: CommonSettings, suffix: str) -> int:
     await consumer.start()
     try:
         topic = topics.name(settings, suffix)
-        tps = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or range(PARTITIONS))]
+        tps = [TopicPartition(topic, p) for p in (await names.partitions(settings))[topic]]
         return sum((await consumer.end_offsets(tps)).values())
     finally:
         await consumer.stop()

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from calls_helpers import KafkaCallsSettings, settings_for
 
+from kafka_helpers import new_prefix
 from voicecall import topics
 
 
 @pytest.fixture
 def fresh_settings(kafka_bootstrap: str) -> KafkaCallsSettings:
     """Settings on a prefix of their own; no topic exists yet."""
-    return settings_for(kafka_bootstrap, f"t{uuid.uuid4().hex[:8]}.")
+    return settings_for(kafka_bootstrap, new_prefix())
 
 
 @pytest.fixture

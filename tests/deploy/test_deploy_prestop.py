@@ -8,7 +8,6 @@ import os
 import signal
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import yaml
 from aiohttp import web
 from deploy_helpers import K8S
 
+from kafka_helpers import new_prefix
 from voicecall import topics
 from voicecall.devenv.ports import free_port
 
@@ -64,7 +64,7 @@ async def test_prestop_waits_for_the_spool_to_drain() -> None:
 
 
 async def test_prestop_understands_the_real_ingress(kafka_bootstrap: str, tmp_path: Path) -> None:
-    prefix = f"t{uuid.uuid4().hex[:8]}."
+    prefix = new_prefix()
     await topics.create(topics.TopicSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix,
                                              topic_partitions=3, topic_replication=1))
     port = free_port()

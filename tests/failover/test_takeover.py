@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-import uuid
 from pathlib import Path
 
 import orjson
@@ -26,6 +25,7 @@ from failover_helpers import (
     wait_owned,
 )
 
+from kafka_helpers import new_prefix
 from voicecall.devenv.broker import BrokerHandle
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -53,7 +53,7 @@ async def feed(bootstrap: str, topic: str, stop: asyncio.Event) -> int:
 async def test_takeover_after_kill_and_survivors_pause_during_a_replacement(whole_cluster: BrokerHandle,
                                                                             tmp_path: Path) -> None:
     bootstrap = whole_cluster.bootstrap
-    prefix = f"t{uuid.uuid4().hex[:8]}."
+    prefix = new_prefix()
     await create_topics(bootstrap, prefix)
     env = service_env(bootstrap, prefix)
     stages = [Service("dedup", env, tmp_path / f"dedup-{i}.log", f"dedup-{i}") for i in range(4)]
@@ -97,7 +97,7 @@ async def test_a_static_member_restarted_in_time_gets_its_partitions_back_withou
     session timeout, as a Kubernetes container restart in the same pod would, takes its partitions back; the other
     instance goes on as if nothing happened."""
     bootstrap = whole_cluster.bootstrap
-    prefix = f"t{uuid.uuid4().hex[:8]}."
+    prefix = new_prefix()
     await create_topics(bootstrap, prefix)
     # A static member's session timeout is chosen to cover its restart (a process start; longer on a busy machine).
     first, second = (Service("dedup", service_env(bootstrap, prefix, VOICECALL_CONSUMER_INSTANCE_ID=f"dedup-{i}",

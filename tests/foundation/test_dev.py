@@ -11,11 +11,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 
 import orjson
 
+from kafka_helpers import new_prefix
 from process_helpers import alive, free_port_run, taken_port
 from voicecall.devenv.ports import free_port, port_is_free
 
@@ -54,7 +54,7 @@ def child_pids(output: str) -> dict[str, int]:
 
 def test_dev_runs_every_service_and_stops_cleanly_on_sigterm(kafka_bootstrap: str, tmp_path: Path) -> None:
     ingress_port, metrics_base = free_port(), free_port_run(len(CONSUMERS))
-    env = dev_env(ingress_port, f"t{uuid.uuid4().hex[:8]}.")
+    env = dev_env(ingress_port, new_prefix())
     env["VOICECALL_METRICS_PORT"] = str(metrics_base)  # the consumers' ports: this one and the next three
     process = subprocess.Popen(
         [sys.executable, "-m", "voicecall", "dev", "--broker", "external", "--bootstrap", kafka_bootstrap,
@@ -91,7 +91,7 @@ def test_dev_runs_every_service_and_stops_cleanly_on_sigterm(kafka_bootstrap: st
 
 def test_dev_simulate_delivers_billing_and_ctrl_c_leaves_nothing_behind(kafka_bootstrap: str,
                                                                          tmp_path: Path) -> None:
-    prefix = f"t{uuid.uuid4().hex[:8]}."
+    prefix = new_prefix()
     ingress_port, metrics_base, recording_port = free_port(), free_port_run(len(CONSUMERS)), free_port()
     # A third of the CDRs withheld, and a grace of 1 s shared by the simulator and the calls stage: missing calls
     # show within seconds of their disconnect.
@@ -223,7 +223,7 @@ def test_dev_second_ctrl_c_exits_at_once_leaving_nothing(kafka_bootstrap: str, t
     process = subprocess.Popen(
         [sys.executable, "-m", "voicecall", "dev", "--broker", "external", "--bootstrap", kafka_bootstrap,
          "--state-dir", str(tmp_path), "--partitions", "1", "--metrics-base-port", str(metrics_base)],
-        env=dev_env(ingress_port, f"t{uuid.uuid4().hex[:8]}."), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=dev_env(ingress_port, new_prefix()), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True)
     output = read_until_running(process)
     pids = child_pids(output)

@@ -11,14 +11,13 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
 from test_dev import CONSUMERS, SERVICES, alive, child_pids, free_port, free_port_run, read_until_running
 
-from kafka_helpers import produce, read_all
+from kafka_helpers import new_prefix, produce, read_all
 from voicecall.runtime import config, times
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
@@ -52,7 +51,7 @@ def billed(records: list[Any]) -> set[tuple[bytes, bytes]]:
 
 async def test_the_documented_replay_procedure_works_under_voicecall_dev(kafka_bootstrap: str,
                                                                          tmp_path: Path) -> None:
-    prefix = f"t{uuid.uuid4().hex[:8]}."
+    prefix = new_prefix()
     metrics_base = free_port_run(len(CONSUMERS))
     env = {**os.environ, "VOICECALL_TOPIC_PREFIX": prefix, "VOICECALL_INGRESS_PORT": str(free_port()),
            "VOICECALL_INGRESS_HOST": "127.0.0.1", "VOICECALL_LOG_FORMAT": "json",

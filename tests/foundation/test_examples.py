@@ -15,13 +15,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 
+from kafka_helpers import new_prefix
 from voicecall import topics
 from voicecall.devenv.banner import next_steps
 from voicecall.devenv.broker import BrokerHandle
@@ -57,7 +57,7 @@ def post(url: str, body: bytes) -> tuple[int, dict[str, str]]:
 
 class Pipeline:
     def __init__(self, bootstrap: str, tmp: Path) -> None:
-        self.prefix = f"t{uuid.uuid4().hex[:8]}."
+        self.prefix = new_prefix()
         self.port = free_port()
         self.env = {key: value for key, value in os.environ.items() if not key.startswith("VOICECALL_")}
         self.env.update(VOICECALL_KAFKA_BOOTSTRAP=bootstrap, VOICECALL_TOPIC_PREFIX=self.prefix,

@@ -11,12 +11,12 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from kafka_helpers import new_prefix
 from process_helpers import taken_port
 from voicecall import cli
 from voicecall.runtime import streams
@@ -154,7 +154,7 @@ def taken() -> Iterator[int]:
 ])
 def test_a_taken_port_is_one_line_naming_variable_and_flag(service: str, flag: str, variable: str, taken: int,
                                                             kafka_bootstrap: str, tmp_path: Path) -> None:
-    env = env_with(VOICECALL_KAFKA_BOOTSTRAP=kafka_bootstrap, VOICECALL_TOPIC_PREFIX=f"t{uuid.uuid4().hex[:8]}.",
+    env = env_with(VOICECALL_KAFKA_BOOTSTRAP=kafka_bootstrap, VOICECALL_TOPIC_PREFIX=new_prefix(),
                    VOICECALL_INGRESS_HOST="127.0.0.1", VOICECALL_METRICS_HOST="127.0.0.1",
                    VOICECALL_INGRESS_SPOOL_DIR=str(tmp_path / "spool"),
                    VOICECALL_RECORDINGS_STORE=(tmp_path / "store").as_uri())

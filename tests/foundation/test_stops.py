@@ -11,13 +11,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kafka_helpers import new_prefix
 from process_helpers import free_port_run
 from voicecall import topics
 from voicecall.devenv import plan
@@ -77,7 +77,7 @@ def prefix(kafka_bootstrap: str) -> str:
     """A prefix whose topics exist (tail refuses a topic that does not)."""
     import asyncio
 
-    name = f"t{uuid.uuid4().hex[:8]}."
+    name = new_prefix()
     settings = config.load(topics.TopicSettings, kafka_bootstrap=kafka_bootstrap, topic_prefix=name,
                            topic_partitions=1, topic_replication=1, topic_min_insync=1)
     asyncio.run(topics.create(settings))

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 
 import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from kafka_helpers import new_prefix
 from voicecall import topics
 from voicecall.runtime import config
 from voicecall.runtime.kafka import make_admin
@@ -33,7 +33,7 @@ def test_dev_replicates_like_the_table_three_on_three_nodes_one_on_one() -> None
 
 
 async def test_create_is_idempotent_and_configs_read_back(kafka_bootstrap: str) -> None:
-    prefix = f"t{uuid.uuid4().hex[:8]}."
+    prefix = new_prefix()
     settings = config.load(topics.TopicSettings, kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix,
                            topic_partitions=2, topic_retention="3d")
     first = await topics.create(settings)
@@ -80,7 +80,7 @@ def test_plan_defaults_match_the_interface() -> None:
 
 
 def test_cli_create_twice_against_the_broker(kafka_bootstrap: str) -> None:
-    prefix = f"t{uuid.uuid4().hex[:8]}."
+    prefix = new_prefix()
     env = {**os.environ, "VOICECALL_TOPIC_PREFIX": prefix, "VOICECALL_TOPIC_PARTITIONS": "2"}
     command = [sys.executable, "-m", "voicecall", "topics", "create", "--bootstrap", kafka_bootstrap]
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)

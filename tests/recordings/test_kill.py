@@ -13,7 +13,7 @@ from pathlib import Path
 
 from recordings_helpers import APP_KEY, APP_SECRET, RecordingApi, S3Server, fee_record, running_pipeline
 
-from kafka_helpers import service_env
+from kafka_helpers import new_prefix, service_env
 from voicecall.recordings import select
 from voicecall.recordings.config import RecordingsSettings
 from voicecall.runtime import config
@@ -56,7 +56,7 @@ async def test_killed_mid_download_completes_once_after_restart(kafka_bootstrap:
                                                                 tmp_path: Path) -> None:
     root = tmp_path / "store"
     settings = config.load(RecordingsSettings, kafka_bootstrap=kafka_bootstrap,
-                           topic_prefix=f"t{uuid.uuid4().hex[:8]}.", huawei_base_url=recording_api.base_url,
+                           topic_prefix=new_prefix(), huawei_base_url=recording_api.base_url,
                            recordings_store=root.as_uri())
     session_id, name = f"kill-{uuid.uuid4().hex[:8]}@callenabler245.huaweicaas.com", f"{uuid.uuid4().hex}.wav"
     size = 4 * 1024 * 1024
@@ -107,7 +107,7 @@ async def test_killed_mid_multipart_upload_completes_once_in_s3(kafka_bootstrap:
 
     prefix = uuid.uuid4().hex
     settings = config.load(RecordingsSettings, kafka_bootstrap=kafka_bootstrap,
-                           topic_prefix=f"t{uuid.uuid4().hex[:8]}.", huawei_base_url=recording_api.base_url,
+                           topic_prefix=new_prefix(), huawei_base_url=recording_api.base_url,
                            recordings_store=f"s3://{s3_server.bucket}/{prefix}",
                            recordings_s3_endpoint_url=s3_server.endpoint)
     session_id, name = f"kill-{uuid.uuid4().hex[:8]}@callenabler245.huaweicaas.com", f"{uuid.uuid4().hex}.wav"

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
-from kafka_helpers import settings_values
+from kafka_helpers import new_prefix, settings_values
 from voicecall import topics
 from voicecall.runtime.stage import StageSettings
 
@@ -18,7 +16,7 @@ class ShellSettings(StageSettings, topics.TopicSettings):
 @pytest.fixture
 def fresh_settings(kafka_bootstrap: str) -> ShellSettings:
     """Settings on a prefix of its own; no topic exists yet."""
-    return ShellSettings(**settings_values(kafka_bootstrap, f"t{uuid.uuid4().hex[:8]}."))
+    return ShellSettings(**settings_values(kafka_bootstrap, new_prefix()))
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import os
 import signal
 import sys
 import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from kafka_helpers import new_prefix
 from process_helpers import free_port_run
 from voicecall.devenv.ports import free_port
 from voicecall.runtime.metrics import bound_port
@@ -68,7 +68,7 @@ async def test_voicecall_dev_exports_spans_to_an_otlp_http_receiver(kafka_bootst
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
-    env = {**os.environ, "VOICECALL_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:8]}.", "VOICECALL_LOG_FORMAT": "json",
+    env = {**os.environ, "VOICECALL_TOPIC_PREFIX": new_prefix(), "VOICECALL_LOG_FORMAT": "json",
            "VOICECALL_INGRESS_PORT": str(free_port()), "VOICECALL_INGRESS_HOST": "127.0.0.1",
            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{bound_port(runner)}",
            "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_TRACES_SAMPLER": "parentbased_always_on"}
