@@ -8,19 +8,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from ingress_helpers import Ingress, ingress_settings, start_ingress, wait_ready
-
-from kafka_helpers import create_topics
+from ingress_helpers import Ingress, ingress_settings, running_ingress
 
 
 @pytest.fixture
 async def ingress(kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[Ingress]:
-    settings = ingress_settings(kafka_bootstrap, tmp_path / "spool")
-    await create_topics(settings)
-    served = await start_ingress(settings)
-    await wait_ready(served.url)
-    yield served
-    await served.stop()
+    async with running_ingress(ingress_settings(kafka_bootstrap, tmp_path / "spool")) as served:
+        yield served
 
 
 @pytest.fixture

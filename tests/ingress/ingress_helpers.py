@@ -4,6 +4,8 @@ in-process on a loopback port, and example pushes (creating topics and reading t
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from kafka_helpers import new_prefix
+from kafka_helpers import create_topics, new_prefix
 from voicecall.ingress.app import create_app, make_runner
 from voicecall.ingress.config import IngressSettings
 from voicecall.runtime.metrics import bound_port
@@ -49,6 +51,18 @@ async def start_ingress(settings: IngressSettings, spool_dir: Path | None = None
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, reuse_address=True).start()
     return Ingress(settings, app, runner, f"http://127.0.0.1:{bound_port(runner)}")
+
+
+@asynccontextmanager
+async def running_ingress(settings: IngressSettings) -> AsyncIterator[Ingress]:
+    """The ingress on its own topics (created), ready with the broker up; stopped after."""
+    await create_topics(settings)
+    served = await start_ingress(settings)
+    try:
+        await wait_ready(served.url)
+        yield served
+    finally:
+        await served.stop()
 
 
 async def wait_ready(url: str, timeout: float = 30.0, broker: str = "up") -> dict[str, Any]:

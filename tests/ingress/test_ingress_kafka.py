@@ -9,7 +9,16 @@ from typing import Any
 
 import aiohttp
 import orjson
-from ingress_helpers import F2, STATUS_EXAMPLES, Ingress, fee_push, ingress_settings, start_ingress, wait_ready
+from ingress_helpers import (
+    F2,
+    STATUS_EXAMPLES,
+    Ingress,
+    fee_push,
+    ingress_settings,
+    running_ingress,
+    start_ingress,
+    wait_ready,
+)
 
 from kafka_helpers import create_topics, read_all
 from voicecall.runtime.cloudevents import header
@@ -100,10 +109,7 @@ async def test_bad_inputs_answer_exactly_and_go_to_deadletter(ingress: Ingress, 
 async def test_path_token_hides_everything_else(kafka_bootstrap: str, tmp_path: Path,
                                                 post: Callable[..., Any]) -> None:
     settings = ingress_settings(kafka_bootstrap, tmp_path / "spool", ingress_path_token="s3cret-token-1")
-    await create_topics(settings)
-    served = await start_ingress(settings)
-    try:
-        await wait_ready(served.url)
+    async with running_ingress(settings) as served:
         push = fee_push(1)
         for path in ("/notify", "/notify/fee", "/notify/wrong-token/fee", "/notify/s3cret-token-1/other"):
             assert (await post(served.url + path, push))[0] == 404, path
@@ -113,25 +119,18 @@ async def test_path_token_hides_everything_else(kafka_bootstrap: str, tmp_path: 
         assert len(await read_all(settings, "fee.raw", expect=2, idle=0.5)) == 2
         [dead] = await read_all(settings, "deadletter", expect=1, idle=0.5)
         assert orjson.loads(dead.value)["origin"]["path"] == "/notify/{token}/status"  # the token stays secret
-    finally:
-        await served.stop()
 
 
 async def test_client_allowlist_and_trusted_proxy(kafka_bootstrap: str, tmp_path: Path,
                                                   post: Callable[..., Any]) -> None:
     settings = ingress_settings(kafka_bootstrap, tmp_path / "spool", ingress_allow=["10.0.0.0/8"],
                                 ingress_trusted_proxies=["127.0.0.1/32"])
-    await create_topics(settings)
-    served = await start_ingress(settings)
-    try:
-        await wait_ready(served.url)
+    async with running_ingress(settings) as served:
         assert (await post(f"{served.url}/notify", fee_push(1)))[0] == 403
         forwarded = {"X-Forwarded-For": "10.1.2.3"}
         assert (await post(f"{served.url}/notify", fee_push(1), headers=forwarded))[0] == 200
         spoofed = {"X-Forwarded-For": "10.1.2.3, 192.0.2.1"}  # the right-most untrusted hop is the client
         assert (await post(f"{served.url}/notify", fee_push(1), headers=spoofed))[0] == 403
-    finally:
-        await served.stop()
 
 
 async def test_readiness_health_and_metrics(ingress: Ingress, post: Callable[..., Any]) -> None:

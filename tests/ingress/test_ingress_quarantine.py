@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 import orjson
-from ingress_helpers import fee_push, ingress_settings, start_ingress, status_push, wait_ready
+from ingress_helpers import fee_push, ingress_settings, running_ingress, start_ingress, status_push
 from test_ingress_oversized import padded_status, set_max_message
 
 from kafka_helpers import create_topics, read_all
@@ -104,10 +104,7 @@ async def test_poison_entries_written_into_the_spool_are_quarantined_and_the_res
 async def test_a_limit_lowered_after_start_quarantines_the_push_kafka_refuses(
         kafka_bootstrap: str, tmp_path: Path, post: Callable[..., Any]) -> None:
     settings = ingress_settings(kafka_bootstrap, tmp_path / "spool", ingress_ack_deadline=5.0)
-    await create_topics(settings)
-    served = await start_ingress(settings)
-    try:
-        await wait_ready(served.url)
+    async with running_ingress(settings) as served:
         limits = served.app[PUBLISHER].limits
         status_topic = topics.name(settings, "status.raw")
         assert limits.largest[status_topic] > 1_000_000
@@ -121,8 +118,6 @@ async def test_a_limit_lowered_after_start_quarantines_the_push_kafka_refuses(
         assert limits.largest[status_topic] == 50_000 - 61  # learned again on the refusal
         code, answer = await post(f"{served.url}/notify/status", padded_status(100_000))
         assert code == 413 and "at most 49939" in answer["resultdesc"]
-    finally:
-        await served.stop()
     statuses = await read_all(settings, "status.raw", expect=2, idle=2.0)
     assert Counter(r.key.decode() for r in statuses) == Counter(["small-0", "small-1"])
     dead = [orjson.loads(r.value) for r in await read_all(settings, "deadletter", expect=2, idle=1.0)]
@@ -161,10 +156,7 @@ async def test_readiness_says_not_ready_while_the_drain_is_stuck(tmp_path: Path)
 async def test_a_topic_limit_below_the_batch_size_renews_the_producer_and_loses_nothing(
         kafka_bootstrap: str, tmp_path: Path, post: Callable[..., Any]) -> None:
     settings = ingress_settings(kafka_bootstrap, tmp_path / "spool", ingress_ack_deadline=5.0)
-    await create_topics(settings)
-    served = await start_ingress(settings)
-    try:
-        await wait_ready(served.url)
+    async with running_ingress(settings) as served:
         publisher = served.app[PUBLISHER]
         first = publisher.producer
         await set_max_message(settings, "status.raw", 50_000)
@@ -179,8 +171,6 @@ async def test_a_topic_limit_below_the_batch_size_renews_the_producer_and_loses_
         after = await asyncio.gather(*(post(f"{served.url}/notify/status", push("after", i)) for i in range(50)))
         assert [code for code, _ in after] == [200] * 50
         await until_drained(served.url, quarantined=0)
-    finally:
-        await served.stop()
     statuses = await read_all(settings, "status.raw", expect=250, idle=2.0)
     assert Counter(r.key.decode() for r in statuses) == Counter(
         [f"burst-{i}" for i in range(200)] + [f"after-{i}" for i in range(50)])  # each exactly once

@@ -7,16 +7,16 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
-from ingress_helpers import Ingress, fee_push, ingress_settings, start_ingress, status_push, wait_ready
+from ingress_helpers import Ingress, fee_push, ingress_settings, running_ingress, status_push
 
 from contract_helpers import validate_record
-from kafka_helpers import create_topics, read_all
+from kafka_helpers import read_all
 from voicecall import apps as apps_module, huawei
 from voicecall.ingress import metrics
 from voicecall.runtime.cloudevents import header
@@ -25,16 +25,8 @@ from voicecall.simulator import signing
 Post = Callable[..., Any]
 
 
-@asynccontextmanager
-async def running(kafka_bootstrap: str, tmp_path: Path, **overrides: Any) -> AsyncIterator[Ingress]:
-    settings = ingress_settings(kafka_bootstrap, tmp_path / "spool", **overrides)
-    await create_topics(settings)
-    served = await start_ingress(settings)
-    try:
-        await wait_ready(served.url)
-        yield served
-    finally:
-        await served.stop()
+def running(kafka_bootstrap: str, tmp_path: Path, **overrides: Any) -> AbstractAsyncContextManager[Ingress]:
+    return running_ingress(ingress_settings(kafka_bootstrap, tmp_path / "spool", **overrides))
 
 
 def signed(url: str, app: str = "app", secret: str = "secret", *, nonce: str | None = None, skew: float = 0.0,
