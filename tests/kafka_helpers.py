@@ -89,8 +89,13 @@ async def running_stage(settings: CommonSettings, stage: Stage) -> AsyncIterator
     end without an exception (a clean stop)."""
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(run_stage(settings, stage, stop, ready=ready))
-    await asyncio.wait_for(ready.wait(), 60)
-    try:
+    try:  # a stage that fails or hangs while starting is stopped too, not left running into the next test
+        waiter = asyncio.ensure_future(ready.wait())
+        await asyncio.wait({waiter, task}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if task.done():
+            task.result()  # it ended before it was ready: its exception
+        assert ready.is_set(), f"stage {stage.name} not ready within 60 s"
         yield task
     finally:
         stop.set()
