@@ -11,7 +11,8 @@ connections of ~1.1 KB fee pushes from ``wrk`` (core 1), in rounds alternating b
   the whole path (bench/signature.py measures the verifier alone)
 - baseline: with ``--baseline <checkout>/services``, another version's ingress (e.g. main's) alongside
 
-then each ingress at about half the ingress's median rate (wrk's per-connection delay, 3 runs), and
+then each server at about half the ingress's median rate (wrk's per-connection pause, drawn at random around the
+mean that gives that rate; 3 runs each), and
 ``--workers 2`` against ``--workers 1`` on both cores (SO_REUSEPORT, wrk sharing core 1). Prints medians, the
 per-round ratios against the goals of issue 16 with how many rounds met each, and the machine's load. Numbers are
 not asserted; copy them into bench/RESULTS.md.
@@ -247,7 +248,7 @@ def main() -> int:
             loads.append(os.getloadavg()[0])
         outcomes = signature_outcomes(ports["signed"])
         half = statistics.median(r.rps for r in results["ingress"]) / 2
-        for name in envs.keys() - {"signed"}:
+        for name in ["bare", "naive", *(envs.keys() - {"signed"})]:  # the baselines at the same rate
             url = f"http://127.0.0.1:{ports[name]}/notify/fee"
             delay = max(0.0, args.connections * 1000.0 / half - statistics.median(r.p50_ms for r in results[name]))
             results[f"{name}@half"] = [run_wrk(f"{name}@half", url, args.duration, args.connections, delay,
@@ -296,6 +297,8 @@ def main() -> int:
     for name in envs.keys() - {"signed"}:
         p99 = [r.p99_ms for r in results[f"{name}@half"]]
         _goal(f"{name} p99 ms @ {half:.0f}/s", p99, lambda v: v <= 15.0, "≤ 15 ms")
+    for name in ("bare", "naive"):
+        print(f"{name} p99 ms at the same rate: {' '.join(f'{r.p99_ms:.2f}' for r in results[name + '@half'])}")
     one = statistics.median(r.rps for r in results["ingress×1"])
     two = statistics.median(r.rps for r in results["ingress×2"]) / one
     print(f"--workers 2 = {two:.2f} × --workers 1 on the same two cores (goal ≥ 1.70 on two free cores; here wrk "

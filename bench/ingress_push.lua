@@ -1,5 +1,7 @@
 -- wrk script for bench/ingress.py: realistic ~1.1 KB fee pushes (one CDR each, unique sessionId per request).
--- INGRESS_DELAY_MS (env) makes each connection pause between requests: an approximately fixed request rate.
+-- INGRESS_DELAY_MS (env) makes each connection pause between requests: an approximately fixed request rate. Each pause
+-- is drawn from 0 to twice that (the same mean): with one fixed pause the connections stay in lock-step and the
+-- server sees bursts of all of them at once, so the percentiles would measure the burst rather than the server.
 local counter = 0
 local thread_id = tostring(math.random(100000, 999999))
 local delay_ms = tonumber(os.getenv("INGRESS_DELAY_MS") or "0")
@@ -32,6 +34,6 @@ end
 
 if delay_ms > 0 then
   delay = function()
-    return delay_ms
+    return delay_ms * 2 * math.random()
   end
 end
