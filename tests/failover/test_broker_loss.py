@@ -75,7 +75,7 @@ async def test_leader_then_controller_killed_under_load(whole_cluster: BrokerHan
         takeover = {s.name: round((ready_at(s, part, consumers_killed_at) or 0) - consumers_killed_at, 1)
                     for s, part in zip(alive, owned, strict=True)}
         await asyncio.sleep(max(0.0, killed_at + OUTAGE - time.time()))
-        await asyncio.to_thread(cluster.start_node, victim)
+        await asyncio.to_thread(cluster.start_nodes, [victim])
         await wait_isr(cluster.bootstrap, 3, [f"{pipeline.prefix}fee.raw"])
         leader_loss = (dict(load.codes), load.p99(), max(load.seconds))
         load.seconds.clear()
