@@ -151,7 +151,6 @@ def x_aksk_fields(header: str) -> tuple[str, str, str, str] | None:
         return None
 
 
-
 def record_flag_set(value: object) -> bool:
     """A CDR's ``recordFlag`` says recorded: 1, also ``"1"``, ``true`` or ``"true"`` (the exact form is
     UNCONFIRMED)."""

@@ -123,8 +123,7 @@ class Worker:
         if isinstance(decision, select.Skip):
             SKIPPED.labels(decision.reason).inc()
             if decision.reason != select.INVALID:
-                state.tracker.done(record.offset)
-                age.AGE.observe("recordings", (record.headers,), time.time())
+                self._finished(state, record)
                 return
             self._spawn(tp, state, record, self._deadletter(record, decision))
         elif isinstance(decision, select.GiveUp):
@@ -139,8 +138,7 @@ class Worker:
         async def run() -> None:
             with tracing.handling(record, self.group, "recordings"):  # log lines and events carry its trace
                 await work
-            state.tracker.done(record.offset)  # only reached once the work finished: cancelled work stays open
-            age.AGE.observe("recordings", (record.headers,), time.time())
+            self._finished(state, record)  # only reached once the work finished: cancelled work stays open
 
         task = asyncio.create_task(run())
         state.tasks.add(task)
@@ -154,6 +152,12 @@ class Worker:
                                error=repr(t.exception()))
 
         task.add_done_callback(finished)
+
+    @staticmethod
+    def _finished(state: PartitionState, record: Any) -> None:
+        """``record`` is done with: its offset may be committed, and its age is observed."""
+        state.tracker.done(record.offset)
+        age.AGE.observe("recordings", (record.headers,), time.time())
 
     # --- one recording --------------------------------------------------------------------------------------
 

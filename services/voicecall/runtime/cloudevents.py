@@ -25,6 +25,7 @@ TYPE_CALL = "voicecall.call.updated"
 RECEIVED = "voicecall_received"  # the ingress's receive time (RFC 3339, ms, Z)
 PUSH_ID = "voicecall_push_id"  # one id per HTTP push, on each of its records
 REPLAY_ID = "voicecall-replay-id"  # written by replay copy on every record it re-emits
+SIGNATURE = "voicecall-signature"  # the ingress's X-AKSK verdict on the push (valid, absent, invalid:<check>, …)
 
 
 def headers(ce_type: str, source: str, ce_id: str | None = None, time: str | None = None,

@@ -210,11 +210,9 @@ def fail(span: Any, error: BaseException | str) -> None:
         span.record_exception(error)
 
 
-@contextlib.contextmanager
-def current(span: Any) -> Iterator[None]:
+def current(span: Any) -> contextlib.AbstractContextManager[Any]:
     """``span`` is the current span inside (log lines get its ids; a task created inside inherits it)."""
-    with _trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
-        yield
+    return _trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False)  # type: ignore[no-any-return]
 
 
 @contextlib.contextmanager
