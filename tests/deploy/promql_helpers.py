@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import importlib
 import re
+import subprocess
+from pathlib import Path
 
 # Labels Prometheus adds to every scraped series (target labels and the PodMonitor's relabelings).
 TARGET_LABELS = {"pod", "namespace", "service", "instance", "job", "container", "endpoint"}
 METRIC_MODULES = ("voicecall.ingress.metrics", "voicecall.apps", "voicecall.runtime.stage",
                   "voicecall.recordings.metrics", "voicecall.dedup.metrics", "voicecall.billing.metrics",
                   "voicecall.calls.metrics")
+
+
+def promtool(promtool_path: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([promtool_path, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
 def declared_labels() -> dict[str, set[str]]:

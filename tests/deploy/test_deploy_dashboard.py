@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 from deploy_helpers import K8S, one
-from promql_helpers import expr_labels, metric_names, problems
+from promql_helpers import expr_labels, metric_names, problems, promtool
 
 MONITORING = K8S / "monitoring"
 JSON_FILE = MONITORING / "voicecall-pipeline.json"
@@ -78,7 +77,6 @@ def test_every_panel_query_is_valid_promql(promtool_path: str, tmp_path: Path) -
     rules = [{"record": f"dashboard:query_{index}", "expr": expr.replace("$__rate_interval", "5m")}
              for index, (_, expr) in enumerate(queries(board))]
     (tmp_path / "queries.yaml").write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
-    out = subprocess.run([promtool_path, "check", "rules", "queries.yaml"], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=120)
+    out = promtool(promtool_path, "check", "rules", "queries.yaml", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"SUCCESS: {len(rules)} rules found" in out.stdout + out.stderr

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from deploy_helpers import K8S, ROOT, one, workloads
-from promql_helpers import declared_labels, expr_labels, metric_names, problems, selector_labels
+from promql_helpers import declared_labels, expr_labels, metric_names, problems, promtool, selector_labels
 
 RULE = K8S / "base" / "monitoring" / "prometheusrule.yaml"
 RULE_TESTS = K8S / "monitoring-tests" / "alerts.test.yaml"
@@ -34,10 +33,6 @@ def rules_dir(tmp_path: Path) -> Path:
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
     return tmp_path
-
-
-def promtool(promtool_path: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([promtool_path, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
 def test_promtool_check_rules(promtool_path: str, rules_dir: Path) -> None:

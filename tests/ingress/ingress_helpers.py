@@ -4,6 +4,7 @@ in-process on a loopback port, and example pushes (creating topics and reading t
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 from aiohttp import web
 
 from kafka_helpers import create_topics, new_prefix
@@ -66,16 +68,27 @@ async def running_ingress(settings: IngressSettings) -> AsyncIterator[Ingress]:
 
 
 async def wait_ready(url: str, timeout: float = 30.0, broker: str = "up") -> dict[str, Any]:
+    """Until /readyz says ``broker``; a process still starting refuses connections meanwhile."""
     deadline = asyncio.get_running_loop().time() + timeout
-    body: dict[str, Any] = {}
+    body: Any = {}
     async with aiohttp.ClientSession() as session:
         while asyncio.get_running_loop().time() < deadline:
-            async with session.get(f"{url}/readyz") as response:
-                body = await response.json()
-                if body.get("broker") == broker:
-                    return body
+            try:
+                async with session.get(f"{url}/readyz") as response:
+                    body = await response.json()
+                    if body.get("broker") == broker:
+                        return dict(body)
+            except aiohttp.ClientError as error:
+                body = error
             await asyncio.sleep(0.1)
     raise AssertionError(f"ingress not ready with broker {broker}: {body}")
+
+
+def write_apps(path: Path, data: object) -> None:
+    """An apps file as a Secret volume changes it: the new file renamed into place (a new inode)."""
+    temporary = path.with_suffix(".tmp")
+    temporary.write_bytes(data if isinstance(data, bytes) else orjson.dumps(data))
+    os.replace(temporary, path)
 
 
 # Huawei's example pushes, as bytes on the wire: S1 and S2 the official Python and Node.js samples of the status

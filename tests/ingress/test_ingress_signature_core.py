@@ -3,13 +3,12 @@ cache's window and cap, and the apps registry (file re-read on change, a broken 
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import orjson
 import pytest
 from hypothesis import given, settings, strategies as st
+from ingress_helpers import write_apps
 
 from voicecall import apps as apps_module, huawei
 from voicecall.apps import AppRegistry, AppsSettings
@@ -178,13 +177,6 @@ def test_rotation_both_secrets_verify_while_both_are_listed() -> None:
 
 
 # --- the apps registry --------------------------------------------------------------------------------------------
-
-def write_apps(path: Path, data: object) -> None:
-    """Like a Secret volume: the new file is renamed into place (a new inode)."""
-    temporary = path.with_suffix(".tmp")
-    temporary.write_bytes(data if isinstance(data, bytes) else orjson.dumps(data))
-    os.replace(temporary, path)
-
 
 def test_the_registry_reads_the_file_again_when_it_changes(tmp_path: Path, caplog: pytest.LogCaptureFixture,
                                                             capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,15 +5,14 @@ apps file rotated and swapped under a running ingress."""
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
-from ingress_helpers import Ingress, fee_push, ingress_settings, running_ingress, status_push
+from ingress_helpers import Ingress, fee_push, ingress_settings, running_ingress, status_push, write_apps
 
 from contract_helpers import validate_record
 from kafka_helpers import read_all
@@ -29,11 +28,10 @@ def running(kafka_bootstrap: str, tmp_path: Path, **overrides: Any) -> AbstractA
     return running_ingress(ingress_settings(kafka_bootstrap, tmp_path / "spool", **overrides))
 
 
-def signed(url: str, app: str = "app", secret: str = "secret", *, nonce: str | None = None, skew: float = 0.0,
-           form: str = "newline") -> dict[str, str]:
-    nonce = nonce or huawei.new_nonce()
+def signed(url: str, app: str = "app", secret: str = "secret", *, skew: float = 0.0) -> dict[str, str]:
+    nonce = huawei.new_nonce()
     created = signing.push_created("utc", datetime.now(UTC) + timedelta(seconds=skew))
-    value = huawei.format_x_aksk(app, huawei.push_digest(secret, url, nonce, created, form), nonce, created)
+    value = huawei.format_x_aksk(app, huawei.push_digest(secret, url, nonce, created), nonce, created)
     return {"Authorization": huawei.AUTHORIZATION, "X-AKSK": value}
 
 
@@ -59,9 +57,9 @@ async def test_enforce_answers_401_and_keeps_the_push_in_deadletter_with_its_che
                                          "signature check failed: malformed-header"),
         }
         for outcome, (headers, detail) in cases.items():
-            async with post_raw(url, status_push(outcome), headers) as (status, answer, response_headers):
-                assert (status, answer) == (401, {"resultcode": "1", "resultdesc": detail}), outcome
-                assert response_headers.get("WWW-Authenticate") == huawei.AUTHORIZATION
+            status, answer, response_headers = await post_raw(url, status_push(outcome), headers)
+            assert (status, answer) == (401, {"resultcode": "1", "resultdesc": detail}), outcome
+            assert response_headers.get("WWW-Authenticate") == huawei.AUTHORIZATION
         after = outcomes()
         assert {name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name, 0)} \
             == {"valid": 1, **{outcome: 1 for outcome in cases}}
@@ -80,14 +78,13 @@ async def test_enforce_answers_401_and_keeps_the_push_in_deadletter_with_its_che
             assert header(by_key[outcome].headers, "voicecall-signature") == outcome
 
 
-@asynccontextmanager
-async def post_raw(url: str, body: dict[str, Any], headers: dict[str, str]
-                   ) -> AsyncIterator[tuple[int, Any, Any]]:
+async def post_raw(url: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, Any, Any]:
+    """Status, JSON answer and response headers of one push."""
     import aiohttp
 
     async with aiohttp.ClientSession() as session, session.post(url, data=orjson.dumps(body),
                                                                 headers=headers) as response:
-        yield response.status, orjson.loads(await response.read()), response.headers
+        return response.status, orjson.loads(await response.read()), response.headers
 
 
 async def test_log_answers_200_with_the_outcome_on_every_record_of_a_fee_push(
@@ -131,13 +128,6 @@ async def test_the_signed_url_is_the_public_url_plus_the_path(kafka_bootstrap: s
                            headers=signed("https://sp.example.com/notify/fee")))[0] == 200
         status, answer = await post(local, fee_push(1, "loc-"), headers=signed(local))
         assert (status, answer["resultdesc"]) == (401, "signature check failed: digest")
-
-
-def write_apps(path: Path, data: bytes | dict[str, Any]) -> None:
-    """As a Secret volume does it: the new file renamed into place."""
-    temporary = path.with_suffix(".tmp")
-    temporary.write_bytes(data if isinstance(data, bytes) else orjson.dumps(data))
-    os.replace(temporary, path)
 
 
 async def until_status(post: Post, url: str, make: Callable[[], dict[str, str]], status: int,

@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 import orjson
+import pytest
 from recordings_helpers import APP_KEY, APP_SECRET, fee_record, make_settings, running_pipeline
 
 from voicecall import apps
@@ -64,10 +65,7 @@ def test_the_single_app_signs_when_there_is_no_apps_file_or_no_app_key(tmp_path:
     assert [(c.app_key, c.app_secret) for c in both.credentials("a")] == [("a", "sa1"), ("a", "sa2")]
     assert [c.app_key for c in both.credentials(None)] == ["single"]
     assert [c.app_key for c in both.credentials("single")] == ["single"]
-    try:
+    with pytest.raises(fetch.Permanent) as refused:
         both.credentials("b")
-    except fetch.Permanent as error:
-        assert error.reason == "unknown-app" and "sa1" not in str(error)
-    else:
-        raise AssertionError("an unknown app must fail")
+    assert refused.value.reason == "unknown-app" and "sa1" not in str(refused.value)
     assert "sa1" not in repr(both.credentials("a"))

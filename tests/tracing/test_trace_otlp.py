@@ -22,6 +22,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from kafka_helpers import new_prefix
 from process_helpers import free_port_run
+from voicecall.devenv.plan import CONSUMERS
 from voicecall.devenv.ports import free_port
 from voicecall.runtime.metrics import bound_port
 
@@ -76,7 +77,7 @@ async def test_voicecall_dev_exports_spans_to_an_otlp_http_receiver(kafka_bootst
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "voicecall", "dev", "--simulate", "--rate", "5", "--broker", "external",
         "--bootstrap", kafka_bootstrap, "--state-dir", str(tmp_path / "state"), "--partitions", "2",
-        "--metrics-base-port", str(free_port_run(4)), "--recording-port", str(free_port()),
+        "--metrics-base-port", str(free_port_run(len(CONSUMERS))), "--recording-port", str(free_port()),
         env=env, stdout=log, stderr=log, start_new_session=True)
     wanted = {"voicecall-ingress", "voicecall-dedup", "voicecall-billing", "voicecall-recordings"}
     try:
