@@ -30,7 +30,7 @@ async def test_concurrent_records_share_batches_and_keep_their_order(kafka_boots
         batches = [batcher.add(r, partitions) for r in records]  # as concurrent requests would, no await between
         distinct = {id(b): b for b in batches}
         assert len(distinct) <= 3 < len(records)  # one open batch per partition took every record
-        await asyncio.gather(*(b.answer for b in distinct.values()))
+        await asyncio.gather(*(b.wait() for b in distinct.values()))
         assert all(b.acked.done() and b.acked.exception() is None for b in distinct.values())
         await batcher.flushed()
     finally:
@@ -60,7 +60,7 @@ async def test_a_batch_not_acked_in_time_answers_timeout_and_keeps_waiting_for_k
     batch = Batch(builder=None, loop=loop, deadline=0.2)
     started = loop.time()
     try:
-        await batch.answer
+        await batch.wait()
     except TimeoutError:
         waited = loop.time() - started
     else:
@@ -69,3 +69,24 @@ async def test_a_batch_not_acked_in_time_answers_timeout_and_keeps_waiting_for_k
     assert not batch.acked.done()  # the spool keeps it and looks again when draining
     batch.settle(None)  # Kafka acknowledges late: the drainer then skips the spooled copy
     assert batch.acked.done() and batch.acked.exception() is None
+    late = batch.wait()  # the answer stays what it was
+    assert late.done() and isinstance(late.exception(), TimeoutError)
+
+
+async def test_a_cancelled_push_leaves_the_others_waiting_on_its_batch() -> None:
+    loop = asyncio.get_running_loop()
+    batch = Batch(builder=None, loop=loop, deadline=10.0)
+    cancelled = asyncio.create_task(_await(batch.wait()))
+    kept = asyncio.create_task(_await(batch.wait()))
+    await asyncio.sleep(0)
+    cancelled.cancel()  # a handler cancelled on shutdown (its client gone)
+    await asyncio.sleep(0)
+    assert cancelled.cancelled() and not kept.done()
+    batch.settle(None)
+    assert await kept == "durable"
+    assert batch.wait().result() is None
+
+
+async def _await(future: asyncio.Future[None]) -> str:
+    await future
+    return "durable"

@@ -192,3 +192,14 @@ def test_a_repush_in_another_record_order_and_layout_keeps_every_id() -> None:
         return {r.key: dict(r.headers)["ce_id"] for r in outcome.records}
 
     assert ids(orjson.dumps(push)) == ids(orjson.dumps(again, option=orjson.OPT_INDENT_2)) != {}
+
+
+_canon_bytes = st.lists(st.sampled_from([b" ", b'"', b"a", b"\\", b"\xc3", b"\x01"]), max_size=10).map(b"".join)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.binary(max_size=12) | _canon_bytes)
+def test_plain_is_its_definition(canon: bytes) -> None:
+    defined = (canon.isascii() and b"\\" not in canon and b"  " not in canon and b'" ' not in canon
+               and b' "' not in canon)
+    assert parse._plain(canon) == defined

@@ -14,7 +14,7 @@ from voicecall.ingress.config import IngressSettings
 from voicecall.ingress.drain import Drainer
 from voicecall.ingress.handlers import Notify, make_handler
 from voicecall.ingress.publisher import Publisher
-from voicecall.ingress.server import Runner, expect_handler, fallback
+from voicecall.ingress.server import DIRECT, Runner, expect_handler, fallback
 from voicecall.ingress.spool import Spool, SpoolError
 from voicecall.runtime import logging as vlog
 from voicecall.runtime.metrics import add_ops_routes
@@ -56,9 +56,10 @@ def add_notify_routes(app: web.Application, token: str | None, notify: Notify) -
     base = f"/notify/{token}" if token else "/notify"
     shown = "/notify/{token}" if token else "/notify"  # the token never reaches logs or deadletter
     expect = expect_handler(notify.max_body)
+    direct = app[DIRECT] = {}
     for route, tail in (("status", "/status"), ("fee", "/fee"), ("notify", "")):
-        app.router.add_post(base + tail, make_handler(notify, route, base + tail, shown + tail),
-                            expect_handler=expect)
+        handler = direct[base + tail] = make_handler(notify, route, base + tail, shown + tail)
+        app.router.add_post(base + tail, handler, expect_handler=expect)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -12,8 +12,10 @@ together in one produce request. A flusher task per partition submits its batche
 (``send_batch`` waits until the partition's previous batch has left the accumulator), so records of one partition
 reach Kafka in the order they were added while the next batch fills.
 
-Each batch has two futures: ``acked`` says what Kafka did (kept by the spool to skip records acknowledged
-late), ``answer`` is what pushes wait on: the ack, or ``TimeoutError`` once the batch is older than the deadline.
+Each batch has a future ``acked`` that says what Kafka did (kept by the spool to skip records acknowledged late),
+and a future per waiting push (:meth:`Batch.wait`): the ack, or ``TimeoutError`` once the batch is older than the
+deadline. A push's own future, not a shared one, so that a cancelled handler cancels nothing of the other pushes in
+the batch, without ``asyncio.shield`` (two more futures and two Python callbacks per push).
 """
 
 from __future__ import annotations
@@ -29,31 +31,52 @@ from voicecall.runtime.record import Record
 
 
 class Batch:
-    __slots__ = ("acked", "answer", "builder", "expiry")
+    __slots__ = ("acked", "answered", "builder", "error", "expiry", "loop", "waiters")
 
     def __init__(self, builder: Any, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
         self.builder = builder
+        self.loop = loop
         self.acked: asyncio.Future[None] = loop.create_future()
-        self.answer: asyncio.Future[None] = loop.create_future()
+        self.waiters: list[asyncio.Future[None]] = []
+        self.answered = False  # then ``error`` is the answer: None for acknowledged
+        self.error: BaseException | None = None
         self.expiry = loop.call_later(deadline, self._expire)
 
+    def wait(self) -> asyncio.Future[None]:
+        """A future of the caller's own: done when the batch is acknowledged, refused or past its deadline."""
+        waiter = self.loop.create_future()
+        if self.answered:
+            _resolve(waiter, self.error)
+        else:
+            self.waiters.append(waiter)
+        return waiter
+
+    def _answer(self, error: BaseException | None) -> None:
+        if not self.answered:
+            self.answered, self.error = True, error
+            for waiter in self.waiters:
+                _resolve(waiter, error)
+            self.waiters = []
+
     def _expire(self) -> None:
-        if not self.answer.done():
-            self.answer.set_exception(TimeoutError("Kafka did not acknowledge within the deadline"))
-            self.answer.exception()  # retrieved: a batch nobody waits on (a drain's) must not warn at exit
+        self._answer(TimeoutError("Kafka did not acknowledge within the deadline"))
 
     def settle_from(self, sent: asyncio.Future[Any]) -> None:
         self.settle(asyncio.CancelledError("batch send cancelled") if sent.cancelled() else sent.exception())
 
     def settle(self, error: BaseException | None) -> None:
         self.expiry.cancel()
-        for future in (self.acked, self.answer):
-            if not future.done():
-                if error is None:
-                    future.set_result(None)
-                else:
-                    future.set_exception(error)
-                    future.exception()  # as above: waiters still get the error
+        _resolve(self.acked, error)
+        self._answer(error)
+
+
+def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if not future.done():  # a waiter's handler may have been cancelled
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+            future.exception()  # retrieved: a future nobody awaits (a drain's, a cancelled push's) must not warn
 
 
 class _Partition:

@@ -130,11 +130,17 @@ def _canonical(record: dict[str, Any]) -> dict[str, Any]:
     return out if out is not None else record
 
 
+# sre finds a literal of two bytes three to four times faster than ``bytes.__contains__`` (bench/RESULTS.md)
+_space_before = re.compile(rb" [ \"]").search  # two spaces, or a space that ends a string
+_space_after_quote = re.compile(rb'" ').search  # a space that starts a string
+
+
 def _plain(canon: bytes) -> bool:
     """Whether no string in the written record changes under :func:`huawei.normalise_time`: printable ASCII
     (orjson escapes control characters with a backslash; other whitespace is not ASCII), no space at either end of
     a string (written compactly, a space touches a quote only there) and no two spaces in a row."""
-    return canon.isascii() and b"\\" not in canon and b"  " not in canon and b'" ' not in canon and b' "' not in canon
+    return (canon.isascii() and b"\\" not in canon and _space_before(canon) is None
+            and _space_after_quote(canon) is None)
 
 
 def content_id(record: dict[str, Any], event_type: str = "") -> str:

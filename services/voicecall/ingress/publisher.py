@@ -86,9 +86,9 @@ class Publisher:
         try:
             await self._add(records, batches)
             if len(batches) == 1:
-                await asyncio.shield(batches[0].answer)
+                await batches[0].wait()
             else:
-                await asyncio.shield(asyncio.gather(*{b.answer for b in batches}))
+                await asyncio.gather(*[b.wait() for b in dict.fromkeys(batches)])
             self.mark_up()
             return "kafka"
         except Exception as error:  # deadline, connection, metadata, refused: all mean "not durable in Kafka yet"
