@@ -52,10 +52,9 @@ class Gate:
 
     def check(self, request: web.Request, url: str | None, path: str) -> signature.Verdict:
         """The verdict on ``request`` (``url``: from :meth:`signed_url`; None = the URL it arrived on)."""
-        x_aksk = request.headers.get("X-AKSK")
         if self.mode == signature.OFF:
             verdict = signature.UNCHECKED_VERDICT
-        elif x_aksk is None:  # the URL and the clock are needed only for a signature
+        elif (x_aksk := request.headers.get("X-AKSK")) is None:  # the URL and the clock: only for a signature
             verdict = signature.ABSENT_VERDICT
         else:
             verdict = self.verifier.verify(x_aksk, url or f"{request.scheme}://{request.host}{path}", time.time())
