@@ -4,6 +4,7 @@ deep nesting on /notify, integers beyond 64 bits, and RFC 3339 ``ce_time`` from 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import gzip
 import time
 import zlib
@@ -15,6 +16,8 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 import yaml
+from aiohttp import HttpVersion, HttpVersion10, HttpVersion11, web
+from aiohttp.test_utils import make_mocked_request
 from aiokafka.structs import ConsumerRecord
 from ingress_helpers import F2, Ingress, fee_push, status_push
 
@@ -22,11 +25,19 @@ from kafka_helpers import read_all
 from voicecall.billing.core import BillingCore
 from voicecall.billing.tariff import Tariff
 from voicecall.dedup.core import DedupCore
+from voicecall.ingress import server
 from voicecall.runtime import cloudevents, deadletter, times
 from voicecall.runtime.deadletter import Reason
 
 
-async def raw_request(url: str, data: bytes, timeout: float = 10.0, *, wait_for_answer: bool = True
+async def read_answer(reader: asyncio.StreamReader) -> tuple[str, dict[str, str], bytes]:
+    """One answer: its status line, headers (lower-case names) and body."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:] if line)}
+    return head[0], headers, await reader.readexactly(int(headers.get("content-length", "0")))
+
+
+async def raw_request(url: str, data: bytes, timeout: float = 10.0
                       ) -> tuple[int, dict[str, str], bytes]:
     """Send raw bytes; the status, headers (lower-case) and body of the first answer."""
     parts = urlsplit(url)
@@ -35,12 +46,8 @@ async def raw_request(url: str, data: bytes, timeout: float = 10.0, *, wait_for_
         writer.write(data)
         await writer.drain()
         async with asyncio.timeout(timeout):
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            status = int(lines[0].split()[1])
-            headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
-            length = int(headers.get("content-length", "0"))
-            return status, headers, await reader.readexactly(length)
+            line, headers, body = await read_answer(reader)
+            return int(line.split()[1]), headers, body
     finally:
         writer.close()
 
@@ -231,3 +238,80 @@ def test_openapi_documents_every_answer_of_the_notify_paths() -> None:
     # what the server answers on other paths and methods is said once, for every path
     assert {str(code) for _, code in FRAMEWORK_ERRORS.values()} <= answers | {"404", "405"}
     assert "404" in doc["info"]["description"] and "405" in doc["info"]["description"]
+
+
+async def answers_on_one_connection(url: str, requests: list[bytes]) -> list[tuple[str, dict[str, str], bytes, bool]]:
+    """Each request in turn on one connection: its answer's status line, headers (lower-case names), body, and
+    whether the server closed the connection after it."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    answers = []
+    try:
+        for data in requests:
+            writer.write(data)
+            async with asyncio.timeout(10):
+                line, headers, body = await read_answer(reader)
+                try:
+                    closed = await asyncio.wait_for(reader.read(1), 0.3) == b""
+                except TimeoutError:
+                    closed = False
+            answers.append((line, headers, body, closed))
+            if closed:
+                break
+    finally:
+        writer.close()
+    return answers
+
+
+async def test_a_push_is_answered_with_the_bytes_aiohttp_would_write(ingress: Ingress, unused_tcp_port: int) -> None:
+    """The 200 of a push is written prebuilt on keep-alive HTTP/1.1 (server.Written): it must say what aiohttp's own
+    ``web.Response`` says — same status line, headers and body, the connection kept or closed alike — on every kind
+    of connection, with a Date of now."""
+    push = orjson.dumps(status_push("prebuilt"))
+
+    def request(version: str, *extra: str) -> bytes:
+        head = [f"POST /notify/status HTTP/{version}", "Host: x", f"Content-Length: {len(push)}", *extra]
+        return ("\r\n".join(head) + "\r\n\r\n").encode() + push
+
+    cases = {
+        "keep-alive 1.1, twice, then Connection: close": [request("1.1"), request("1.1"),
+                                                           request("1.1", "Connection: close")],
+        "1.0": [request("1.0")],
+        "1.0 keep-alive": [request("1.0", "Connection: keep-alive"), request("1.0")],
+    }
+
+    async def reference_handler(_: web.Request) -> web.Response:
+        return web.Response(body=b'{"resultcode":"0","resultdesc":"Success"}', content_type="application/json",
+                            charset="UTF-8")
+
+    app = web.Application()
+    app.router.add_post("/notify/status", reference_handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+    try:
+        for name, requests in cases.items():
+            ours = await answers_on_one_connection(ingress.url, requests)
+            theirs = await answers_on_one_connection(f"http://127.0.0.1:{unused_tcp_port}", requests)
+            assert len(ours) == len(theirs) == len(requests), name
+            for (line, headers, body, closed), (line_ref, headers_ref, body_ref, closed_ref) in zip(
+                    ours, theirs, strict=True):
+                date = email.utils.parsedate_to_datetime(headers.pop("date"))
+                assert abs(date.timestamp() - time.time()) < 5, (name, date)
+                headers_ref.pop("date")
+                assert (line, headers, body, closed) == (line_ref, headers_ref, body_ref, closed_ref), name
+                assert contract_json(200, headers, body)["resultcode"] == "0"
+    finally:
+        await runner.cleanup()
+    assert len(await read_all(ingress.settings, "status.raw", expect=6, idle=0.5)) == 6
+
+
+def test_only_a_keep_alive_http_1_1_push_gets_the_prebuilt_200() -> None:
+    """The comparison above holds the prebuilt bytes to aiohttp's only if they are what keep-alive 1.1 gets."""
+    def request(version: HttpVersion, closing: bool) -> Any:
+        return make_mocked_request("POST", "/notify/fee", version=version, closing=closing)
+
+    assert isinstance(server.ok(request(HttpVersion11, closing=False)), server.Written)
+    for other in (request(HttpVersion11, closing=True), request(HttpVersion10, closing=True),
+                  request(HttpVersion10, closing=False)):
+        assert isinstance(server.ok(other), web.Response)

@@ -22,13 +22,12 @@ from voicecall.ingress.config import IngressSettings
 from voicecall.ingress.gate import Gate
 from voicecall.ingress.parse import Outcome, Parser
 from voicecall.ingress.publisher import Publisher, Unavailable
-from voicecall.ingress.server import answer
+from voicecall.ingress.server import answer, ok
 from voicecall.runtime import logging as vlog, times, tracing
 from voicecall.runtime.deadletter import Reason
 
 log = vlog.get("ingress")
 
-OK_BODY = b'{"resultcode":"0","resultdesc":"Success"}'
 
 
 class ClientFilter:
@@ -105,12 +104,12 @@ def make_handler(notify: Notify, route: str, path: str, path_label: str) -> Hand
     gate = notify.gate
     signed_url = gate.signed_url(path)
 
-    async def handle(request: web.Request) -> web.Response:
+    async def handle(request: web.Request) -> web.StreamResponse:
         if tracing.ACTIVE:
             return await traced(request)
         return await serve(request)
 
-    async def traced(request: web.Request) -> web.Response:
+    async def traced(request: web.Request) -> web.StreamResponse:
         span = tracing.server_span(request.headers, request.method, path_label)
         with tracing.current(span):
             response = await serve(request)
@@ -120,7 +119,7 @@ def make_handler(notify: Notify, route: str, path: str, path_label: str) -> Hand
         span.end()
         return response
 
-    async def serve(request: web.Request) -> web.Response:
+    async def serve(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         client = notify.clients.client(request)
         if not notify.clients.allowed(client):
@@ -165,7 +164,7 @@ def make_handler(notify: Notify, route: str, path: str, path_label: str) -> Hand
         else:
             log.debug("push durable", event_type=outcome.event_type, session_ids=outcome.session_ids, via=via)
         if outcome.status == 200:
-            return web.Response(body=OK_BODY, content_type="application/json", charset="UTF-8")  # fastest form
+            return ok(request)
         refusal = _refusal(outcome)
         if not fits:
             refusal.force_close()  # a 401 before the whole body came: the rest is not worth reading either
