@@ -29,7 +29,6 @@ from voicecall.runtime.deadletter import Reason
 log = vlog.get("ingress")
 
 
-
 class ClientFilter:
     """Optional allowlist of client networks; ``X-Forwarded-For`` counts only when the peer is a trusted proxy."""
 

@@ -92,8 +92,8 @@ _ok = _Prebuilt(b"HTTP/1.1 200 OK", "application/json; charset=UTF-8", OK_BODY)
 
 
 def ok(request: web.Request) -> web.StreamResponse:
-    """The contract's ``200``: prebuilt where the connection stays open on HTTP/1.1 (every push the platform
-    sends), else a ``web.Response`` that says ``Connection: close`` or ``keep-alive`` as the request needs."""
+    """The contract's ``200``: prebuilt on a keep-alive HTTP/1.1 connection, else a ``web.Response`` (which says
+    ``Connection: close`` or ``keep-alive`` as the request needs)."""
     if request.version == HttpVersion11 and request.keep_alive:
         return Written(request)  # type: ignore[return-value]  # quacks like one (see Written)
     return web.Response(body=OK_BODY, content_type="application/json", charset="UTF-8")
