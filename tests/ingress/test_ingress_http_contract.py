@@ -37,8 +37,7 @@ async def read_answer(reader: asyncio.StreamReader) -> tuple[str, dict[str, str]
     return head[0], headers, await reader.readexactly(int(headers.get("content-length", "0")))
 
 
-async def raw_request(url: str, data: bytes, timeout: float = 10.0
-                      ) -> tuple[int, dict[str, str], bytes]:
+async def raw_request(url: str, data: bytes, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
     """Send raw bytes; the status, headers (lower-case) and body of the first answer."""
     parts = urlsplit(url)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
@@ -60,8 +59,8 @@ def contract_json(status: int, headers: dict[str, str], body: bytes) -> dict[str
     return dict(answer)
 
 
-def post_bytes(path: str, body: bytes, *extra: str) -> bytes:
-    head = [f"POST {path} HTTP/1.1", "Host: x", f"Content-Length: {len(body)}", *extra]
+def post_bytes(path: str, body: bytes, *extra: str, version: str = "1.1") -> bytes:
+    head = [f"POST {path} HTTP/{version}", "Host: x", f"Content-Length: {len(body)}", *extra]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
@@ -270,8 +269,7 @@ async def test_a_push_is_answered_with_the_bytes_aiohttp_would_write(ingress: In
     push = orjson.dumps(status_push("prebuilt"))
 
     def request(version: str, *extra: str) -> bytes:
-        head = [f"POST /notify/status HTTP/{version}", "Host: x", f"Content-Length: {len(push)}", *extra]
-        return ("\r\n".join(head) + "\r\n\r\n").encode() + push
+        return post_bytes("/notify/status", push, *extra, version=version)
 
     cases = {
         "keep-alive 1.1, twice, then Connection: close": [request("1.1"), request("1.1"),

@@ -23,7 +23,6 @@ Its ``200`` on a keep-alive HTTP/1.1 connection is written as prebuilt bytes (:c
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import orjson
@@ -46,10 +45,11 @@ DIRECT = web.AppKey("direct", dict[str, Handler])  # path → handler of the POS
 class Written:
     """A push's ``200`` on a keep-alive HTTP/1.1 connection, written as one prebuilt byte string.
 
-    What aiohttp's connection asks of a response is ``prepare``, ``write_eof`` (then it waits for the client to
-    read, as here) and ``keep_alive``, and ``status`` for a trace; the ingress has no access log, which would read
-    more. The bytes are those of ``web.Response`` (status line, Content-Type, Content-Length, Date, Server, body; a
-    test compares them): building and serialising its headers cost 25–30 µs of a push (bench/RESULTS.md).
+    What aiohttp's connection asks of a response is ``prepare``, ``write_eof`` and ``keep_alive``, and ``status``
+    for a trace; the ingress has no access log, which would read more. The bytes are those of ``web.Response``
+    (status line, Content-Type, Content-Length, Date, Server, body; a test compares them), written by the request's
+    own payload writer (its closed-connection check, its drain): building and serialising the headers cost 25–30 µs
+    of a push (bench/RESULTS.md).
     """
 
     __slots__ = ("_request",)
@@ -63,32 +63,23 @@ class Written:
         return None
 
     async def write_eof(self, data: bytes = b"") -> None:
-        transport = self._request.transport
-        if transport is None or transport.is_closing():
-            raise ConnectionResetError("cannot write to a closing transport")  # aiohttp: the client went away
-        transport.write(_ok.bytes())
-        await self._request.writer.drain()  # a client that does not read its answers is not sent more
-
-
-class _Prebuilt:
-    """The bytes of one answer, made again when the second (its Date) changes."""
-
-    def __init__(self, status_line: bytes, content_type: str, body: bytes) -> None:
-        self.head = (status_line + b"\r\nContent-Type: " + content_type.encode() + b"\r\nContent-Length: "
-                     + str(len(body)).encode() + b"\r\nDate: ")
-        self.tail = b"\r\nServer: " + SERVER_SOFTWARE.encode() + b"\r\n\r\n" + body
-        self.second = -1
-        self.data = b""
-
-    def bytes(self) -> bytes:
-        now = int(time.time())
-        if now != self.second:
-            self.second, self.data = now, self.head + rfc822_formatted_time().encode() + self.tail
-        return self.data
+        await self._request.writer.write_eof(_ok_bytes())
 
 
 OK_BODY = b'{"resultcode":"0","resultdesc":"Success"}'
-_ok = _Prebuilt(b"HTTP/1.1 200 OK", "application/json; charset=UTF-8", OK_BODY)
+OK_TYPE = "application/json; charset=UTF-8"
+_OK_HEAD = f"HTTP/1.1 200 OK\r\nContent-Type: {OK_TYPE}\r\nContent-Length: {len(OK_BODY)}\r\nDate: ".encode()
+_OK_TAIL = f"\r\nServer: {SERVER_SOFTWARE}\r\n\r\n".encode() + OK_BODY
+_ok_date, _ok_data = "", b""
+
+
+def _ok_bytes() -> bytes:
+    """The 200's bytes, made again when aiohttp's Date (formatted once a second) changes."""
+    global _ok_date, _ok_data
+    date = rfc822_formatted_time()
+    if date != _ok_date:
+        _ok_date, _ok_data = date, _OK_HEAD + date.encode() + _OK_TAIL
+    return _ok_data
 
 
 def ok(request: web.Request) -> web.StreamResponse:
@@ -96,7 +87,7 @@ def ok(request: web.Request) -> web.StreamResponse:
     ``Connection: close`` or ``keep-alive`` as the request needs)."""
     if request.version == HttpVersion11 and request.keep_alive:
         return Written(request)  # type: ignore[return-value]  # quacks like one (see Written)
-    return web.Response(body=OK_BODY, content_type="application/json", charset="UTF-8")
+    return web.Response(body=OK_BODY, headers={hdrs.CONTENT_TYPE: OK_TYPE})
 
 
 def answer(status: int, detail: str, **headers: str) -> web.Response:
