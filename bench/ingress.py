@@ -11,8 +11,8 @@ connections of ~1.1 KB fee pushes from ``wrk`` (core 1), in rounds alternating b
   the whole path (bench/signature.py measures the verifier alone)
 - baseline: with ``--baseline <checkout>/services``, another version's ingress (e.g. main's) alongside
 
-then each server at about half the ingress's median rate (wrk's per-connection pause, drawn at random around the
-mean that gives that rate; 3 runs each), and
+then each server at about half the ingress's median rate (wrk's per-connection pause, drawn at random around a
+mean that short runs of that server find to give the rate; 3 runs each, their rates printed), and
 ``--workers 2`` against ``--workers 1`` on both cores (SO_REUSEPORT, wrk sharing core 1). Prints medians, the
 per-round ratios against the goals of issue 16 with how many rounds met each, and the machine's load. Numbers are
 not asserted; copy them into bench/RESULTS.md.
@@ -110,6 +110,22 @@ def run_wrk(name: str, url: str, duration: int, connections: int, delay_ms: floa
         errors += sum(int(g) for g in socket_errors.groups())
     cpu_us = (cpu_seconds(pid) - cpu_before) * 1e6 / max(requests, 1) if pid else None
     return Result(name, rps, p50, p99, requests, errors, cpu_us)
+
+
+def pause_for(url: str, rate: float, connections: int) -> float:
+    """The mean pause (ms) between a connection's requests at which wrk sends ``rate`` requests/s to ``url``.
+
+    A connection's period is its pause plus the latency, and the latency at that rate is not the one at full rate
+    (subtracting that overshot the rate towards full): short runs measure it, from the whole period down.
+    """
+    period = connections * 1000.0 / rate
+    delay = period
+    for _ in range(4):
+        achieved = run_wrk("calibrate", url, 3, connections, delay).rps
+        if abs(achieved / rate - 1) <= 0.03:
+            break
+        delay = max(0.0, delay + period - connections * 1000.0 / achieved)
+    return delay
 
 
 def wait_port(port: int, timeout: float = 60.0) -> None:
@@ -248,7 +264,7 @@ def main() -> int:
         unsigned = [name for name in envs if name != "signed"]
         for name in ["bare", "naive", *unsigned]:  # the baselines at the same rate
             url = f"http://127.0.0.1:{ports[name]}/notify/fee"
-            delay = max(0.0, args.connections * 1000.0 / half - statistics.median(r.p50_ms for r in results[name]))
+            delay = pause_for(url, half, args.connections)
             results[f"{name}@half"] = [run_wrk(f"{name}@half", url, args.duration, args.connections, delay,
                                                pid=pids[name]) for _ in range(3)]
         for proc in procs:
@@ -297,6 +313,8 @@ def main() -> int:
         _goal(f"{name} p99 ms @ {half:.0f}/s", p99, lambda v: v <= 15.0, "≤ 15 ms")
     for name in ("bare", "naive"):
         print(f"{name} p99 ms at the same rate: {' '.join(f'{r.p99_ms:.2f}' for r in results[name + '@half'])}")
+    for name in ("bare", "naive", *unsigned):
+        print(f"{name} req/s sent at {half:.0f}/s: {' '.join(f'{r.rps:.0f}' for r in results[name + '@half'])}")
     one = statistics.median(r.rps for r in results["ingress×1"])
     two = statistics.median(r.rps for r in results["ingress×2"]) / one
     print(f"--workers 2 = {two:.2f} × --workers 1 on the same two cores (goal ≥ 1.70 on two free cores; here wrk "
