@@ -55,6 +55,29 @@ async def test_concurrent_records_share_batches_and_keep_their_order(kafka_boots
         assert values == sorted(values) and len(values) == len([i for i in range(300) if i % 7 == k])
 
 
+async def test_without_linger_records_that_come_while_a_batch_is_out_share_the_next(kafka_bootstrap: str,
+                                                                                    tmp_path: Path) -> None:
+    settings = ingress_settings(kafka_bootstrap, tmp_path / "spool")
+    await create_topics(settings)
+    topic = topics.name(settings, "fee.raw")
+    producer = make_producer(settings, linger_ms=0, partitioner=partitioner)
+    await producer.start()
+    try:
+        batcher = Batcher(lambda: producer, deadline=10.0)  # the ingress's default: no linger
+        partitions = await batcher.wait_partitions(topic)
+        batches = []
+        for i in range(200):  # one record per loop iteration, as pushes trickling in one by one
+            batches.append(batcher.add(Record(topic, b"one-call", f"{i}".encode(), []), partitions))
+            await asyncio.sleep(0)
+        distinct = {id(b): b for b in batches}
+        await asyncio.gather(*(b.wait() for b in distinct.values()))
+        await batcher.flushed()
+    finally:
+        await producer.stop()
+    # Each iteration's record would be a batch (and a produce request) of its own if nothing waited for the broker.
+    assert len(distinct) < 50, f"{len(distinct)} batches for 200 records"
+
+
 async def test_a_batch_not_acked_in_time_answers_timeout_and_keeps_waiting_for_kafka() -> None:
     loop = asyncio.get_running_loop()
     batch = Batch(builder=None, loop=loop, deadline=0.2)
