@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from ingress_helpers import ingress_settings
@@ -10,19 +12,28 @@ from ingress_helpers import ingress_settings
 from kafka_helpers import create_topics
 from voicecall import topics
 from voicecall.ingress.batcher import Batch, Batcher
+from voicecall.ingress.config import IngressSettings
 from voicecall.runtime.kafka import make_consumer, make_producer
 from voicecall.runtime.partition import partitioner
 from voicecall.runtime.record import Record
 
 
-async def test_concurrent_records_share_batches_and_keep_their_order(kafka_bootstrap: str, tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def fee_batcher(kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[tuple[IngressSettings, str, Batcher]]:
+    """A batcher with the ingress's defaults over a started producer (stopped afterwards): settings, topic, batcher."""
     settings = ingress_settings(kafka_bootstrap, tmp_path / "spool")
     await create_topics(settings)
-    topic = topics.name(settings, "fee.raw")
-    producer = make_producer(settings, linger_ms=1, partitioner=partitioner)
+    producer = make_producer(settings, linger_ms=settings.ingress_linger_ms, partitioner=partitioner)
     await producer.start()
     try:
-        batcher = Batcher(lambda: producer, deadline=10.0)
+        batcher = Batcher(lambda: producer, deadline=10.0, linger=settings.ingress_linger_ms / 1000)  # as Publisher
+        yield settings, topics.name(settings, "fee.raw"), batcher
+    finally:
+        await producer.stop()
+
+
+async def test_concurrent_records_share_batches_and_keep_their_order(kafka_bootstrap: str, tmp_path: Path) -> None:
+    async with fee_batcher(kafka_bootstrap, tmp_path) as (settings, topic, batcher):
         records = [Record(topic, f"call-{i % 7}".encode(), f"{i}".encode(), [("n", str(i).encode())])
                    for i in range(300)]
         partitions = await batcher.wait_partitions(topic)
@@ -33,8 +44,6 @@ async def test_concurrent_records_share_batches_and_keep_their_order(kafka_boots
         await asyncio.gather(*(b.wait() for b in distinct.values()))
         assert all(b.acked.done() and b.acked.exception() is None for b in distinct.values())
         await batcher.flushed()
-    finally:
-        await producer.stop()
 
     consumer = make_consumer(settings, topic, group_id=None, auto_offset_reset="earliest")
     await consumer.start()
@@ -57,13 +66,8 @@ async def test_concurrent_records_share_batches_and_keep_their_order(kafka_boots
 
 async def test_without_linger_records_that_come_while_a_batch_is_out_share_the_next(kafka_bootstrap: str,
                                                                                     tmp_path: Path) -> None:
-    settings = ingress_settings(kafka_bootstrap, tmp_path / "spool")
-    await create_topics(settings)
-    topic = topics.name(settings, "fee.raw")
-    producer = make_producer(settings, linger_ms=0, partitioner=partitioner)
-    await producer.start()
-    try:
-        batcher = Batcher(lambda: producer, deadline=10.0)  # the ingress's default: no linger
+    async with fee_batcher(kafka_bootstrap, tmp_path) as (settings, topic, batcher):
+        assert settings.ingress_linger_ms == 0 == batcher.linger
         partitions = await batcher.wait_partitions(topic)
         batches = []
         for i in range(200):  # one record per loop iteration, as pushes trickling in one by one
@@ -72,8 +76,6 @@ async def test_without_linger_records_that_come_while_a_batch_is_out_share_the_n
         distinct = {id(b): b for b in batches}
         await asyncio.gather(*(b.wait() for b in distinct.values()))
         await batcher.flushed()
-    finally:
-        await producer.stop()
     # Each iteration's record would be a batch (and a produce request) of its own if nothing waited for the broker.
     assert len(distinct) < 50, f"{len(distinct)} batches for 200 records"
 
