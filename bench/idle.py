@@ -13,27 +13,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import select
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import orjson
 
+from ingress import push_body  # bench/ingress.py
 from voicecall.ingress.parse import Parser
 from voicecall.runtime.config import CommonSettings
 
-LUA = Path(__file__).resolve().parent / "ingress_push.lua"
-PAUSES_MS = (0.0, 0.2, 1.0, 5.0)
-
-
-def push_body() -> bytes:
-    """The wrk script's push, with one sessionId and userData filled in."""
-    lua = LUA.read_text()
-    template = "".join(re.findall(r"'(.*?)'", lua.split("local template =")[1].split("request = function")[0], re.S))
-    return template.replace("%s", "idle-bench-1").replace("%d", "1").encode()
+PAUSES_MS = (0.2, 1.0, 5.0)
 
 
 def spin(seconds: float) -> None:
@@ -61,7 +52,7 @@ def main() -> None:
     options.add_argument("--core", type=int, default=0, help="the core to run on (bench/ingress.py's server core)")
     args = options.parse_args()
     os.sched_setaffinity(0, {args.core})
-    body = push_body()
+    body = push_body("idle-bench-1")
     parser = Parser(CommonSettings())
     works: dict[str, Callable[[], object]] = {
         "Parser.parse": lambda: parser.parse(body, received="2026-12-03T00:00:00.000Z", push_id="idle-1",
@@ -70,7 +61,7 @@ def main() -> None:
     }
     poller = select.epoll()
     pauses: dict[str, Callable[[], object] | None] = {"back to back": None}
-    for ms in PAUSES_MS[1:]:
+    for ms in PAUSES_MS:
         pauses[f"sleep {ms:g} ms"] = lambda s=ms / 1000: poller.poll(s)
         pauses[f"spin {ms:g} ms"] = lambda s=ms / 1000: spin(s)
     results: dict[tuple[str, str], list[float]] = {}

@@ -83,6 +83,13 @@ class Result:
     cpu_us: float | None = None  # server CPU per request: robust to other load on the machine, unlike req/s
 
 
+def push_body(session: str, user: int = 1) -> bytes:
+    """The wrk script's push (``LUA``'s template) with its sessionId and userData filled in."""
+    lua = LUA.read_text()
+    template = "".join(re.findall(r"'(.*?)'", lua.split("local template =")[1].split("request = function")[0], re.S))
+    return template.replace("%s", session).replace("%d", str(user)).encode()
+
+
 def _ms(value: str) -> float:
     number, unit = re.match(r"([\d.]+)(\w+)", value).groups()  # type: ignore[union-attr]
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]

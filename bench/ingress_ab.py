@@ -27,7 +27,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from ingress import Result, run_wrk, start_server, stop_server, wait_kafka, wait_port, warm  # bench/ingress.py
+# bench/ingress.py
+from ingress import Result, push_body, run_wrk, start_server, stop_server, wait_kafka, wait_port, warm
 from voicecall import topics
 from voicecall.devenv.broker import start_broker
 from voicecall.devenv.ports import free_port
@@ -36,15 +37,10 @@ HERE = Path(__file__).resolve().parent
 GOAL = 1.05  # CPU per push, this / baseline
 
 PARSE = """
-import re, time
-from pathlib import Path
-import orjson
+import sys, time
 from voicecall.ingress.config import IngressSettings
 from voicecall.ingress.parse import Parser
-lua = Path(%r).read_text()
-template = "".join(re.findall(r"'(.*?)'", lua.split("local template =")[1].split("request = function")[0], re.S))
-session = "1200_123456_1_20190124030424@callenabler245.huaweicaas.com"
-body = template.replace("%%s", session).replace("%%d", "1").encode()
+body = sys.argv[1].encode()
 parser = Parser(IngressSettings())
 origin = {"path": "/notify/fee", "client": "127.0.0.1"}
 def rounds(n=20000):
@@ -58,7 +54,8 @@ print(min(rounds() for _ in range(7)))
 
 def parse_us(services: Path) -> float:
     env = dict(os.environ, PYTHONPATH=str(services))
-    out = subprocess.run(["taskset", "-c", "1", sys.executable, "-c", PARSE % str(HERE / "ingress_push.lua")],
+    body = push_body("1200_123456_1_20190124030424@callenabler245.huaweicaas.com").decode()
+    out = subprocess.run(["taskset", "-c", "1", sys.executable, "-c", PARSE, body],
                          env=env, capture_output=True, text=True, check=True).stdout
     return float(out.strip())
 

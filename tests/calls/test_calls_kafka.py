@@ -166,7 +166,7 @@ async def test_a_missing_cdr_is_flagged_and_a_late_cdr_completes_the_call(fresh_
         # The CDR (and the rest) first: with them together, a tick between the disconnect and the CDR, on two
         # topics read apart, would flag the call whose CDR did come (seen once in a loaded CI run).
         await produce_raws(settings, inputs_of(fine)[len(fine.status):])
-        await produce_raws(settings, [status_raw(e) for e in fine.status])
+        await produce_raws(settings, inputs_of(fine, cdr=False))
         assert value((await reader.until(len(inputs_of(fine))))[-1])["complete"] is True
         await produce_raws(settings, [status_raw(e) for e in lost.status])
         flagged = len(inputs_of(fine)) + len(lost.status) + 1

@@ -6,13 +6,13 @@
 batch's one future.
 
 Per partition there is a queue of builders: the last one is open. The first record after a quiet moment starts one
-linger timer for all partitions (by default 0: the next loop iteration); when it fires, every partition's batches
-are handed to the producer in the same loop iteration, closed (aiokafka sends a closed batch at once, without
-lingering it again), so they leave together in one produce request. A flusher task per partition submits its batches
-in order, one at a time (``send_batch`` waits until the partition's previous batch has left the accumulator), so
-records of one partition reach Kafka in the order they were added while the next batch fills: aiokafka has one
-produce request in flight per broker, so the records that come while one is out share the next batch, with no
-linger.
+linger timer for all partitions (``VOICECALL_INGRESS_LINGER_MS``; 0: the next loop iteration); when it fires, every
+partition's batches are handed to the producer in the same loop iteration, closed (aiokafka sends a closed batch at
+once, without lingering it again), so they leave together in one produce request. A flusher task per partition
+submits its batches in order, one at a time (``send_batch`` waits until the partition's previous batch has left the
+accumulator), so records of one partition reach Kafka in the order they were added while the next batch fills:
+aiokafka has one produce request in flight per broker, so the records that come while one is out share the next
+batch, with no linger.
 
 Each batch has a future ``acked`` that says what Kafka did (kept by the spool to skip records acknowledged late),
 and a future per waiting push (:meth:`Batch.wait`): the ack, or ``TimeoutError`` once the batch is older than the
@@ -92,7 +92,7 @@ class _Partition:
 class Batcher:
     """``add`` a record, get its batch; the batch's futures tell when it is durable."""
 
-    def __init__(self, producer: Callable[[], Any], deadline: float, linger: float = 0.0) -> None:
+    def __init__(self, producer: Callable[[], Any], deadline: float, linger: float) -> None:
         self._producer = producer  # the current producer: the publisher may replace it
         self.deadline = deadline
         self.linger = linger
