@@ -96,8 +96,14 @@ def _ms(value: str) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU of ``pid`` and of the live processes its main thread started (``--workers N``'s)."""
+    proc = Path(f"/proc/{pid}")
+    try:
+        fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        children = [int(c) for c in (proc / "task" / str(pid) / "children").read_text().split()]
+    except FileNotFoundError:  # it has just ended
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") + sum(map(cpu_seconds, children))
 
 
 def run_wrk(name: str, url: str, duration: int, connections: int, delay_ms: float = 0.0,
@@ -287,8 +293,8 @@ def main() -> int:
                 wait_kafka(port)
                 url = f"http://127.0.0.1:{port}/notify/fee"
                 warm(url)
-                results.setdefault(f"ingress×{workers}", []).append(run_wrk(f"ingress×{workers}", url,
-                                                                            args.duration, args.connections))
+                results.setdefault(f"ingress×{workers}", []).append(run_wrk(
+                    f"ingress×{workers}", url, args.duration, args.connections, pid=procs[0].pid))
                 stop_server(procs.pop())
         loads.append(os.getloadavg()[0])
         stored = asyncio.run(count_records(broker.bootstrap, f"{PREFIX}fee.raw"))
@@ -326,6 +332,13 @@ def main() -> int:
     two = statistics.median(r.rps for r in results["ingress×2"]) / one
     print(f"--workers 2 = {two:.2f} × --workers 1 on the same two cores (goal ≥ 1.70 on two free cores; here wrk "
           f"and the broker share them)")
+    # What two free cores would give if each worker's rate follows its CPU: one worker's CPU per push over two's.
+    cpu = {n: statistics.median(r.cpu_us or 0.0 for r in results[f"ingress×{n}"]) for n in (1, 2)}
+    cores = {n: statistics.median((r.cpu_us or 0.0) * r.requests / 1e6 / args.duration
+                                  for r in results[f"ingress×{n}"]) for n in (1, 2)}
+    print(f"--workers 1 / 2: {cpu[1]:.0f} / {cpu[2]:.0f} µs CPU per push on {cores[1]:.2f} / {cores[2]:.2f} cores "
+          f"(all processes): per push, two workers are {cpu[1] / cpu[2]:.2f} as efficient as one; on two free cores "
+          f"that would be ~{2 * cpu[1] / cpu[2]:.2f} × one worker (an estimate, not a measurement)")
     print(f"machine load (1-min load average) before, after each round, at the end: "
           f"{' '.join(f'{v:.1f}' for v in loads)} on {os.cpu_count()} cores")
     print(f"fee.raw holds {stored} records for ≥ {answered} answered ingress pushes (warm-ups included in Kafka)")

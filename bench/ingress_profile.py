@@ -5,7 +5,8 @@ checkout's code, for a before/after) or ``--server naive`` (bench/ingress_baseli
 with ``py-spy record --format raw`` (``--native`` on request) for the length of one ``wrk -c64`` run of
 bench/ingress.py's ~1 KB fee push from core 1. Prints the top frames by own time and by total time (share of
 samples) and the run's req/s and CPU per push. ``--kafka down`` measures the spool path instead: the broker is
-stopped after the ingress has started, so every push goes to the spool.
+stopped after the ingress has started, so every push goes to the spool. ``--signed``: every push X-AKSK-signed
+(bench/ingress.py's app, each verified ``valid``), to see where verification's cost on the whole path goes.
 
     .venv/bin/python bench/ingress_profile.py [--services <checkout>/services] [--duration 20] [--native]
 """
@@ -22,7 +23,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ingress import run_wrk, start_server, stop_server, wait_kafka, wait_port, warm  # bench/ingress.py
+from ingress import (  # bench/ingress.py
+    APP_KEY,
+    APP_SECRET,
+    run_wrk,
+    signatures,
+    start_server,
+    stop_server,
+    wait_kafka,
+    wait_port,
+    warm,
+)
 from voicecall import topics
 from voicecall.devenv.broker import start_broker
 from voicecall.devenv.ports import free_port
@@ -66,6 +77,7 @@ def main() -> int:
     parser.add_argument("--server", choices=("ingress", "naive"), default="ingress",
                         help="naive: bench/ingress_baselines.py's aiohttp + aiokafka handler, to compare frames")
     parser.add_argument("--out", type=Path, default=None, help="keep the raw profile here")
+    parser.add_argument("--signed", action="store_true", help="X-AKSK-signed pushes (the ingress only)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-ingress-profile-"))
     broker = start_broker("apache", state_dir=work / "broker")
@@ -77,6 +89,8 @@ def main() -> int:
         env = dict(os.environ, PYTHONPATH=str(args.services.resolve()), VOICECALL_KAFKA_BOOTSTRAP=broker.bootstrap,
                    VOICECALL_TOPIC_PREFIX="bench.", VOICECALL_INGRESS_HOST="127.0.0.1", VOICECALL_LOG_FORMAT="json",
                    VOICECALL_INGRESS_SPOOL_DIR=str(work / "spool"))
+        if args.signed:
+            env.update(VOICECALL_HUAWEI_APP_KEY=APP_KEY, VOICECALL_HUAWEI_APP_SECRET=APP_SECRET)
         port = free_port()
         argv = ([sys.executable, "-m", "voicecall", "ingress", "--port", str(port)] if args.server == "ingress" else
                 [sys.executable, str(HERE / "ingress_baselines.py"), "naive", str(port), broker.bootstrap,
@@ -96,7 +110,8 @@ def main() -> int:
                                 "--duration", str(args.duration + 1), "--rate", "250", "--nonblocking",
                                 *(["--native"] if args.native else [])],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        result = run_wrk("ingress", url, args.duration, 64, pid=proc.pid)
+        extra = signatures(url, work / "signatures.txt", 10_000 * args.duration) if args.signed else None
+        result = run_wrk("ingress", url, args.duration, 64, pid=proc.pid, extra_env=extra)
         spy.wait(60)
     finally:
         if proc is not None:
