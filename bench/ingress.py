@@ -13,7 +13,8 @@ connections of ~1.1 KB fee pushes from ``wrk`` (core 1), in rounds alternating b
 
 then each server at about half the ingress's median rate (wrk's per-connection pause, drawn at random around a
 mean that short runs of that server find to give the rate; 3 runs each, their rates printed), and
-``--workers 2`` against ``--workers 1`` on both cores (SO_REUSEPORT, wrk sharing core 1). Prints medians, the
+``--workers 2`` against ``--workers 1`` on both cores (SO_REUSEPORT, wrk sharing core 1; with the CPU per push of
+all worker processes, and what two free cores would give if each worker's rate followed it). Prints medians, the
 per-round ratios against the goals of issue 16 with how many rounds met each, and the machine's load. Numbers are
 not asserted; copy them into bench/RESULTS.md.
 
