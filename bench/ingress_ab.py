@@ -27,8 +27,16 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-# bench/ingress.py
-from ingress import Result, push_body, run_wrk, start_server, stop_server, wait_kafka, wait_port, warm
+from ingress import (  # bench/ingress.py
+    Result,
+    push_body,
+    run_wrk,
+    start_server,
+    stop_server,
+    wait_kafka,
+    wait_port,
+    warm,
+)
 from voicecall import topics
 from voicecall.devenv.broker import start_broker
 from voicecall.devenv.ports import free_port

@@ -110,7 +110,7 @@ def main() -> int:
                                 "--duration", str(args.duration + 1), "--rate", "250", "--nonblocking",
                                 *(["--native"] if args.native else [])],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        extra = signatures(url, work / "signatures.txt", 10_000 * args.duration) if args.signed else None
+        extra = signatures(url, work / "signatures.txt", args.duration) if args.signed else None
         result = run_wrk("ingress", url, args.duration, 64, pid=proc.pid, extra_env=extra)
         spy.wait(60)
     finally:

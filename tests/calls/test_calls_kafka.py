@@ -27,7 +27,6 @@ from calls_helpers import (
     inputs_of,
     produce_raws,
     references,
-    status_raw,
 )
 from prometheus_client import REGISTRY
 
@@ -168,7 +167,7 @@ async def test_a_missing_cdr_is_flagged_and_a_late_cdr_completes_the_call(fresh_
         await produce_raws(settings, inputs_of(fine)[len(fine.status):])
         await produce_raws(settings, inputs_of(fine, cdr=False))
         assert value((await reader.until(len(inputs_of(fine))))[-1])["complete"] is True
-        await produce_raws(settings, [status_raw(e) for e in lost.status])
+        await produce_raws(settings, inputs_of(lost, cdr=False))
         flagged = len(inputs_of(fine)) + len(lost.status) + 1
         missing = value((await reader.until(flagged, timeout=30))[-1])
         assert missing["sessionId"] == lost.session_id and missing["cdr"]["status"] == "missing"
