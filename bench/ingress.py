@@ -10,9 +10,12 @@ connections of ~1.1 KB fee pushes from ``wrk`` (core 1), in rounds alternating b
   outcome ``absent`` in the default ``log`` mode): the difference in CPU per request is what verification costs on
   the whole path (bench/signature.py measures the verifier alone)
 - baseline: with ``--baseline <checkout>/services``, another version's ingress (e.g. main's) alongside
+- split:    ``--workers 2``, both workers on core 0: against ``ingress`` (one worker on that core), what splitting
+  the pushes between two processes costs with wrk on a core of its own — the part of ``--workers N`` on N free
+  cores this machine can measure
 
-then each server at about half the ingress's median rate (wrk's per-connection pause, drawn at random around a
-mean that short runs of that server find to give the rate; 3 runs each, their rates printed), and
+then each server at half the ingress's median rate (an open load: bench/ingress_push.lua's Poisson send times; 3
+alternating rounds, the rates reached printed), and
 ``--workers 2`` against ``--workers 1`` on both cores (SO_REUSEPORT, wrk sharing core 1; with the CPU per push of
 all worker processes, and what two free cores would give if each worker's rate followed it). Prints medians, the
 per-round ratios against the goals of issue 16 with how many rounds met each, and the machine's load. Numbers are
@@ -108,9 +111,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") + sum(map(cpu_seconds, children))
 
 
-def run_wrk(name: str, url: str, duration: int, connections: int, delay_ms: float = 0.0,
+def run_wrk(name: str, url: str, duration: int, connections: int, rate: float = 0.0,
             cores: str = "1", pid: int | None = None, extra_env: dict[str, str] | None = None) -> Result:
-    env = dict(os.environ, INGRESS_DELAY_MS=str(delay_ms), **(extra_env or {}))
+    env = dict(os.environ, INGRESS_RATE=str(rate), **(extra_env or {}))
     cpu_before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(["taskset", "-c", cores, "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
                           "-s", str(LUA), url], env=env, capture_output=True, text=True, check=True).stdout
@@ -127,22 +130,6 @@ def run_wrk(name: str, url: str, duration: int, connections: int, delay_ms: floa
     return Result(name, rps, p50, p99, requests, errors, cpu_us)
 
 
-def pause_for(url: str, rate: float, connections: int) -> float:
-    """The mean pause (ms) between a connection's requests at which wrk sends ``rate`` requests/s to ``url``.
-
-    A connection's period is its pause plus the latency, and the latency at that rate is not the one at full rate
-    (subtracting that overshot the rate towards full): short runs measure it, from the whole period down.
-    """
-    period = connections * 1000.0 / rate
-    delay = period
-    for _ in range(4):
-        achieved = run_wrk("calibrate", url, 3, connections, delay).rps
-        if abs(achieved / rate - 1) <= 0.03:
-            break
-        delay = max(0.0, delay + period - connections * 1000.0 / achieved)
-    return delay
-
-
 def wait_port(port: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -153,10 +140,13 @@ def wait_port(port: int, timeout: float = 60.0) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
-def wait_kafka(port: int, timeout: float = 60.0) -> None:
+def wait_kafka(port: int, timeout: float = 60.0, workers: int = 1) -> None:
     """Until the ingress on ``port`` says its Kafka producer is up: pushes made before that go to the spool (and
-    while the spool holds anything, so do all later ones), which would measure the spool path instead."""
+    while the spool holds anything, so do all later ones), which would measure the spool path instead. With
+    ``workers``, until as many answers in a row say so: each asks on a new connection, which the kernel hands to a
+    worker by its port, so eight per worker reach every worker but once in ~100 runs (not a guarantee)."""
     deadline = time.monotonic() + timeout
+    up = 0
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as answer:
@@ -164,7 +154,11 @@ def wait_kafka(port: int, timeout: float = 60.0) -> None:
         except (OSError, ValueError):
             state = {}
         if state.get("broker") == "up" and not state.get("spool", {}).get("bytes"):
-            return
+            up += 1
+            if up >= 8 * workers:
+                return
+            continue
+        up = 0
         time.sleep(0.1)
     raise RuntimeError(f"the ingress on {port} has no Kafka producer after {timeout} s")
 
@@ -246,7 +240,8 @@ def main() -> int:
         if args.baseline:
             envs["baseline"] = dict(env, PYTHONPATH=str(args.baseline.resolve()), VOICECALL_TOPIC_PREFIX="baseline.",
                                     VOICECALL_INGRESS_SPOOL_DIR=str(work / "spool-baseline"))
-        names = ["bare", "naive", *envs]
+        servers = {**envs, "split": dict(env, VOICECALL_INGRESS_SPOOL_DIR=str(work / "spool-split"))}
+        names = ["bare", "naive", *servers]
         ports = {name: free_port() for name in names}
         # All up at once, each pinned to core 0 (an idle server costs nothing); rounds alternate between them (in
         # turn reversed) so that load from elsewhere on the machine hits each alike.
@@ -255,13 +250,14 @@ def main() -> int:
             "naive": [py, str(HERE / "ingress_baselines.py"), "naive", str(ports["naive"]), broker.bootstrap,
                       "naive.fee.raw"],
             **{name: [py, "-m", "voicecall", "ingress", "--port", str(ports[name])] for name in envs},
+            "split": [py, "-m", "voicecall", "ingress", "--port", str(ports["split"]), "--workers", "2"],
         }
-        procs = [start_server(argvs[name], "0", envs.get(name, env), log) for name in names]
+        procs = [start_server(argvs[name], "0", servers.get(name, env), log) for name in names]
         pids = dict(zip(names, (proc.pid for proc in procs), strict=True))
         for name, port in ports.items():
             wait_port(port)
-            if name in envs:
-                wait_kafka(port)
+            if name in servers:
+                wait_kafka(port, workers=2 if name == "split" else 1)
             warm(f"http://127.0.0.1:{port}/notify/fee")
         results = {name: [] for name in names}
         for index in range(args.rounds):
@@ -277,11 +273,12 @@ def main() -> int:
         outcomes = signature_outcomes(ports["signed"])
         half = statistics.median(r.rps for r in results["ingress"]) / 2
         unsigned = [name for name in envs if name != "signed"]
-        for name in ["bare", "naive", *unsigned]:  # the baselines at the same rate
-            url = f"http://127.0.0.1:{ports[name]}/notify/fee"
-            delay = pause_for(url, half, args.connections)
-            results[f"{name}@half"] = [run_wrk(f"{name}@half", url, args.duration, args.connections, delay,
-                                               pid=pids[name]) for _ in range(3)]
+        at_half = ["bare", "naive", *unsigned]  # the baselines at the same rate
+        for index in range(3):  # alternating, as the full-rate rounds: a slow spell of the host hits each alike
+            for name in at_half if index % 2 == 0 else reversed(at_half):
+                results.setdefault(f"{name}@half", []).append(run_wrk(
+                    f"{name}@half", f"http://127.0.0.1:{ports[name]}/notify/fee", args.duration, args.connections,
+                    half, pid=pids[name]))
         for proc in procs:
             stop_server(proc)
         procs = []
@@ -292,7 +289,7 @@ def main() -> int:
                 procs = [start_server([py, "-m", "voicecall", "ingress", "--port", str(port), "--workers",
                                        str(workers)], "0,1", env, log)]
                 wait_port(port)
-                wait_kafka(port)
+                wait_kafka(port, workers=workers)
                 url = f"http://127.0.0.1:{port}/notify/fee"
                 warm(url)
                 results.setdefault(f"ingress×{workers}", []).append(run_wrk(
@@ -300,7 +297,8 @@ def main() -> int:
                 stop_server(procs.pop())
         loads.append(os.getloadavg()[0])
         stored = asyncio.run(count_records(broker.bootstrap, f"{PREFIX}fee.raw"))
-        answered = sum(r.requests - r.errors for k, rs in results.items() if k.startswith("ingress") for r in rs)
+        answered = sum(r.requests - r.errors for k, rs in results.items()
+                       if k.startswith("ingress") or k == "split" for r in rs)
     finally:
         for proc in procs:
             stop_server(proc)
@@ -319,6 +317,7 @@ def main() -> int:
         _goal("CPU/push ÷ baseline", _ratios(results, "ingress", "baseline", cpu=True), lambda v: v <= 1.0, "≤ 1.0")
         _goal("req/s ÷ baseline", _ratios(results, "ingress", "baseline"), lambda v: v >= 1.0, "≥ 1.0")
         _goal("baseline CPU ÷ naive", _ratios(results, "baseline", "naive", cpu=True), lambda v: v <= 1.0, "≤ 1.0")
+    _goal("split req/s ÷ ingress", _ratios(results, "split", "ingress"), lambda v: v >= 0.85, "≥ 0.85")
     signed_cost = [(s.cpu_us or 0.0) - (i.cpu_us or 0.0) for s, i in zip(results["signed"], results["ingress"],
                                                                            strict=True)]
     _goal("signed − unsigned CPU µs", signed_cost, lambda v: v <= 10.0, "≤ 10 µs")
@@ -341,6 +340,9 @@ def main() -> int:
     print(f"--workers 1 / 2: {cpu[1]:.0f} / {cpu[2]:.0f} µs CPU per push on {cores[1]:.2f} / {cores[2]:.2f} cores "
           f"(all processes): per push, two workers are {cpu[1] / cpu[2]:.2f} as efficient as one; on two free cores "
           f"that would be ~{2 * cpu[1] / cpu[2]:.2f} × one worker (an estimate, not a measurement)")
+    split = statistics.median(_ratios(results, "split", "ingress"))
+    print(f"--workers 2 sharing core 0 = {split:.2f} × one worker there (wrk on core 1): if nothing else were shared, "
+          f"two free cores would give ~{2 * split:.2f} × one worker (an estimate, not a measurement)")
     print(f"machine load (1-min load average) before, after each round, at the end: "
           f"{' '.join(f'{v:.1f}' for v in loads)} on {os.cpu_count()} cores")
     print(f"fee.raw holds {stored} records for ≥ {answered} answered ingress pushes (warm-ups included in Kafka)")

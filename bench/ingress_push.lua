@@ -1,10 +1,12 @@
 -- wrk script for bench/ingress.py: realistic ~1.1 KB fee pushes (one CDR each, unique sessionId per request).
--- INGRESS_DELAY_MS (env) makes each connection pause between requests: an approximately fixed request rate. Each pause
--- is drawn from 0 to twice that (the same mean): with one fixed pause the connections stay in lock-step and the
--- server sees bursts of all of them at once, so the percentiles would measure the burst rather than the server.
+-- INGRESS_RATE (env, requests/s): pushes sent at that rate whatever the server's latency (an open load, as the
+-- platform's pushes are; a closed loop's rate follows the latency, and tuning a pause to hit a rate overshot or
+-- undershot it by up to 20 %). Send times are a Poisson stream (exponential gaps of mean 1/rate; fixed gaps would
+-- keep the connections in lock-step) shared by the connections: each request takes the next one, on whichever
+-- connection is free. A server that falls behind gets the late requests at once, at most a second's worth.
 local counter = 0
 local thread_id = tostring(math.random(100000, 999999))
-local delay_ms = tonumber(os.getenv("INGRESS_DELAY_MS") or "0")
+local rate = tonumber(os.getenv("INGRESS_RATE") or "0")
 local path = os.getenv("INGRESS_PATH") or "/notify/fee"
 local headers = { ["Content-Type"] = "application/json;charset=UTF-8" }
 -- INGRESS_SIGNATURES (env): a file of X-AKSK values signed in advance (one per line, each nonce used once).
@@ -32,8 +34,21 @@ request = function()
   return wrk.format("POST", path, headers, string.format(template, session, counter))
 end
 
-if delay_ms > 0 then
-  delay = function()
-    return delay_ms * 2 * math.random()
+if rate > 0 then
+  local ffi = require("ffi")  -- wrk's LuaJIT: Lua itself has no millisecond clock
+  ffi.cdef[[
+    typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+    int clock_gettime(int clock, bench_timespec *now);
+  ]]
+  local ts = ffi.new("bench_timespec")
+  local function now_ms()
+    ffi.C.clock_gettime(1, ts)  -- CLOCK_MONOTONIC
+    return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+  end
+  local slot = now_ms()
+  delay = function()  -- ms to wait before this connection's next request (wrk takes whole ms)
+    local now = now_ms()
+    slot = math.max(slot, now - 1000) - math.log(1 - math.random()) * 1000 / rate
+    return math.floor(math.max(0, slot - now) + 0.5)
   end
 end
