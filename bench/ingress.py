@@ -143,8 +143,8 @@ def wait_port(port: int, timeout: float = 60.0) -> None:
 def wait_kafka(port: int, timeout: float = 60.0, workers: int = 1) -> None:
     """Until the ingress on ``port`` says its Kafka producer is up: pushes made before that go to the spool (and
     while the spool holds anything, so do all later ones), which would measure the spool path instead. With
-    ``workers``, until as many answers in a row say so: each asks on a new connection, which the kernel hands to a
-    worker by its port, so eight per worker reach every worker but once in ~100 runs (not a guarantee)."""
+    ``workers``, until eight answers per worker in a row say so: each asks on a new connection, which the kernel
+    hands to a worker by its port (16 answers miss one of two workers about once in 30,000 starts: not a guarantee)."""
     deadline = time.monotonic() + timeout
     up = 0
     while time.monotonic() < deadline:
