@@ -80,6 +80,43 @@ async def test_without_linger_records_that_come_while_a_batch_is_out_share_the_n
     assert len(distinct) < 50, f"{len(distinct)} batches for 200 records"
 
 
+async def test_records_that_come_while_a_batch_is_unanswered_all_wait_in_one_open_batch(kafka_bootstrap: str,
+                                                                                      tmp_path: Path) -> None:
+    async with fee_batcher(kafka_bootstrap, tmp_path) as (_, topic, batcher):
+        partitions = await batcher.wait_partitions(topic)
+        first = batcher.add(Record(topic, b"one-call", b"0", []), partitions)
+        later = []
+        while not first.answered and len(later) < 500:  # one record per loop iteration (500 fit in one batch)
+            later.append(batcher.add(Record(topic, b"one-call", f"{len(later) + 1}".encode(), []), partitions))
+            await asyncio.sleep(0)
+        # The first batch took the records of the iteration or two before the linger timer handed it over; every
+        # record after that waits in one open batch (closed at the next record, each would wait a request longer).
+        rest = [batch for batch in later if batch is not first]
+        assert len(rest) >= 2 and all(batch is rest[0] for batch in rest), f"{len({id(b) for b in rest})} batches"
+        await rest[0].wait()
+        await batcher.flushed()
+
+
+async def test_when_a_batchs_pushes_hear_their_answer_the_next_batch_is_already_with_the_producer(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    async with fee_batcher(kafka_bootstrap, tmp_path) as (_, topic, batcher):
+        partitions = await batcher.wait_partitions(topic)
+        first = batcher.add(Record(topic, b"one-call", b"0", []), partitions)
+        second = first
+        while second is first:  # a record per loop iteration until one waits for the next batch
+            second = batcher.add(Record(topic, b"one-call", b"1", []), partitions)
+            await asyncio.sleep(0)
+        assert not first.answered and not second.builder.closed()
+        await first.wait()
+        # This task wakes in the loop iteration after the answer. The flusher, woken by aiokafka's own future, has
+        # handed the next batch over in that iteration already, before aiokafka's sender looked for batches to send;
+        # woken a step later, through more futures, it would miss the sender, and the batch would wait a request.
+        assert second.builder.closed()
+        await second.wait()
+        assert first.error is None and second.error is None
+        await batcher.flushed()
+
+
 async def test_a_batch_not_acked_in_time_answers_timeout_and_keeps_waiting_for_kafka() -> None:
     loop = asyncio.get_running_loop()
     batch = Batch(builder=None, loop=loop, deadline=0.2)

@@ -9,10 +9,14 @@ Per partition there is a queue of builders: the last one is open. The first reco
 linger timer for all partitions (``VOICECALL_INGRESS_LINGER_MS``; 0: the next loop iteration); when it fires, every
 partition's batches are handed to the producer in the same loop iteration, closed (aiokafka sends a closed batch at
 once, without lingering it again), so they leave together in one produce request. A flusher task per partition
-submits its batches in order, one at a time (``send_batch`` waits until the partition's previous batch has left the
-accumulator), so records of one partition reach Kafka in the order they were added while the next batch fills:
-aiokafka has one produce request in flight per broker, so the records that come while one is out share the next
-batch, with no linger.
+submits its batches in order, one at a time, each once Kafka has answered the one before, so records of one partition
+reach Kafka in the order they were added, and every record that comes while a batch is out waits in the next one,
+open (aiokafka has one produce request in flight per broker anyway). The flusher awaits aiokafka's future itself: it
+then runs in the loop iteration after the answer, before aiokafka's sender wakes to build its next request, so every
+partition's next batch leaves in that one request. (Handing a batch over as soon as the one before had left aiokafka's
+accumulator closed it with the records of that moment and sent every later one a request later; waiting for the answer
+through more futures woke the flushers after the sender, whose requests then took half the partitions each:
+bench/RESULTS.md, eighth pass.)
 
 Each batch has a future ``acked`` that says what Kafka did (kept by the spool to skip records acknowledged late),
 and a future per waiting push (:meth:`Batch.wait`): the ack, or ``TimeoutError`` once the batch is older than the
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -166,11 +171,13 @@ class Batcher:
                     batch.settle(error)
                     continue
                 sent.add_done_callback(batch.settle_from)
+                with contextlib.suppress(Exception):  # settle_from answers the batch's pushes
+                    await sent
         finally:
             part.flusher = None
 
     async def flushed(self) -> None:
-        """Every batch handed to the producer (call before ``producer.stop()``, which then waits for the acks)."""
+        """Every batch handed to the producer and answered (call before ``producer.stop()``)."""
         if self._timer is not None:
             self._timer.cancel()
             self._flush_all()
