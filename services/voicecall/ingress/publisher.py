@@ -137,13 +137,13 @@ class Publisher:
         self._probe = asyncio.create_task(self._probe_loop(), name="broker-probe")
 
     async def stop(self) -> None:
-        """Every batch handed to the producer, then the producer stopped: it flushes what is still in flight."""
+        """Every batch handed to the producer and answered, then the producer stopped."""
         for task in (self._starter, self._probe, self._renewing, self._learning):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        await self.batcher.flushed()  # then producer.stop() waits for their acks
+        await self.batcher.flushed()
         if self.producer is not None:
             with contextlib.suppress(Exception):
                 await self.producer.stop()
