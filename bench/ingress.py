@@ -204,8 +204,11 @@ def _ratios(results: dict[str, list[Result]], a: str, b: str, cpu: bool = False)
 
 
 def _goal(label: str, values: list[float], met: Callable[[float], bool], goal: str) -> None:
-    print(f"{label:<26}" + " ".join(f"{v:5.2f}" for v in values)
-          + f"   median {statistics.median(values):.2f}, {sum(map(met, values))} of {len(values)} rounds {goal}")
+    _row(label, values, f"{sum(map(met, values))} of {len(values)} rounds {goal}")
+
+
+def _row(label: str, values: list[float], tail: str) -> None:
+    print(f"{label:<26}" + " ".join(f"{v:5.2f}" for v in values) + f"   median {statistics.median(values):.2f}, {tail}")
 
 
 def main() -> int:
@@ -320,7 +323,8 @@ def main() -> int:
     _goal("split req/s ÷ ingress", _ratios(results, "split", "ingress"), lambda v: v >= 0.85, "≥ 0.85")
     signed_cost = [(s.cpu_us or 0.0) - (i.cpu_us or 0.0) for s, i in zip(results["signed"], results["ingress"],
                                                                            strict=True)]
-    _goal("signed − unsigned CPU µs", signed_cost, lambda v: v <= 10.0, "≤ 10 µs")
+    # No goal on the whole path: issue 19's ≤ 10 µs is the verifier's alone (bench/signature.py).
+    _row("signed − unsigned CPU µs", signed_cost, "what verifying costs on the whole path")
     print(f"the signed server's outcomes: {outcomes}")
     for name in unsigned:
         p99 = [r.p99_ms for r in results[f"{name}@half"]]
