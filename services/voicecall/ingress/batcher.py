@@ -13,10 +13,8 @@ submits its batches in order, one at a time, each once Kafka has answered the on
 reach Kafka in the order they were added, and every record that comes while a batch is out waits in the next one,
 open (aiokafka has one produce request in flight per broker anyway). The flusher awaits aiokafka's future itself: it
 then runs in the loop iteration after the answer, before aiokafka's sender wakes to build its next request, so every
-partition's next batch leaves in that one request. (Handing a batch over as soon as the one before had left aiokafka's
-accumulator closed it with the records of that moment and sent every later one a request later; waiting for the answer
-through more futures woke the flushers after the sender, whose requests then took half the partitions each:
-bench/RESULTS.md, eighth pass.)
+partition's next batch leaves in that one request (woken through a future of ours, the flushers missed it: each
+request took half the partitions; bench/RESULTS.md, eighth pass).
 
 Each batch has a future ``acked`` that says what Kafka did (kept by the spool to skip records acknowledged late),
 and a future per waiting push (:meth:`Batch.wait`): the ack, or ``TimeoutError`` once the batch is older than the
